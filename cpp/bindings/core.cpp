@@ -1,0 +1,580 @@
+// The one pybind11 file: builds the private module euds._core over the C++ core.
+//
+// Rules at this boundary: arrays are taken as they are (no silent dtype or layout copies); a
+// wrong dtype, shape or layout raises ValueError naming the argument and the fix; outputs may
+// be given by the caller (`out=`) or are allocated here; the GIL is released around compute.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "euds/build_info.hpp"
+#include "euds/information.hpp"
+#include "euds/parallel.hpp"
+#include "euds/row_entropy.hpp"
+#include "euds/select.hpp"
+#ifdef EUDS_WITH_CUDA
+#include "euds/cuda.hpp"
+#endif
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks
+
+enum class DT { f16, f32, f64, i32, u32, i64, u8, b1, other };
+
+DT dtype_of(const py::array& a) {
+  const py::dtype d = a.dtype();
+  const char kind = d.kind();
+  const auto size = d.itemsize();
+  if (kind == 'f' && size == 2) return DT::f16;
+  if (kind == 'f' && size == 4) return DT::f32;
+  if (kind == 'f' && size == 8) return DT::f64;
+  if (kind == 'i' && size == 4) return DT::i32;
+  if (kind == 'u' && size == 4) return DT::u32;
+  if (kind == 'i' && size == 8) return DT::i64;
+  if (kind == 'u' && size == 1) return DT::u8;
+  if (kind == 'b' && size == 1) return DT::b1;
+  return DT::other;
+}
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+py::array as_array(const py::object& obj, const std::string& name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::value_error(name + " must be a numpy.ndarray, got " +
+                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>() +
+                          "; pass np.asarray(" + name + ")");
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+void require_layout(const py::array& a, const std::string& name, py::ssize_t ndim) {
+  if (a.ndim() != ndim)
+    throw py::value_error(name + " must be " + std::to_string(ndim) + "-D, got shape with " +
+                          std::to_string(a.ndim()) + " dimensions");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(name + " must be C-contiguous; pass np.ascontiguousarray(" + name + ")");
+}
+
+void require_dtype(const py::array& a, const std::string& name, std::initializer_list<DT> ok,
+                   const std::string& allowed) {
+  const DT d = dtype_of(a);
+  for (DT o : ok)
+    if (d == o) return;
+  throw py::value_error(name + " must have dtype " + allowed + ", got " + dtype_str(a) +
+                        "; convert with " + name + ".astype(...)");
+}
+
+void require_len(const py::array& a, const std::string& name, py::ssize_t n,
+                 const std::string& what) {
+  if (a.shape(0) != n)
+    throw py::value_error(name + " must have length " + std::to_string(n) + " (" + what +
+                          "), got " + std::to_string(a.shape(0)));
+}
+
+// An output array: the caller's (checked) or a new one.
+template <class T>
+py::array_t<T> output(const py::object& out, const std::string& name, py::ssize_t n) {
+  if (out.is_none()) return py::array_t<T>(n);
+  py::array a = as_array(out, name);
+  require_layout(a, name, 1);
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::value_error(name + " must have dtype " + py::str(py::dtype::of<T>()).cast<std::string>() +
+                          ", got " + dtype_str(a));
+  require_len(a, name, n, "one value per row");
+  if (!a.writeable()) throw py::value_error(name + " must be writeable");
+  return py::reinterpret_borrow<py::array_t<T>>(a);
+}
+
+py::array_t<bool> bool_output(py::ssize_t n) { return py::array_t<bool>(n); }
+
+// ---------------------------------------------------------------------------------------------
+// Information entropy
+
+struct Csr {
+  py::array offsets, ids;
+  std::size_t n_samples, n_ids;
+  DT id_type;
+};
+
+Csr check_csr(const py::object& offsets_obj, const py::object& ids_obj) {
+  Csr c;
+  c.offsets = as_array(offsets_obj, "offsets");
+  c.ids = as_array(ids_obj, "ids");
+  require_layout(c.offsets, "offsets", 1);
+  require_layout(c.ids, "ids", 1);
+  require_dtype(c.offsets, "offsets", {DT::i64}, "int64");
+  require_dtype(c.ids, "ids", {DT::i32, DT::u32, DT::i64}, "int32, uint32 or int64");
+  if (c.offsets.shape(0) < 1)
+    throw py::value_error("offsets must hold n_samples + 1 >= 1 entries (start with 0)");
+  c.n_samples = static_cast<std::size_t>(c.offsets.shape(0) - 1);
+  c.n_ids = static_cast<std::size_t>(c.ids.shape(0));
+  c.id_type = dtype_of(c.ids);
+  return c;
+}
+
+template <class F>
+void with_ids(const Csr& c, F&& f) {
+  switch (c.id_type) {
+    case DT::i32: f(static_cast<const std::int32_t*>(c.ids.data())); break;
+    case DT::u32: f(static_cast<const std::uint32_t*>(c.ids.data())); break;
+    default: f(static_cast<const std::int64_t*>(c.ids.data())); break;
+  }
+}
+
+py::array_t<double> information_entropy(const py::object& offsets, const py::object& ids,
+                                        const py::object& out) {
+  const Csr c = check_csr(offsets, ids);
+  auto result = output<double>(out, "out", static_cast<py::ssize_t>(c.n_samples));
+  const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
+  double* dst = result.mutable_data();
+  with_ids(c, [&](auto* id) {
+    py::gil_scoped_release release;
+    euds::information_entropy(c.n_samples, off, c.n_ids, id, dst);
+  });
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row entropy (generative and semantic)
+
+py::tuple row_softmax_entropy(const py::object& in_obj, const py::object& targets_obj,
+                              const py::object& mask_obj, float scale,
+                              const py::object& entropy_out, const py::object& nll_out) {
+  py::array in = as_array(in_obj, "logits");
+  require_layout(in, "logits", 2);
+  require_dtype(in, "logits", {DT::f32, DT::f16}, "float32 or float16");
+  const auto rows = static_cast<std::size_t>(in.shape(0));
+  const auto cols = static_cast<std::size_t>(in.shape(1));
+  const auto n = static_cast<py::ssize_t>(rows);
+
+  // Note: a default py::array is an empty array, not a null handle, hence the has_* flags.
+  const bool has_targets = !targets_obj.is_none(), has_mask = !mask_obj.is_none();
+  py::array targets, mask;
+  if (has_targets) {
+    targets = as_array(targets_obj, "targets");
+    require_layout(targets, "targets", 1);
+    require_dtype(targets, "targets", {DT::i32, DT::i64}, "int32 or int64");
+    require_len(targets, "targets", n, "one target id per row");
+  }
+  if (has_mask) {
+    mask = as_array(mask_obj, "mask");
+    require_layout(mask, "mask", 1);
+    require_dtype(mask, "mask", {DT::b1, DT::u8}, "bool or uint8");
+    require_len(mask, "mask", n, "one flag per row");
+  }
+  auto entropy = output<float>(entropy_out, "entropy_out", n);
+  py::object nll_obj = py::none();
+  float* nll_ptr = nullptr;
+  if (has_targets) {
+    auto nll = output<float>(nll_out, "nll_out", n);
+    nll_ptr = nll.mutable_data();
+    nll_obj = nll;
+  }
+  const auto* mask_ptr = has_mask ? static_cast<const std::uint8_t*>(mask.data()) : nullptr;
+  float* ent_ptr = entropy.mutable_data();
+  const bool f16 = dtype_of(in) == DT::f16;
+  const bool t64 = has_targets && dtype_of(targets) == DT::i64;
+  const void* in_ptr = in.data();
+  const void* t_ptr = has_targets ? targets.data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    if (f16) {
+      const auto* x = static_cast<const std::uint16_t*>(in_ptr);
+      if (t64)
+        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int64_t*>(t_ptr),
+                                  mask_ptr, ent_ptr, nll_ptr);
+      else
+        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int32_t*>(t_ptr),
+                                  mask_ptr, ent_ptr, nll_ptr);
+    } else {
+      const auto* x = static_cast<const float*>(in_ptr);
+      if (t64)
+        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int64_t*>(t_ptr),
+                                  mask_ptr, ent_ptr, nll_ptr);
+      else
+        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int32_t*>(t_ptr),
+                                  mask_ptr, ent_ptr, nll_ptr);
+    }
+  }
+  return py::make_tuple(entropy, nll_obj);
+}
+
+py::tuple segment_mean(const py::object& values_obj, const py::object& segment_obj,
+                       py::ssize_t n_segments) {
+  py::array values = as_array(values_obj, "values");
+  py::array segment = as_array(segment_obj, "segment");
+  require_layout(values, "values", 1);
+  require_layout(segment, "segment", 1);
+  require_dtype(values, "values", {DT::f32}, "float32");
+  require_dtype(segment, "segment", {DT::i32, DT::i64}, "int32 or int64");
+  require_len(segment, "segment", values.shape(0), "one segment id per value");
+  if (n_segments < 0) throw py::value_error("n_segments must be >= 0");
+  py::array_t<double> mean(n_segments);
+  py::array_t<std::int64_t> count(n_segments);
+  const auto rows = static_cast<std::size_t>(values.shape(0));
+  const auto* v = static_cast<const float*>(values.data());
+  double* m = mean.mutable_data();
+  std::int64_t* c = count.mutable_data();
+  const bool s64 = dtype_of(segment) == DT::i64;
+  const void* s = segment.data();
+  {
+    py::gil_scoped_release release;
+    if (s64)
+      euds::segment_mean(rows, v, static_cast<const std::int64_t*>(s),
+                         static_cast<std::size_t>(n_segments), m, c);
+    else
+      euds::segment_mean(rows, v, static_cast<const std::int32_t*>(s),
+                         static_cast<std::size_t>(n_segments), m, c);
+  }
+  return py::make_tuple(mean, count);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selection
+
+py::array score_column(const py::object& obj, const std::string& name) {
+  py::array a = as_array(obj, name);
+  require_layout(a, name, 1);
+  require_dtype(a, name, {DT::f32, DT::f64}, "float32 or float64");
+  return a;
+}
+
+template <class F>
+void with_scores(const py::array& a, F&& f) {
+  if (dtype_of(a) == DT::f32)
+    f(static_cast<const float*>(a.data()));
+  else
+    f(static_cast<const double*>(a.data()));
+}
+
+py::array_t<double> nan_quantiles(const py::object& x_obj, const py::object& q_obj) {
+  py::array x = score_column(x_obj, "x");
+  py::array q = as_array(q_obj, "q");
+  require_layout(q, "q", 1);
+  require_dtype(q, "q", {DT::f64}, "float64");
+  py::array_t<double> out(q.shape(0));
+  const auto n = static_cast<std::size_t>(x.shape(0));
+  const auto nq = static_cast<std::size_t>(q.shape(0));
+  const auto* qp = static_cast<const double*>(q.data());
+  double* o = out.mutable_data();
+  with_scores(x, [&](auto* xp) {
+    py::gil_scoped_release release;
+    euds::nan_quantiles(n, xp, nq, qp, o);
+  });
+  return out;
+}
+
+py::array_t<bool> interval_mask(const py::object& x_obj, double lo, double hi) {
+  py::array x = score_column(x_obj, "x");
+  const auto n = static_cast<std::size_t>(x.shape(0));
+  auto out = bool_output(x.shape(0));
+  auto* o = reinterpret_cast<std::uint8_t*>(out.mutable_data());
+  with_scores(x, [&](auto* xp) {
+    py::gil_scoped_release release;
+    euds::interval_mask(n, xp, lo, hi, o);
+  });
+  return out;
+}
+
+py::array_t<double> percentile_ranks(const py::object& x_obj) {
+  py::array x = score_column(x_obj, "x");
+  const auto n = static_cast<std::size_t>(x.shape(0));
+  py::array_t<double> out(x.shape(0));
+  double* o = out.mutable_data();
+  with_scores(x, [&](auto* xp) {
+    py::gil_scoped_release release;
+    euds::percentile_ranks(n, xp, o);
+  });
+  return out;
+}
+
+py::array rank_matrix(const py::object& obj) {
+  py::array r = as_array(obj, "ranks");
+  require_layout(r, "ranks", 2);
+  require_dtype(r, "ranks", {DT::f64}, "float64");
+  if (r.shape(0) < 1) throw py::value_error("ranks must hold at least one column (shape [k, n])");
+  return r;
+}
+
+py::array_t<double> mean_rank(const py::object& ranks_obj) {
+  py::array r = rank_matrix(ranks_obj);
+  const auto k = static_cast<std::size_t>(r.shape(0));
+  const auto n = static_cast<std::size_t>(r.shape(1));
+  py::array_t<double> out(r.shape(1));
+  const auto* rp = static_cast<const double*>(r.data());
+  double* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    euds::mean_rank(k, n, rp, o);
+  }
+  return out;
+}
+
+py::tuple band_select(const py::object& ranks_obj, double position, py::ssize_t keep,
+                      std::uint64_t seed) {
+  py::array r = rank_matrix(ranks_obj);
+  if (keep < 0) throw py::value_error("keep must be >= 0");
+  const auto k = static_cast<std::size_t>(r.shape(0));
+  const auto n = static_cast<std::size_t>(r.shape(1));
+  auto mask = bool_output(r.shape(1));
+  const auto* rp = static_cast<const double*>(r.data());
+  auto* m = reinterpret_cast<std::uint8_t*>(mask.mutable_data());
+  double width;
+  {
+    py::gil_scoped_release release;
+    width = euds::band_select(k, n, rp, position, static_cast<std::size_t>(keep), seed, m);
+  }
+  return py::make_tuple(mask, width);
+}
+
+// ---------------------------------------------------------------------------------------------
+// UnigramCounts
+
+class PyUnigramCounts {
+ public:
+  explicit PyUnigramCounts(std::size_t vocab_size) : counts_(vocab_size) {}
+
+  void add(const py::object& offsets, const py::object& ids) {
+    const Csr c = check_csr(offsets, ids);
+    const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
+    with_ids(c, [&](auto* id) {
+      py::gil_scoped_release release;
+      counts_.add(c.n_samples, off, c.n_ids, id);
+    });
+  }
+
+  py::array_t<double> self_information(const py::object& offsets, const py::object& ids,
+                                       double alpha, const py::object& out) const {
+    const Csr c = check_csr(offsets, ids);
+    auto result = output<double>(out, "out", static_cast<py::ssize_t>(c.n_samples));
+    const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
+    double* dst = result.mutable_data();
+    with_ids(c, [&](auto* id) {
+      py::gil_scoped_release release;
+      counts_.self_information(c.n_samples, off, c.n_ids, id, alpha, dst);
+    });
+    return result;
+  }
+
+  void merge(const PyUnigramCounts& other) { counts_.merge(other.counts_); }
+  std::uint64_t total() const { return counts_.total(); }
+  std::size_t vocab_size() const { return counts_.vocab_size(); }
+
+  py::array_t<std::uint64_t> counts() const {
+    py::array_t<std::uint64_t> out(static_cast<py::ssize_t>(counts_.vocab_size()));
+    std::copy(counts_.data(), counts_.data() + counts_.vocab_size(), out.mutable_data());
+    return out;
+  }
+
+  static PyUnigramCounts from_counts(const py::object& obj) {
+    py::array a = as_array(obj, "counts");
+    require_layout(a, "counts", 1);
+    if (!a.dtype().is(py::dtype::of<std::uint64_t>()))
+      throw py::value_error("counts must have dtype uint64, got " + dtype_str(a));
+    PyUnigramCounts result(0);
+    result.counts_.assign(static_cast<std::size_t>(a.shape(0)),
+                          static_cast<const std::uint64_t*>(a.data()));
+    return result;
+  }
+
+ private:
+  euds::UnigramCounts counts_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// CUDA
+
+#ifdef EUDS_WITH_CUDA
+constexpr bool kCudaBuilt = true;
+#else
+constexpr bool kCudaBuilt = false;
+#endif
+
+[[noreturn]] void no_cuda() {
+  throw std::runtime_error(
+      "euds was built without CUDA (EUDS_ENABLE_CUDA=OFF or no nvcc at build time)");
+}
+
+int cuda_device_count() {
+#ifdef EUDS_WITH_CUDA
+  return euds::cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+py::tuple cuda_row_softmax_entropy(const py::object& in_obj, const py::object& targets_obj,
+                                   const py::object& mask_obj, float scale, int device) {
+#ifdef EUDS_WITH_CUDA
+  py::array in = as_array(in_obj, "logits");
+  require_layout(in, "logits", 2);
+  require_dtype(in, "logits", {DT::f32, DT::f16}, "float32 or float16");
+  const auto n = in.shape(0);
+  const bool has_targets = !targets_obj.is_none(), has_mask = !mask_obj.is_none();
+  py::array targets, mask;
+  if (has_targets) {
+    targets = as_array(targets_obj, "targets");
+    require_layout(targets, "targets", 1);
+    require_dtype(targets, "targets", {DT::i64}, "int64");
+    require_len(targets, "targets", n, "one target id per row");
+  }
+  if (has_mask) {
+    mask = as_array(mask_obj, "mask");
+    require_layout(mask, "mask", 1);
+    require_dtype(mask, "mask", {DT::b1, DT::u8}, "bool or uint8");
+    require_len(mask, "mask", n, "one flag per row");
+  }
+  py::array_t<float> entropy(n);
+  py::object nll_obj = py::none();
+  float* nll_ptr = nullptr;
+  if (has_targets) {
+    py::array_t<float> nll(n);
+    nll_ptr = nll.mutable_data();
+    nll_obj = nll;
+  }
+  const auto* t = has_targets ? static_cast<const std::int64_t*>(targets.data()) : nullptr;
+  const auto* m = has_mask ? static_cast<const std::uint8_t*>(mask.data()) : nullptr;
+  float* e = entropy.mutable_data();
+  const bool f16 = dtype_of(in) == DT::f16;
+  const void* x = in.data();
+  {
+    py::gil_scoped_release release;
+    euds::cuda::row_softmax_entropy_host(static_cast<std::size_t>(n),
+                                         static_cast<std::size_t>(in.shape(1)), x, f16, scale, t,
+                                         m, e, nll_ptr, device);
+  }
+  return py::make_tuple(entropy, nll_obj);
+#else
+  (void)in_obj, (void)targets_obj, (void)mask_obj, (void)scale, (void)device;
+  no_cuda();
+#endif
+}
+
+// Device-pointer entry point for buffers that already live on the GPU (ONNX Runtime I/O
+// binding): no copies, queued on `stream`, checked before returning.
+void cuda_row_softmax_entropy_ptr(std::uintptr_t in, std::size_t rows, std::size_t cols,
+                                  const std::string& dtype, float scale, std::uintptr_t targets,
+                                  const std::string& target_dtype, std::uintptr_t mask,
+                                  std::uintptr_t entropy, std::uintptr_t nll,
+                                  std::uintptr_t stream) {
+#ifdef EUDS_WITH_CUDA
+  if (dtype != "float32" && dtype != "float16")
+    throw py::value_error("dtype must be 'float32' or 'float16', got '" + dtype + "'");
+  if (target_dtype != "int32" && target_dtype != "int64")
+    throw py::value_error("target_dtype must be 'int32' or 'int64', got '" + target_dtype + "'");
+  if (in == 0 || entropy == 0) throw py::value_error("in and entropy must be device pointers");
+  auto* m = reinterpret_cast<const std::uint8_t*>(mask);
+  auto* e = reinterpret_cast<float*>(entropy);
+  auto* n = reinterpret_cast<float*>(nll);
+  auto* s = reinterpret_cast<void*>(stream);
+  py::gil_scoped_release release;
+  auto run = [&](auto* x) {
+    if (target_dtype == "int64")
+      euds::cuda::row_softmax_entropy(rows, cols, x, scale,
+                                      reinterpret_cast<const std::int64_t*>(targets), m, e, n, s);
+    else
+      euds::cuda::row_softmax_entropy(rows, cols, x, scale,
+                                      reinterpret_cast<const std::int32_t*>(targets), m, e, n, s);
+  };
+  if (dtype == "float16")
+    run(reinterpret_cast<const std::uint16_t*>(in));
+  else
+    run(reinterpret_cast<const float*>(in));
+  euds::cuda::check_errors(s);
+#else
+  (void)in, (void)rows, (void)cols, (void)dtype, (void)scale, (void)targets, (void)target_dtype,
+      (void)mask, (void)entropy, (void)nll, (void)stream;
+  no_cuda();
+#endif
+}
+
+py::dict build_info() {
+  const euds::BuildInfo info = euds::build_info();
+  py::dict d;
+  d["version"] = info.version;
+  d["compiler"] = info.compiler;
+  d["simd"] = info.simd;
+  d["simd_built"] = info.simd_built;
+  d["threads"] = info.threads;
+  d["cuda_compiled"] = kCudaBuilt;
+#ifdef EUDS_WITH_CUDA
+  const int devices = euds::cuda::device_count();
+  d["cuda_version"] = euds::cuda::runtime_version();
+  d["cuda_devices"] = devices;
+  d["cuda_device"] = devices > 0 ? euds::cuda::device_name(0) : std::string();
+#else
+  d["cuda_version"] = py::none();
+  d["cuda_devices"] = 0;
+  d["cuda_device"] = std::string();
+#endif
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "euds compiled core (private: use the euds package)";
+
+  static py::exception<std::runtime_error> euds_error(m, "EudsError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const py::error_already_set&) {
+      throw;
+    } catch (const py::builtin_exception&) {
+      throw;
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const std::out_of_range& e) {
+      PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const std::bad_alloc&) {
+      PyErr_SetString(PyExc_MemoryError, "euds core: out of memory");
+    } catch (const std::exception& e) {
+      py::set_error(euds_error, e.what());
+    }
+  });
+
+  m.def("information_entropy", &information_entropy, "offsets"_a, "ids"_a, "out"_a = py::none());
+  m.def("row_softmax_entropy", &row_softmax_entropy, "logits"_a, "targets"_a = py::none(),
+        "mask"_a = py::none(), "scale"_a = 1.0f, "entropy_out"_a = py::none(),
+        "nll_out"_a = py::none());
+  m.def("segment_mean", &segment_mean, "values"_a, "segment"_a, "n_segments"_a);
+  m.def("nan_quantiles", &nan_quantiles, "x"_a, "q"_a);
+  m.def("interval_mask", &interval_mask, "x"_a, "lo"_a, "hi"_a);
+  m.def("percentile_ranks", &percentile_ranks, "x"_a);
+  m.def("mean_rank", &mean_rank, "ranks"_a);
+  m.def("band_select", &band_select, "ranks"_a, "position"_a, "keep"_a, "seed"_a = 0);
+  m.def("tie_key", &euds::tie_key, "i"_a, "seed"_a = 0);
+
+  py::class_<PyUnigramCounts>(m, "UnigramCounts")
+      .def(py::init<std::size_t>(), "vocab_size"_a = 0)
+      .def("add", &PyUnigramCounts::add, "offsets"_a, "ids"_a)
+      .def("self_information", &PyUnigramCounts::self_information, "offsets"_a, "ids"_a,
+           "alpha"_a = 0.0, "out"_a = py::none())
+      .def("merge", &PyUnigramCounts::merge, "other"_a)
+      .def_property_readonly("total", &PyUnigramCounts::total)
+      .def_property_readonly("vocab_size", &PyUnigramCounts::vocab_size)
+      .def("counts", &PyUnigramCounts::counts)
+      .def_static("from_counts", &PyUnigramCounts::from_counts, "counts"_a)
+      .def(py::pickle([](const PyUnigramCounts& c) { return py::make_tuple(c.counts()); },
+                      [](const py::tuple& t) { return PyUnigramCounts::from_counts(t[0]); }));
+
+  m.def("cuda_device_count", &cuda_device_count);
+  m.def("cuda_row_softmax_entropy", &cuda_row_softmax_entropy, "logits"_a,
+        "targets"_a = py::none(), "mask"_a = py::none(), "scale"_a = 1.0f, "device"_a = 0);
+  m.def("cuda_row_softmax_entropy_ptr", &cuda_row_softmax_entropy_ptr, "logits_ptr"_a, "rows"_a,
+        "cols"_a, "dtype"_a, "scale"_a, "targets_ptr"_a, "target_dtype"_a, "mask_ptr"_a,
+        "entropy_ptr"_a, "nll_ptr"_a, "stream"_a = 0);
+
+  m.def("num_threads", &euds::num_threads);
+  m.def("set_num_threads", &euds::set_num_threads, "n"_a);
+  m.def("build_info", &build_info);
+}

@@ -1,0 +1,304 @@
+"""Interval selection over score columns: single signal, IGSE ``intersect`` and ``mean-rank``.
+
+Two ways to say what to keep:
+
+* **intervals**: per signal ``(lo, hi)`` in quantiles of the pool (default) or in absolute
+  values (``absolute=True``). ``intersect`` keeps records inside every interval;
+  ``mean-rank`` takes one interval, on the percentile rank of the mean of the signals'
+  percentile ranks; ``single`` takes one signal.
+* **budget**: keep exactly ``round(budget * n)`` records with a band at ``position`` (0 = the
+  lowest entropies, 0.5 = centred on the median, 1 = the highest). For ``intersect`` the bands
+  of all signals widen together until the intersection holds the budget. Records tied at the
+  last admitted width (common: short texts share entropy values) are chosen by a hash of
+  their row seeded with ``seed``, not by input order, so no part of the file is favoured.
+
+A record whose score is NaN in a used signal (empty text, unreadable record, ...) is never kept;
+its reason is ``unscored``. Infinite scores raise ``ValueError`` naming the first such record,
+unless ``on_nonfinite="drop"`` (reason ``nonfinite``). Every record is either kept or dropped
+with a reason: kept + dropped = input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from euds import _core
+from euds.signals import SIGNALS
+
+Method = Literal["single", "intersect", "mean-rank"]
+METHODS: tuple[str, ...] = ("single", "intersect", "mean-rank")
+SELECTABLE = (*SIGNALS, "nll")
+MEAN_RANK = "mean-rank"
+
+REASON_KEPT = ""
+REASON_OUTSIDE = "outside_interval"
+REASON_UNSCORED = "unscored"
+REASON_NONFINITE = "nonfinite"
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select`: ``keep[i]`` for every input record, and why not."""
+
+    keep: np.ndarray  # bool [n]
+    reason: np.ndarray  # object (str) [n]; "" for kept records
+    method: str
+    signals: list[str]
+    budget: float | None
+    position: float | None
+    absolute: bool
+    # Per signal (and "mean-rank"): {"q_lo", "q_hi"} in quantiles and {"lo", "hi"} in values.
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    band_width: float | None = None
+    seed: int | None = None
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        reasons, n = np.unique(self.reason[~self.keep], return_counts=True)
+        kept = int(self.keep.sum())
+        return {
+            "input": len(self.keep),
+            "kept": kept,
+            "dropped": len(self.keep) - kept,
+            "dropped_by_reason": {str(r): int(c) for r, c in zip(reasons, n, strict=True)},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "signals": self.signals,
+            "budget": self.budget,
+            "position": self.position,
+            "absolute": self.absolute,
+            "band_width": self.band_width,
+            "seed": self.seed,
+            "intervals": self.intervals,
+            "counts": self.counts,
+        }
+
+
+def select(
+    scores: Any,
+    *,
+    signals: Sequence[str] | None = None,
+    method: Method | None = None,
+    budget: float | None = None,
+    position: float = 0.5,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    absolute: bool = False,
+    on_nonfinite: Literal["raise", "drop"] = "raise",
+    seed: int = 0,
+) -> Selection:
+    """Selects records from score columns.
+
+    ``scores``: a mapping of column name to array, a ``pyarrow.Table`` or a
+    ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages).
+    Give exactly one of ``budget`` (a share in (0, 1]) and ``intervals``.
+    """
+    columns = _columns(scores)
+    n = _length(columns)
+    if (budget is None) == (intervals is None):
+        raise ValueError("give exactly one of budget= and intervals=")
+    if intervals is not None and signals is None:
+        signals = [s for s in intervals if s != MEAN_RANK]
+    if signals is None:
+        signals = [s for s in SIGNALS if s in columns]
+    signals = list(signals)
+    if not signals:
+        raise ValueError(f"no signal columns to select on; columns: {sorted(columns)}")
+    for s in signals:
+        if s not in SELECTABLE:
+            raise ValueError(f"unknown signal {s!r}; selectable: {SELECTABLE}")
+        if s not in columns:
+            raise ValueError(f"the scores have no {s!r} column; columns: {sorted(columns)}")
+    if len(set(signals)) != len(signals):
+        raise ValueError(f"signals repeat: {signals}")
+    if method is None:
+        method = "single" if len(signals) == 1 else "intersect"
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "single" and len(signals) != 1:
+        raise ValueError(f"method 'single' takes one signal, got {signals}")
+    if on_nonfinite not in ("raise", "drop"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
+
+    values = {s: _score_column(columns, s) for s in signals}
+    reason = np.full(n, REASON_KEPT, dtype=object)
+    usable = np.ones(n, dtype=bool)
+    for s, v in values.items():
+        nan = np.isnan(v)
+        inf = np.isinf(v)
+        if inf.any():
+            if on_nonfinite == "raise":
+                i = int(np.flatnonzero(inf)[0])
+                ids = columns.get("id")
+                who = f"record {ids[i]!r} (row {i})" if ids is not None else f"row {i}"
+                raise ValueError(
+                    f"{s} score of {who} is {v[i]}; {int(inf.sum())} records have infinite "
+                    f"{s} scores: fix the scores or pass on_nonfinite='drop'"
+                )
+            reason[inf & usable] = REASON_NONFINITE
+            usable &= ~inf
+            values[s] = np.where(inf, np.nan, v)
+        reason[nan & usable] = REASON_UNSCORED
+        usable &= ~nan
+    # Every used signal ranks the same pool: the records scorable on all of them.
+    masked = {s: np.where(usable, v, np.nan) for s, v in values.items()}
+
+    if budget is not None:
+        sel = _by_budget(masked, n, method, budget, position, seed)
+    else:
+        assert intervals is not None
+        sel = _by_intervals(masked, method, intervals, absolute)
+        sel.position = None
+    sel.signals = signals
+    sel.reason = reason
+    sel.reason[usable & ~sel.keep] = REASON_OUTSIDE
+    return sel
+
+
+def _by_budget(
+    values: dict[str, np.ndarray], n: int, method: str, budget: float, position: float, seed: int
+) -> Selection:
+    if not (isinstance(budget, (int, float)) and 0 < budget <= 1):
+        raise ValueError(f"budget must be a share in (0, 1], got {budget!r}")
+    if not (isinstance(position, (int, float)) and 0 <= position <= 1):
+        raise ValueError(f"position must lie in [0, 1], got {position!r}")
+    keep_n = int(round(budget * n))
+    ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
+    if method == "mean-rank":
+        ranks = _core.mean_rank(ranks)[None, :]
+    n_valid = int((~np.isnan(ranks).any(axis=0)).sum())
+    if keep_n > n_valid:
+        raise ValueError(
+            f"budget {budget} asks for {keep_n} of {n} records but only {n_valid} have every "
+            "score; lower the budget"
+        )
+    keep, width = _core.band_select(np.ascontiguousarray(ranks), float(position), keep_n, seed)
+    q_lo = position * (1.0 - width)
+    q_hi = q_lo + width
+    intervals: dict[str, dict[str, float]] = {}
+    if method == "mean-rank":
+        intervals[MEAN_RANK] = {"q_lo": q_lo, "q_hi": q_hi}
+    for s, v in values.items():
+        entry: dict[str, float] = {}
+        if method != "mean-rank":
+            lo, hi = _core.nan_quantiles(v, np.array([q_lo, q_hi]))
+            entry.update(q_lo=q_lo, q_hi=q_hi, lo=float(lo), hi=float(hi))
+        kept = v[keep]
+        if kept.size:
+            entry.update(kept_min=float(np.min(kept)), kept_max=float(np.max(kept)))
+        intervals[s] = entry
+    return Selection(
+        keep=keep,
+        reason=np.empty(0, dtype=object),
+        method=method,
+        signals=[],
+        budget=float(budget),
+        position=float(position),
+        absolute=False,
+        intervals=intervals,
+        band_width=float(width),
+        seed=seed,
+    )
+
+
+def _by_intervals(
+    values: dict[str, np.ndarray],
+    method: str,
+    intervals: Mapping[str, tuple[float, float]],
+    absolute: bool,
+) -> Selection:
+    n = len(next(iter(values.values())))
+    checked: dict[str, tuple[float, float]] = {}
+    for name, pair in intervals.items():
+        try:
+            lo, hi = (float(pair[0]), float(pair[1]))
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"interval for {name!r} must be a (lo, hi) pair, got {pair!r}") from None
+        if not lo <= hi:
+            raise ValueError(f"interval for {name!r} has lo > hi: {lo} > {hi}")
+        if not absolute and not (0 <= lo and hi <= 1):
+            raise ValueError(
+                f"interval for {name!r} is in quantiles and must lie in [0, 1], got {pair!r} "
+                "(pass absolute=True for score values)"
+            )
+        checked[name] = (lo, hi)
+    out: dict[str, dict[str, float]] = {}
+    if method == "mean-rank":
+        if set(checked) != {MEAN_RANK}:
+            raise ValueError(
+                f"method 'mean-rank' takes one interval named {MEAN_RANK!r}, got {sorted(checked)}"
+            )
+        ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
+        combined = _core.mean_rank(ranks)
+        keep, out[MEAN_RANK] = _apply(combined, checked[MEAN_RANK], absolute)
+    else:
+        missing = [s for s in values if s not in checked]
+        extra = [s for s in checked if s not in values]
+        if missing or extra:
+            raise ValueError(
+                f"give one interval per signal: missing {missing}, unexpected {extra}"
+            )
+        keep = np.ones(n, dtype=bool)
+        for s, v in values.items():
+            mask, out[s] = _apply(v, checked[s], absolute)
+            keep &= mask
+    return Selection(
+        keep=keep,
+        reason=np.empty(0, dtype=object),
+        method=method,
+        signals=[],
+        budget=None,
+        position=None,
+        absolute=absolute,
+        intervals=out,
+    )
+
+
+def _apply(
+    v: np.ndarray, interval: tuple[float, float], absolute: bool
+) -> tuple[np.ndarray, dict[str, float]]:
+    lo, hi = interval
+    if absolute:
+        return _core.interval_mask(v, lo, hi), {"lo": lo, "hi": hi}
+    vlo, vhi = _core.nan_quantiles(v, np.array([lo, hi]))
+    return _core.interval_mask(v, vlo, vhi), {"q_lo": lo, "q_hi": hi, "lo": float(vlo), "hi": float(vhi)}
+
+
+def _columns(scores: Any) -> dict[str, Any]:
+    if isinstance(scores, Mapping):
+        return dict(scores)
+    try:
+        import pyarrow as pa
+
+        if isinstance(scores, pa.Table):
+            return {name: scores.column(name).to_numpy(zero_copy_only=False) for name in scores.column_names}
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(scores, "columns") and hasattr(scores, "__getitem__"):  # pandas.DataFrame
+        return {str(c): scores[c].to_numpy() for c in scores.columns}
+    raise ValueError(
+        f"scores must be a mapping of arrays, a pyarrow.Table or a pandas.DataFrame, got "
+        f"{type(scores).__name__}"
+    )
+
+
+def _length(columns: Mapping[str, Any]) -> int:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"score columns differ in length: {sorted(lengths)}")
+    return lengths.pop()
+
+
+def _score_column(columns: Mapping[str, Any], name: str) -> np.ndarray:
+    v = np.asarray(columns[name])
+    if v.ndim != 1:
+        raise ValueError(f"score column {name!r} must be 1-D, got shape {v.shape}")
+    if v.dtype.kind not in "fiu":
+        raise ValueError(f"score column {name!r} must be numeric, got dtype {v.dtype}")
+    return np.ascontiguousarray(v, dtype=np.float64)
