@@ -30,8 +30,22 @@ namespace {
 
 enum class DT { f16, f32, f64, i32, u32, i64, u8, b1, other };
 
+// numpy reports '=' (native), '|' (not applicable), '<' or '>'.
+bool native_order(const py::dtype& d) {
+  const char order = d.byteorder();
+  const std::uint16_t probe = 1;
+  const bool little = *reinterpret_cast<const std::uint8_t*>(&probe) == 1;
+  return order == '=' || order == '|' || order == (little ? '<' : '>');
+}
+
+// dtype equality by meaning (numpy may hand out several dtype objects for one type).
+bool same_dtype(const py::dtype& a, const py::dtype& b) {
+  return a.kind() == b.kind() && a.itemsize() == b.itemsize() && native_order(a);
+}
+
 DT dtype_of(const py::array& a) {
   const py::dtype d = a.dtype();
+  if (!native_order(d)) return DT::other;
   const char kind = d.kind();
   const auto size = d.itemsize();
   if (kind == 'f' && size == 2) return DT::f16;
@@ -63,8 +77,16 @@ void require_layout(const py::array& a, const std::string& name, py::ssize_t ndi
     throw py::value_error(name + " must be C-contiguous; pass np.ascontiguousarray(" + name + ")");
 }
 
+void require_native(const py::array& a, const std::string& name) {
+  if (!native_order(a.dtype()))
+    throw py::value_error(name + " is not in native byte order (" + dtype_str(a) +
+                          "); convert with " + name + ".astype(" + name +
+                          ".dtype.newbyteorder('='))");
+}
+
 void require_dtype(const py::array& a, const std::string& name, std::initializer_list<DT> ok,
                    const std::string& allowed) {
+  require_native(a, name);
   const DT d = dtype_of(a);
   for (DT o : ok)
     if (d == o) return;
@@ -85,9 +107,11 @@ py::array_t<T> output(const py::object& out, const std::string& name, py::ssize_
   if (out.is_none()) return py::array_t<T>(n);
   py::array a = as_array(out, name);
   require_layout(a, name, 1);
-  if (!a.dtype().is(py::dtype::of<T>()))
-    throw py::value_error(name + " must have dtype " + py::str(py::dtype::of<T>()).cast<std::string>() +
-                          ", got " + dtype_str(a));
+  require_native(a, name);
+  if (!same_dtype(a.dtype(), py::dtype::of<T>()))
+    throw py::value_error(name + " must have dtype " +
+                          py::str(py::dtype::of<T>()).cast<std::string>() + ", got " +
+                          dtype_str(a));
   require_len(a, name, n, "one value per row");
   if (!a.writeable()) throw py::value_error(name + " must be writeable");
   return py::reinterpret_borrow<py::array_t<T>>(a);
@@ -123,9 +147,15 @@ Csr check_csr(const py::object& offsets_obj, const py::object& ids_obj) {
 template <class F>
 void with_ids(const Csr& c, F&& f) {
   switch (c.id_type) {
-    case DT::i32: f(static_cast<const std::int32_t*>(c.ids.data())); break;
-    case DT::u32: f(static_cast<const std::uint32_t*>(c.ids.data())); break;
-    default: f(static_cast<const std::int64_t*>(c.ids.data())); break;
+    case DT::i32:
+      f(static_cast<const std::int32_t*>(c.ids.data()));
+      break;
+    case DT::u32:
+      f(static_cast<const std::uint32_t*>(c.ids.data()));
+      break;
+    default:
+      f(static_cast<const std::int64_t*>(c.ids.data()));
+      break;
   }
 }
 
@@ -377,7 +407,8 @@ class PyUnigramCounts {
   static PyUnigramCounts from_counts(const py::object& obj) {
     py::array a = as_array(obj, "counts");
     require_layout(a, "counts", 1);
-    if (!a.dtype().is(py::dtype::of<std::uint64_t>()))
+    require_native(a, "counts");
+    if (!same_dtype(a.dtype(), py::dtype::of<std::uint64_t>()))
       throw py::value_error("counts must have dtype uint64, got " + dtype_str(a));
     PyUnigramCounts result(0);
     result.counts_.assign(static_cast<std::size_t>(a.shape(0)),
@@ -448,8 +479,8 @@ py::tuple cuda_row_softmax_entropy(const py::object& in_obj, const py::object& t
   {
     py::gil_scoped_release release;
     euds::cuda::row_softmax_entropy_host(static_cast<std::size_t>(n),
-                                         static_cast<std::size_t>(in.shape(1)), x, f16, scale, t,
-                                         m, e, nll_ptr, device);
+                                         static_cast<std::size_t>(in.shape(1)), x, f16, scale, t, m,
+                                         e, nll_ptr, device);
   }
   return py::make_tuple(entropy, nll_obj);
 #else
@@ -568,8 +599,8 @@ PYBIND11_MODULE(_core, m) {
                       [](const py::tuple& t) { return PyUnigramCounts::from_counts(t[0]); }));
 
   m.def("cuda_device_count", &cuda_device_count);
-  m.def("cuda_row_softmax_entropy", &cuda_row_softmax_entropy, "logits"_a,
-        "targets"_a = py::none(), "mask"_a = py::none(), "scale"_a = 1.0f, "device"_a = 0);
+  m.def("cuda_row_softmax_entropy", &cuda_row_softmax_entropy, "logits"_a, "targets"_a = py::none(),
+        "mask"_a = py::none(), "scale"_a = 1.0f, "device"_a = 0);
   m.def("cuda_row_softmax_entropy_ptr", &cuda_row_softmax_entropy_ptr, "logits_ptr"_a, "rows"_a,
         "cols"_a, "dtype"_a, "scale"_a, "targets_ptr"_a, "target_dtype"_a, "mask_ptr"_a,
         "entropy_ptr"_a, "nll_ptr"_a, "stream"_a = 0);

@@ -32,9 +32,7 @@ struct State {
 };
 
 __device__ inline float to_float(float x) { return x; }
-__device__ inline float to_float(std::uint16_t h) {
-  return __half2float(__ushort_as_half(h));
-}
+__device__ inline float to_float(std::uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 __device__ inline void add(State& st, float x) {
   if (isnan(x) || x == INFINITY) {
@@ -108,7 +106,8 @@ __device__ inline void finish(const State& st, const T* row, std::size_t cols, f
     nll[r] = nan;
     return;
   }
-  nll[r] = st.m + log_s - to_float(row[tgt]) * scale;
+  nll[r] =
+      (st.m - to_float(row[tgt]) * scale) + log_s;  // m - x_t first: keeps ln s for huge logits
 }
 
 template <class T, class Target>
@@ -176,13 +175,13 @@ void launch(std::size_t rows, std::size_t cols, const T* in, float scale, const 
   if (rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   if (cols >= 1024) {
-    block_per_row<T, Target><<<static_cast<unsigned>(rows), 256, 0, s>>>(rows, cols, in, scale,
-                                                                         targets, mask, entropy, nll);
+    block_per_row<T, Target><<<static_cast<unsigned>(rows), 256, 0, s>>>(
+        rows, cols, in, scale, targets, mask, entropy, nll);
   } else {
     const unsigned threads = 256;  // 8 rows per block
     const auto blocks = static_cast<unsigned>((rows * 32 + threads - 1) / threads);
-    warp_per_row<T, Target><<<blocks, threads, 0, s>>>(rows, cols, in, scale, targets, mask,
-                                                       entropy, nll);
+    warp_per_row<T, Target>
+        <<<blocks, threads, 0, s>>>(rows, cols, in, scale, targets, mask, entropy, nll);
   }
   check(cudaGetLastError(), "row_softmax_entropy launch");
 }
@@ -250,7 +249,9 @@ void row_softmax_entropy_host(std::size_t rows, std::size_t cols, const void* in
   // RAII for the device buffers so an exception frees them.
   struct Buffer {
     void* p = nullptr;
-    ~Buffer() { if (p) cudaFree(p); }
+    ~Buffer() {
+      if (p) cudaFree(p);
+    }
   } d_in, d_t, d_m, d_e, d_n;
   auto alloc = [](Buffer& b, std::size_t bytes) {
     if (bytes) check(cudaMalloc(&b.p, bytes), "cudaMalloc");
@@ -270,10 +271,12 @@ void row_softmax_entropy_host(std::size_t rows, std::size_t cols, const void* in
   auto* e = static_cast<float*>(d_e.p);
   auto* n = static_cast<float*>(d_n.p);
   if (cols == 0) {
-    std::vector<float> nan(rows, __builtin_nanf(""));
     for (std::size_t r = 0; r < rows; ++r) {
-      entropy[r] = nan[r];
-      if (nll) nll[r] = nan[r];
+      if (targets && (!mask || mask[r]))
+        throw std::invalid_argument("targets[" + std::to_string(r) +
+                                    "] is outside [0, 0): the rows are empty");
+      entropy[r] = __builtin_nanf("");
+      if (nll) nll[r] = __builtin_nanf("");
     }
     return;
   }

@@ -27,22 +27,69 @@ void check_csr(std::size_t n_samples, const std::int64_t* offsets, std::size_t n
 
 namespace {
 
-// -(1/n) sum c ln(c/n) = ln n - (1/n) sum c ln c over the runs of a sorted buffer.
-template <class Id>
-double entropy_of_sorted(const Id* v, std::size_t n) {
+// Dense counting for ids below this bound (a per-thread table, reset through the ids of the
+// sample); larger ids fall back to sorting the sample.
+constexpr std::int64_t kDenseIds = std::int64_t{1} << 20;
+
+// c ln c and ln n for small integers, computed once: short texts need no log call at all.
+struct LogTable {
+  static constexpr std::size_t kSize = 4096;
+  double c_log_c[kSize];
+  double log_n[kSize];
+  LogTable() {
+    c_log_c[0] = 0.0;
+    log_n[0] = 0.0;
+    for (std::size_t c = 1; c < kSize; ++c) {
+      log_n[c] = std::log(static_cast<double>(c));
+      c_log_c[c] = static_cast<double>(c) * log_n[c];
+    }
+  }
+  double clogc(std::size_t c) const {
+    return c < kSize ? c_log_c[c] : static_cast<double>(c) * std::log(static_cast<double>(c));
+  }
+  double log(std::size_t n) const {
+    return n < kSize ? log_n[n] : std::log(static_cast<double>(n));
+  }
+};
+
+const LogTable& log_table() {
+  static const LogTable table;
+  return table;
+}
+
+// Entropy from the counts above 1 of a sample of length n with `distinct` distinct ids. The
+// counts are summed in ascending order, so the value depends only on the multiset of counts:
+// texts with the same count profile tie exactly (selection ranks rely on ties).
+inline double entropy_from_counts(std::vector<std::uint32_t>& repeated, std::size_t n,
+                                  std::size_t distinct) {
+  if (distinct == 1) return 0.0;
+  const LogTable& lt = log_table();
+  std::sort(repeated.begin(), repeated.end());
   double acc = 0.0;
-  std::size_t run = 1;
+  for (std::uint32_t c : repeated) acc += lt.clogc(c);
+  // -(1/n) sum c ln(c/n) = ln n - (1/n) sum c ln c
+  const double h = lt.log(n) - acc / static_cast<double>(n);
+  return h > 0.0 ? h : 0.0;
+}
+
+// Counts of a sample by sorting a copy (ids too large for the dense table).
+template <class Id>
+std::size_t counts_by_sorting(const Id* ids, std::size_t n, std::vector<Id>& buf,
+                              std::vector<std::uint32_t>& repeated) {
+  buf.assign(ids, ids + n);
+  std::sort(buf.begin(), buf.end());
+  std::size_t distinct = 0;
+  std::uint32_t run = 1;
   for (std::size_t j = 1; j <= n; ++j) {
-    if (j < n && v[j] == v[j - 1]) {
+    if (j < n && buf[j] == buf[j - 1]) {
       ++run;
       continue;
     }
-    if (run > 1) acc += static_cast<double>(run) * std::log(static_cast<double>(run));
+    ++distinct;
+    if (run > 1) repeated.push_back(run);
     run = 1;
   }
-  const double dn = static_cast<double>(n);
-  const double h = std::log(dn) - acc / dn;
-  return h > 0.0 ? h : 0.0;  // a single distinct id is exactly 0
+  return distinct;
 }
 
 template <class Id>
@@ -61,7 +108,20 @@ template <class Id>
 void information_entropy(std::size_t n_samples, const std::int64_t* offsets, std::size_t n_ids,
                          const Id* ids, double* out) {
   check_csr(n_samples, offsets, n_ids);
-  parallel_for(n_samples, 2048, [&](std::size_t begin, std::size_t end) {
+  const std::size_t used = static_cast<std::size_t>(offsets[n_samples]);
+  std::int64_t max_id = -1;
+  bool dense = true;
+  for (std::size_t j = 0; j < used; ++j) {
+    const auto v = static_cast<std::int64_t>(ids[j]);
+    if (v < 0 || v >= kDenseIds) {
+      dense = false;
+      break;
+    }
+    max_id = std::max(max_id, v);
+  }
+  parallel_for(n_samples, 4096, [&](std::size_t begin, std::size_t end) {
+    std::vector<std::uint32_t> count(dense ? static_cast<std::size_t>(max_id + 1) : 0, 0);
+    std::vector<std::uint32_t> repeated;
     std::vector<Id> buf;
     for (std::size_t i = begin; i < end; ++i) {
       const std::size_t lo = static_cast<std::size_t>(offsets[i]);
@@ -70,9 +130,23 @@ void information_entropy(std::size_t n_samples, const std::int64_t* offsets, std
         out[i] = std::numeric_limits<double>::quiet_NaN();
         continue;
       }
-      buf.assign(ids + lo, ids + lo + n);
-      std::sort(buf.begin(), buf.end());
-      out[i] = entropy_of_sorted(buf.data(), n);
+      const Id* row = ids + lo;
+      repeated.clear();
+      std::size_t distinct = 0;
+      if (dense) {
+        for (std::size_t j = 0; j < n; ++j) ++count[static_cast<std::size_t>(row[j])];
+        // Each id's count is read and cleared at its first occurrence.
+        for (std::size_t j = 0; j < n; ++j) {
+          std::uint32_t& c = count[static_cast<std::size_t>(row[j])];
+          if (c == 0) continue;
+          ++distinct;
+          if (c > 1) repeated.push_back(c);
+          c = 0;
+        }
+      } else {
+        distinct = counts_by_sorting(row, n, buf, repeated);
+      }
+      out[i] = entropy_from_counts(repeated, n, distinct);
     }
   });
 }
@@ -97,11 +171,11 @@ void UnigramCounts::self_information(std::size_t n_samples, const std::int64_t* 
                                      double* out) const {
   check_csr(n_samples, offsets, n_ids);
   if (!(alpha >= 0.0) || !std::isfinite(alpha))
-    throw std::invalid_argument("alpha must be a finite number >= 0, got " +
-                                std::to_string(alpha));
+    throw std::invalid_argument("alpha must be a finite number >= 0, got " + std::to_string(alpha));
   check_ids(static_cast<std::size_t>(offsets[n_samples]), ids);
-  const double denom =
-      static_cast<double>(total_) + alpha * static_cast<double>(counts_.size());
+  const double denom = static_cast<double>(total_) + alpha * static_cast<double>(counts_.size());
+  if (!(denom > 0.0))
+    throw std::invalid_argument("the unigram counter is empty: add() the pool before scoring");
   const double log_denom = std::log(denom);
   parallel_for(n_samples, 2048, [&](std::size_t begin, std::size_t end) {
     for (std::size_t i = begin; i < end; ++i) {
@@ -134,12 +208,12 @@ void UnigramCounts::assign(std::size_t vocab_size, const std::uint64_t* counts) 
   for (auto c : counts_) total_ += c;
 }
 
-#define EUDS_INSTANTIATE(Id)                                                                    \
-  template void information_entropy<Id>(std::size_t, const std::int64_t*, std::size_t, const Id*, \
-                                        double*);                                               \
-  template void UnigramCounts::add<Id>(std::size_t, const std::int64_t*, std::size_t, const Id*); \
-  template void UnigramCounts::self_information<Id>(std::size_t, const std::int64_t*,           \
-                                                    std::size_t, const Id*, double, double*) const;
+#define EUDS_INSTANTIATE(Id)                                                                       \
+  template void information_entropy<Id>(std::size_t, const std::int64_t*, std::size_t, const Id*,  \
+                                        double*);                                                  \
+  template void UnigramCounts::add<Id>(std::size_t, const std::int64_t*, std::size_t, const Id*);  \
+  template void UnigramCounts::self_information<Id>(std::size_t, const std::int64_t*, std::size_t, \
+                                                    const Id*, double, double*) const;
 EUDS_INSTANTIATE(std::int32_t)
 EUDS_INSTANTIATE(std::uint32_t)
 EUDS_INSTANTIATE(std::int64_t)

@@ -1,6 +1,7 @@
 // Run-time dispatch and the batch loop of the fused row kernel.
 #include "euds/row_entropy.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -8,7 +9,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-#include <algorithm>
 
 #include "euds/parallel.hpp"
 
@@ -43,16 +43,22 @@ Isa isa() {
 
 detail::RowKernelF32 kernel_f32() {
   switch (isa()) {
-    case Isa::avx512: return detail::row_avx512_f32;
-    case Isa::avx2: return detail::row_avx2_f32;
-    default: return detail::row_scalar_f32;
+    case Isa::avx512:
+      return detail::row_avx512_f32;
+    case Isa::avx2:
+      return detail::row_avx2_f32;
+    default:
+      return detail::row_scalar_f32;
   }
 }
 detail::RowKernelF16 kernel_f16() {
   switch (isa()) {
-    case Isa::avx512: return detail::row_avx512_f16;
-    case Isa::avx2: return detail::row_avx2_f16;
-    default: return detail::row_scalar_f16;
+    case Isa::avx512:
+      return detail::row_avx512_f16;
+    case Isa::avx2:
+      return detail::row_avx2_f16;
+    default:
+      return detail::row_scalar_f16;
   }
 }
 
@@ -101,9 +107,8 @@ void segment_mean_impl(std::size_t rows, const float* values, const Seg* segment
                        std::size_t n_segments, double* out, std::int64_t* count) {
   for (std::size_t r = 0; r < rows; ++r) {
     if (segment[r] >= 0 && static_cast<std::size_t>(segment[r]) >= n_segments)
-      throw std::out_of_range("segment[" + std::to_string(r) + "] = " +
-                              std::to_string(segment[r]) + " is not below n_segments = " +
-                              std::to_string(n_segments));
+      throw std::out_of_range("segment[" + std::to_string(r) + "] = " + std::to_string(segment[r]) +
+                              " is not below n_segments = " + std::to_string(n_segments));
   }
   for (std::size_t k = 0; k < n_segments; ++k) out[k] = 0.0;
   std::int64_t* counts = count;
@@ -158,9 +163,12 @@ void segment_mean(std::size_t rows, const float* values, const std::int64_t* seg
 
 const char* row_entropy_isa() {
   switch (isa()) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    default: return "scalar";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
 

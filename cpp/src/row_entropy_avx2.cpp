@@ -30,6 +30,11 @@ struct Avx2 {
     const reg pinf = _mm256_cmp_ps(x, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
     return _mm256_movemask_ps(_mm256_or_ps(nan, pinf)) != 0;
   }
+  static bool any_inf(reg x) {
+    const reg abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    return _mm256_movemask_ps(_mm256_cmp_ps(abs, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ)) !=
+           0;
+  }
   static bool any_greater(reg a, reg b) {
     return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0;
   }

@@ -30,6 +30,10 @@ struct Avx512 {
     const __mmask16 pinf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
     return (nan | pinf) != 0;
   }
+  static bool any_inf(reg x) {
+    const __m512 abs = _mm512_abs_ps(x);
+    return _mm512_cmp_ps_mask(abs, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ) != 0;
+  }
   static bool any_greater(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
   static void store(float* p, reg x) { _mm512_store_ps(p, x); }
   // exp(x) for x in [-80, 0]: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial (rel. err ~2e-7).
@@ -47,7 +51,8 @@ struct Avx512 {
     const reg r2 = _mm512_mul_ps(r, r);
     p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     // 2^n through the exponent field; n >= -116 here, so the result stays normal.
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    const __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
   }
 };

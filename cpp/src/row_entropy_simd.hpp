@@ -3,7 +3,7 @@
 //
 // V provides: kWidth, reg, load(const float*), load(const uint16_t*), set1, add, sub, mul, max,
 // fmadd, exp_clamped (exp of x >= -80, a Cephes-style polynomial), any_bad (NaN or +inf lanes),
-// any_greater(a, b) and store(float*, reg).
+// any_inf (+-inf lanes), any_greater(a, b) and store(float*, reg).
 #pragma once
 
 #include <cstddef>
@@ -29,10 +29,14 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   R s = V::set1(0.0f);
   R t = V::set1(0.0f);
   bool bad = false;
+  bool overflow = false;  // scale * x left the float32 range somewhere
 
   auto load = [&](std::size_t i) {
     R x = V::load(row + i);
-    if constexpr (kScaled) x = V::mul(x, vscale);
+    if constexpr (kScaled) {
+      x = V::mul(x, vscale);
+      overflow |= V::any_inf(x);
+    }
     return x;
   };
   // Moves the running max of every lane to mn, rescaling s and t.
@@ -69,6 +73,13 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
     accumulate(x);
   }
 
+  if (kScaled && overflow) {
+    // Rare (|x| near 3e38 with scale > 1, or a real -inf): redo the row in double precision,
+    // where scaling cannot overflow and -inf inputs keep their meaning.
+    scalar_row(row, cols, scale, target, entropy, nll);
+    return;
+  }
+
   SoftmaxState state;
   alignas(64) float lm[W], ls[W], lt[W];
   V::store(lm, m);
@@ -78,8 +89,7 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   for (; i < cols; ++i) state.add(static_cast<double>(V::scalar(row[i])) * scale);
   state.bad |= bad;
   const bool want_nll = nll != nullptr && target >= 0;
-  const double target_logit =
-      want_nll ? static_cast<double>(V::scalar(row[target])) * scale : 0.0;
+  const double target_logit = want_nll ? static_cast<double>(V::scalar(row[target])) * scale : 0.0;
   state.finish(want_nll, target_logit, entropy, nll);
 }
 

@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+
+#include "euds/half.hpp"
 
 namespace euds::detail {
 
@@ -76,8 +79,24 @@ struct SoftmaxState {
     double h = log_s - t / s;
     if (h < 0.0) h = 0.0;  // rounding on a one-hot row
     *entropy = static_cast<float>(h);
-    if (want_nll) *nll = static_cast<float>(m + log_s - target_logit);
+    // (m - x_t) first: with huge logits, m + ln s would round ln s away.
+    if (want_nll) *nll = static_cast<float>((m - target_logit) + log_s);
   }
 };
+
+inline float to_float(float x) { return x; }
+inline float to_float(std::uint16_t h) { return half_to_float(h); }
+
+// The whole row in double precision, element by element: the portable kernel, and the
+// fallback of the vector kernels for rows whose scaled values overflow float32.
+template <class T>
+void scalar_row(const T* row, std::size_t cols, float scale, std::int64_t target, float* entropy,
+                float* nll) {
+  SoftmaxState state;
+  for (std::size_t i = 0; i < cols; ++i) state.add(static_cast<double>(to_float(row[i])) * scale);
+  const bool want_nll = nll != nullptr && target >= 0;
+  const double target_logit = want_nll ? static_cast<double>(to_float(row[target])) * scale : 0.0;
+  state.finish(want_nll, target_logit, entropy, nll);
+}
 
 }  // namespace euds::detail

@@ -33,8 +33,8 @@ template <class T>
 void nan_quantiles(std::size_t n, const T* x, std::size_t nq, const double* q, double* out) {
   for (std::size_t j = 0; j < nq; ++j) {
     if (!(q[j] >= 0.0 && q[j] <= 1.0))
-      throw std::invalid_argument("quantile q[" + std::to_string(j) + "] = " +
-                                  std::to_string(q[j]) + " is outside [0, 1]");
+      throw std::invalid_argument("quantile q[" + std::to_string(j) +
+                                  "] = " + std::to_string(q[j]) + " is outside [0, 1]");
   }
   std::vector<double> v;
   v.reserve(n);
@@ -52,8 +52,16 @@ void nan_quantiles(std::size_t n, const T* x, std::size_t nq, const double* q, d
     const std::size_t hi = std::min(lo + 1, v.size() - 1);
     const double frac = h - static_cast<double>(lo);
     const double a = v[lo], b = v[hi];
-    // numpy's lerp: exact at both ends, no inf - inf when a == b == inf.
-    out[j] = (a == b) ? a : (frac >= 0.5 ? b - (b - a) * (1.0 - frac) : a + (b - a) * frac);
+    if (a == b || frac == 0.0) {
+      out[j] = a;
+    } else if (std::isinf(a) || std::isinf(b)) {
+      // The limit of the interpolation: any point strictly between -inf and a finite value
+      // is -inf (likewise +inf), where numpy's formula gives NaN.
+      out[j] = std::isinf(a) ? a : b;
+    } else {
+      // numpy's lerp, exact at both ends.
+      out[j] = frac >= 0.5 ? b - (b - a) * (1.0 - frac) : a + (b - a) * frac;
+    }
   }
 }
 
@@ -75,7 +83,8 @@ void percentile_ranks(std::size_t n, const T* x, double* out) {
     else
       idx.push_back(i);
   }
-  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return x[a] < x[b]; });
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](std::size_t a, std::size_t b) { return x[a] < x[b]; });
   const double n_valid = static_cast<double>(idx.size());
   for (std::size_t lo = 0; lo < idx.size();) {
     std::size_t hi = lo + 1;
@@ -139,7 +148,7 @@ double band_select(std::size_t k, std::size_t n, const double* ranks, double pos
 
 #define EUDS_INSTANTIATE(T)                                                                   \
   template void nan_quantiles<T>(std::size_t, const T*, std::size_t, const double*, double*); \
-  template void interval_mask<T>(std::size_t, const T*, double, double, std::uint8_t*);        \
+  template void interval_mask<T>(std::size_t, const T*, double, double, std::uint8_t*);       \
   template void percentile_ranks<T>(std::size_t, const T*, double*);
 EUDS_INSTANTIATE(float)
 EUDS_INSTANTIATE(double)

@@ -42,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="euds", description="Entropy-based unsupervised data selection")
+    p = argparse.ArgumentParser(
+        prog="euds", description="Entropy-based unsupervised data selection"
+    )
     p.add_argument("--version", action="version", version=f"euds {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -50,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     reading = argparse.ArgumentParser(add_help=False)
-    reading.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    reading.add_argument(
+        "--text-field", default="text", help="field holding the text (default: text)"
+    )
     reading.add_argument(
         "--id-field", default="id", help="field holding the record id; row numbers when absent"
     )
     reading.add_argument(
-        "--format", choices=["jsonl", "csv", "tsv", "parquet"], help="input format (default: from the name)"
+        "--format",
+        choices=["jsonl", "csv", "tsv", "parquet"],
+        help="input format (default: from the name)",
     )
 
     s = sub.add_parser("score", parents=[common, reading], help="score every record of a file")
@@ -70,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
     s.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per batch")
     s.add_argument("--tokenizer", help="a tokenizer.json to use instead of SmolLM2's")
-    s.add_argument("--strict", action="store_true", help="fail on the first bad record instead of flagging it")
+    s.add_argument(
+        "--strict", action="store_true", help="fail on the first bad record instead of flagging it"
+    )
     s.set_defaults(func=_cmd_score)
 
     sel = sub.add_parser(
@@ -78,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sel.add_argument("input", type=Path)
     sel.add_argument("--scores", type=Path, required=True, help="score table from `euds score`")
-    sel.add_argument("-o", "--output", type=Path, required=True, help="kept records (input's format)")
+    sel.add_argument(
+        "-o", "--output", type=Path, required=True, help="kept records (input's format)"
+    )
     how = sel.add_mutually_exclusive_group(required=True)
     how.add_argument("--budget", type=float, help="share of records to keep, e.g. 0.16")
     how.add_argument(
@@ -89,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sel.add_argument("--signals", help="comma-separated signals for --budget (default: all scored)")
     sel.add_argument("--method", choices=["single", "intersect", "mean-rank"])
-    sel.add_argument("--position", type=float, default=0.5, help="band position, 0 = lowest entropies")
+    sel.add_argument(
+        "--position", type=float, default=0.5, help="band position, 0 = lowest entropies"
+    )
     sel.add_argument("--absolute", action="store_true", help="--interval gives score values")
     sel.add_argument("--on-nonfinite", choices=["raise", "drop"], default="raise")
     sel.add_argument("--seed", type=int, default=0, help="seed of the tie-break among equal scores")
@@ -130,7 +142,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
         summary.output,
     )
     if summary.flags or summary.unscored:
-        log.info("flags: %s; unscored (NaN): %d; truncated: %d", summary.flags, summary.unscored, summary.truncated)
+        log.info(
+            "flags: %s; unscored (NaN): %d; truncated: %d",
+            summary.flags,
+            summary.unscored,
+            summary.truncated,
+        )
     return 0
 
 
@@ -144,7 +161,9 @@ def _parse_intervals(items: list[str]) -> dict[str, tuple[float, float]]:
                 raise ValueError
             out[name.strip()] = (float(lo), float(hi))
         except ValueError:
-            raise ValueError(f"--interval {item!r} is not SIGNAL=LO:HI (e.g. information=0.1:0.9)") from None
+            raise ValueError(
+                f"--interval {item!r} is not SIGNAL=LO:HI (e.g. information=0.1:0.9)"
+            ) from None
     return out
 
 
@@ -179,7 +198,11 @@ def _cmd_select(args: argparse.Namespace) -> int:
     )
     config = meta.get("config", {})
     written = write_selected(
-        args.input, args.output, selection.keep, format=args.format or config.get("format")
+        args.input,
+        args.output,
+        selection.keep,
+        format=args.format or config.get("format"),
+        gzip_output=str(args.output).lower().endswith(".gz"),
     )
     counts = selection.counts
     if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
@@ -201,7 +224,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
     manifest = {
         "euds_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": ["euds", *sys.argv[1:]] if sys.argv and Path(sys.argv[0]).name == "euds" else None,
+        "command": ["euds", *sys.argv[1:]]
+        if sys.argv and Path(sys.argv[0]).name == "euds"
+        else None,
         "input": {"path": str(args.input), "sha256": input_sha, "records": counts["input"]},
         "scores": {"path": str(args.scores), "sha256": sha256_file(args.scores), "config": config},
         "selection": selection.summary(),

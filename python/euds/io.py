@@ -89,7 +89,7 @@ def resolve_format(
 
 
 def _open_binary(path: Path, gz: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
 def _is_valid_unicode(text: str) -> bool:
@@ -197,10 +197,9 @@ class RecordReader:
         return True
 
     def _interpret(self, row: int, record: Any) -> tuple[str, str | None, list[str]]:
-        if isinstance(record, _Bad):
-            return str(row), None, [record.flag]
-        if not isinstance(record, dict):
-            return str(row), None, ["not_an_object"]
+        if isinstance(record, _Bad) or not isinstance(record, dict):
+            flags = [record.flag if isinstance(record, _Bad) else "not_an_object"]
+            return self._unique(str(row), flags), None, flags
         flags: list[str] = []
         if len(self._fields_seen) < 256:
             self._fields_seen.update(record.keys())
@@ -217,10 +216,7 @@ class RecordReader:
         if not _is_valid_unicode(rid):
             flags.append("invalid_utf8")
             rid = str(row)
-        if rid in self._seen_ids:
-            flags.append("duplicate_id")
-        else:
-            self._seen_ids.add(rid)
+        rid = self._unique(rid, flags)
         if self.text_field in record:
             self._text_field_seen = True
         text = record.get(self.text_field)
@@ -233,6 +229,13 @@ class RecordReader:
             flags.append("invalid_utf8")
             text = None
         return rid, text, flags
+
+    def _unique(self, rid: str, flags: list[str]) -> str:
+        if rid in self._seen_ids:
+            flags.append("duplicate_id")
+        else:
+            self._seen_ids.add(rid)
+        return rid
 
     def _records(self) -> Iterator[tuple[str, Any]]:
         if self.format == "jsonl":
@@ -285,11 +288,19 @@ def iter_jsonl_lines(
     """(line number, raw line) for every non-blank line: the records of a JSONL file."""
     with _open_binary(path, gz) as f:
         for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte order mark is not part of the first record
             if not raw.strip():
                 if stats is not None:
                     stats.blank_lines += 1
                 continue
             yield line_no, raw
+
+
+def csv_dialect(fmt: str) -> dict[str, Any]:
+    """RFC 4180 quoting for both CSV and TSV (as Python's excel-tab dialect and pandas read
+    them): a quoted field may hold the delimiter, quotes and newlines."""
+    return {"delimiter": "\t" if fmt == "tsv" else ","}
 
 
 def iter_csv_rows(
@@ -298,8 +309,8 @@ def iter_csv_rows(
     """The header and an iterator of (line number, fields) of a CSV/TSV file. Undecodable bytes
     are kept as lone surrogates (``surrogateescape``) so they round-trip when written back."""
     raw = _open_binary(path, gz)
-    text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-    reader = csv.reader(text, delimiter="\t" if fmt == "tsv" else ",")
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text, **csv_dialect(fmt))
     try:
         header = next(reader)
     except StopIteration:
@@ -366,7 +377,7 @@ def write_selected(
                 out = io.TextIOWrapper(
                     out_bin, encoding="utf-8", errors="surrogateescape", newline=""
                 )
-                writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",")
+                writer = csv.writer(out, **csv_dialect(fmt))
                 if header:
                     writer.writerow(header)
                 for _, row in rows:

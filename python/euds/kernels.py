@@ -69,7 +69,9 @@ def softmax_entropy(
         if not build_info()["cuda_compiled"]:
             raise EudsError("this build of euds has no CUDA kernels (EUDS_ENABLE_CUDA=OFF)")
         if t is not None and t.dtype != np.int64:
-            raise ValueError("targets must be int64 for device='cuda'; use targets.astype(np.int64)")
+            raise ValueError(
+                "targets must be int64 for device='cuda'; use targets.astype(np.int64)"
+            )
         ent, nll = _core.cuda_row_softmax_entropy(flat, t, m, scale)
     else:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")

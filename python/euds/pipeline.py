@@ -101,7 +101,9 @@ def score_file(
     schema = score_schema(config.signals)
 
     with tempfile.TemporaryDirectory(prefix="euds-score-") as tmp:
-        tokenized = _tokenize(reader, tokenizer, Path(tmp), spill=scorer.needs_counts, summary=summary)
+        tokenized = _tokenize(
+            reader, tokenizer, Path(tmp), spill=scorer.needs_counts, summary=summary
+        )
         if scorer.needs_counts:
             # Pass 1 counted the pool while spilling ids to disk; pass 2 scores from the spill.
             spill = list(tokenized)
@@ -185,7 +187,9 @@ def read_score_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     meta = pq.read_metadata(path).metadata or {}
     if METADATA_KEY not in meta:
-        raise ValueError(f"{path} is not an euds score table (no '{METADATA_KEY.decode()}' metadata)")
+        raise ValueError(
+            f"{path} is not an euds score table (no '{METADATA_KEY.decode()}' metadata)"
+        )
     return json.loads(meta[METADATA_KEY])
 
 
@@ -227,7 +231,12 @@ def _tokenize(
         summary.tokenize_seconds += time.perf_counter() - t0
         if spill:
             # Only the ids are spilled; the record texts are dropped to keep memory flat.
-            records = RecordBatch(records.start, records.ids, [None if t is None else "" for t in records.texts], records.flags)
+            records = RecordBatch(
+                records.start,
+                records.ids,
+                [None if t is None else "" for t in records.texts],
+                records.flags,
+            )
             yield records, _SpilledBatch.save(tmp, k, tokens)
         else:
             yield records, tokens

@@ -104,7 +104,8 @@ def select(
     if (budget is None) == (intervals is None):
         raise ValueError("give exactly one of budget= and intervals=")
     if intervals is not None and signals is None:
-        signals = [s for s in intervals if s != MEAN_RANK]
+        # Per-signal intervals name their signals; a mean-rank interval uses every scored one.
+        signals = [s for s in intervals if s != MEAN_RANK] or None
     if signals is None:
         signals = [s for s in SIGNALS if s in columns]
     signals = list(signals)
@@ -168,7 +169,7 @@ def _by_budget(
         raise ValueError(f"budget must be a share in (0, 1], got {budget!r}")
     if not (isinstance(position, (int, float)) and 0 <= position <= 1):
         raise ValueError(f"position must lie in [0, 1], got {position!r}")
-    keep_n = int(round(budget * n))
+    keep_n = round(budget * n)
     ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
     if method == "mean-rank":
         ranks = _core.mean_rank(ranks)[None, :]
@@ -219,7 +220,9 @@ def _by_intervals(
         try:
             lo, hi = (float(pair[0]), float(pair[1]))
         except (TypeError, ValueError, IndexError):
-            raise ValueError(f"interval for {name!r} must be a (lo, hi) pair, got {pair!r}") from None
+            raise ValueError(
+                f"interval for {name!r} must be a (lo, hi) pair, got {pair!r}"
+            ) from None
         if not lo <= hi:
             raise ValueError(f"interval for {name!r} has lo > hi: {lo} > {hi}")
         if not absolute and not (0 <= lo and hi <= 1):
@@ -241,9 +244,7 @@ def _by_intervals(
         missing = [s for s in values if s not in checked]
         extra = [s for s in checked if s not in values]
         if missing or extra:
-            raise ValueError(
-                f"give one interval per signal: missing {missing}, unexpected {extra}"
-            )
+            raise ValueError(f"give one interval per signal: missing {missing}, unexpected {extra}")
         keep = np.ones(n, dtype=bool)
         for s, v in values.items():
             mask, out[s] = _apply(v, checked[s], absolute)
@@ -267,7 +268,12 @@ def _apply(
     if absolute:
         return _core.interval_mask(v, lo, hi), {"lo": lo, "hi": hi}
     vlo, vhi = _core.nan_quantiles(v, np.array([lo, hi]))
-    return _core.interval_mask(v, vlo, vhi), {"q_lo": lo, "q_hi": hi, "lo": float(vlo), "hi": float(vhi)}
+    return _core.interval_mask(v, vlo, vhi), {
+        "q_lo": lo,
+        "q_hi": hi,
+        "lo": float(vlo),
+        "hi": float(vhi),
+    }
 
 
 def _columns(scores: Any) -> dict[str, Any]:
@@ -277,7 +283,10 @@ def _columns(scores: Any) -> dict[str, Any]:
         import pyarrow as pa
 
         if isinstance(scores, pa.Table):
-            return {name: scores.column(name).to_numpy(zero_copy_only=False) for name in scores.column_names}
+            return {
+                name: scores.column(name).to_numpy(zero_copy_only=False)
+                for name in scores.column_names
+            }
     except ImportError:  # pragma: no cover
         pass
     if hasattr(scores, "columns") and hasattr(scores, "__getitem__"):  # pandas.DataFrame

@@ -168,12 +168,18 @@ class TextTokenizer:
         from tokenizers import Tokenizer
 
         if not isinstance(max_tokens, int) or max_tokens < 2:
-            raise ValueError(f"max_tokens must be an int >= 2 (BOS + one token), got {max_tokens!r}")
+            raise ValueError(
+                f"max_tokens must be an int >= 2 (BOS + one token), got {max_tokens!r}"
+            )
         path = Path(tokenizer_json) if tokenizer_json is not None else smollm2_tokenizer_path()
         if not path.is_file():
             raise ValueError(f"tokenizer file not found: {path}")
         self.path = path
         self.tokenizer = Tokenizer.from_file(str(path))
+        # A tokenizer.json may carry padding or truncation (all-MiniLM's pads to 128): ids
+        # here are the text's own tokens, cut only by max_tokens.
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
         self.max_tokens = max_tokens
         self.max_content = max_tokens - 1
         longest = max(len(t) for t in self.tokenizer.get_vocab(with_added_tokens=True))
@@ -199,7 +205,7 @@ class TextTokenizer:
         todo = [i for i, t in enumerate(texts) if t is not None and t.strip()]
         prefixes = [self._prefix(texts[i]) for i in todo]  # type: ignore[arg-type]
         was_cut = np.zeros(n, dtype=bool)
-        was_cut[todo] = [len(p) < len(texts[i]) for p, i in zip(prefixes, todo)]  # type: ignore[arg-type]
+        was_cut[todo] = [len(p) < len(texts[i]) for p, i in zip(prefixes, todo, strict=True)]  # type: ignore[arg-type]
         encodings = (
             self.tokenizer.encode_batch_fast(prefixes, add_special_tokens=False) if todo else []
         )
@@ -214,4 +220,6 @@ class TextTokenizer:
             dtype=np.int32,
             count=int(offsets[-1]),
         )
-        return TokenBatch(offsets=offsets, ids=ids, n_tokens=n_tokens, truncated=(full > k) | was_cut)
+        return TokenBatch(
+            offsets=offsets, ids=ids, n_tokens=n_tokens, truncated=(full > k) | was_cut
+        )

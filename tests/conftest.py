@@ -1,0 +1,125 @@
+"""Shared fixtures: the real data folder, small SST-2 slices in every input format, the scoring
+tokenizer (built once per session) and a session-wide tokenizer cache."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The tokenizer cache is reused across sessions (an ignored folder of the repo) unless the caller
+# chose another one. Set before any euds code asks for the cache folder; subprocesses inherit it.
+os.environ.setdefault("EUDS_CACHE", str(REPO_ROOT / ".cache" / "euds"))
+
+SLICE_SIZE = 200
+
+
+def _find_data_dir() -> Path | None:
+    candidate = (REPO_ROOT / ".." / "shared" / "data").resolve()
+    return candidate if (candidate / "sst2").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``../shared/data`` relative to the repo root (skips when the real data is absent)."""
+    found = _find_data_dir()
+    if found is None:
+        pytest.skip("the real datasets (../shared/data) are not available")
+    return found
+
+
+def read_jsonl_gz(path: Path, limit: int | None = None) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in itertools.islice(f, limit)]
+
+
+def jsonl_bytes(records: list[dict]) -> bytes:
+    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+def csv_bytes(records: list[dict], delimiter: str = ",") -> bytes:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, delimiter=delimiter)
+    fields = list(records[0])
+    writer.writerow(fields)
+    for r in records:
+        writer.writerow([r[k] for k in fields])
+    return buf.getvalue().encode()
+
+
+@pytest.fixture(scope="session")
+def sst2_records(data_dir: Path) -> list[dict]:
+    """The first SLICE_SIZE records of SST-2 train: ``{"id", "text", "label"}``."""
+    return read_jsonl_gz(data_dir / "sst2" / "train.jsonl.gz", SLICE_SIZE)
+
+
+@pytest.fixture(scope="session")
+def sst2_files(tmp_path_factory: pytest.TempPathFactory, sst2_records: list[dict]) -> dict:
+    """The SST-2 slice written once in every supported format; keys are the formats
+    (``jsonl``, ``jsonl.gz``, ``csv``, ``csv.gz``, ``tsv``, ``parquet``). Read-only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("sst2_slice")
+    files = {}
+    data = jsonl_bytes(sst2_records)
+    files["jsonl"] = folder / "slice.jsonl"
+    files["jsonl"].write_bytes(data)
+    files["jsonl.gz"] = folder / "slice.jsonl.gz"
+    files["jsonl.gz"].write_bytes(gzip_bytes(data))
+    files["csv"] = folder / "slice.csv"
+    files["csv"].write_bytes(csv_bytes(sst2_records))
+    files["csv.gz"] = folder / "slice.csv.gz"
+    files["csv.gz"].write_bytes(gzip_bytes(csv_bytes(sst2_records)))
+    files["tsv"] = folder / "slice.tsv"
+    files["tsv"].write_bytes(csv_bytes(sst2_records, delimiter="\t"))
+    files["parquet"] = folder / "slice.parquet"
+    table = pa.table(
+        {
+            "id": [r["id"] for r in sst2_records],
+            "text": [r["text"] for r in sst2_records],
+            "label": pa.array([r["label"] for r in sst2_records], pa.int64()),
+        }
+    )
+    # Small row groups: the readers must cross row-group boundaries.
+    pq.write_table(table, files["parquet"], row_group_size=64)
+    return files
+
+
+@pytest.fixture(scope="session")
+def sst2_train_2000(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The first 2,000 lines of SST-2 train, verbatim, as a .jsonl.gz file."""
+    with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
+        data = b"".join(itertools.islice(f, 2000))
+    path = tmp_path_factory.mktemp("sst2_2000") / "train2000.jsonl.gz"
+    path.write_bytes(gzip_bytes(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ng_posts(data_dir: Path) -> list[str]:
+    """The texts of the first 300 20 Newsgroups training posts."""
+    return [r["text"] for r in read_jsonl_gz(data_dir / "20newsgroups" / "train.jsonl.gz", 300)]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The SmolLM2 scoring tokenizer, default ``max_tokens``."""
+    from euds.tokenizer import TextTokenizer
+
+    return TextTokenizer()
