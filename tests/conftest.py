@@ -123,3 +123,51 @@ def tokenizer():
     from euds.tokenizer import TextTokenizer
 
     return TextTokenizer()
+
+
+# -- language models ---------------------------------------------------------------------------
+
+
+def make_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A random-weight Llama with SmolLM2's vocabulary, saved as a Hugging Face checkpoint.
+    Its logits are spread out (scaled embeddings) so entropies vary between texts."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+
+    config = transformers.LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+    )
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(40.0)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random Llama exported through the same code as SmolLM2 (both graphs)."""
+    from euds.models import build_lm_folder
+    from euds.tokenizer import smollm2_tokenizer_path
+
+    root = tmp_path_factory.mktemp("tiny_lm")
+    hf = make_tiny_llama(root / "checkpoint")
+    return build_lm_folder(hf, root / "lm", smollm2_tokenizer_path(), source={"tiny": True})
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real scoring LM, prepared in the cache on first use (about a minute)."""
+    pytest.importorskip("transformers")
+    from euds.models import lm_files
+
+    return lm_files()

@@ -4,6 +4,7 @@ and kept + dropped = input end to end through ``euds score`` + ``euds select``."
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import math
 import time
@@ -15,7 +16,8 @@ import pytest
 
 from euds.cli import main
 from euds.io import RECORD_ERRORS, RecordReader
-from euds.pipeline import ScoreConfig, read_score_metadata, score_file
+from euds.pipeline import ScoreConfig, ScoreSummary, score
+from euds.scores import ScoreDir, read_scores
 
 GOOD = "a perfectly ordinary sentence about a film"
 
@@ -73,9 +75,17 @@ ROW_IDS = {k for k, (line, rid, _, _) in enumerate(CASES) if rid == str(k)}
 UNSCORED = {k for k, (_, _, text, _) in enumerate(CASES) if not (text and text.strip())}
 
 
+INFO = ("--signals", "information")  # the fast signal; the others need exported models
+
+
 def cli(*args) -> int:
     """``euds ARGS...`` in-process; returns the exit code."""
     return main([str(a) for a in args])
+
+
+def score_info(path, out, **config) -> ScoreSummary:
+    """``euds.pipeline.score`` of the information signal only."""
+    return score(path, out, ScoreConfig(signals=("information",), **config), progress=False)
 
 
 def cases_file(tmp_path, blank_every: int = 0):
@@ -119,9 +129,9 @@ def test_reader_flags_every_case(tmp_path):
 
 def test_score_table_flags_and_nan(tmp_path):
     path, _ = cases_file(tmp_path, blank_every=3)
-    out = tmp_path / "scores.parquet"
-    summary = score_file(path, out, ScoreConfig(batch_size=5))
-    table = pq.read_table(out).to_pylist()
+    out = tmp_path / "scores"
+    summary = score_info(path, out, batch_size=5, shard_size=10)
+    table = read_scores(out).to_pylist()
     assert len(table) == len(CASES) == summary.records
     for k, (line, rid, text, expected) in enumerate(CASES):
         row = table[k]
@@ -133,13 +143,20 @@ def test_score_table_flags_and_nan(tmp_path):
         else:
             assert math.isfinite(row["information"]) and row["n_tokens"] > 0, line
         assert row["truncated"] is False
-    assert summary.unscored == len(UNSCORED)
+    assert summary.unscored == {"information": len(UNSCORED)}
+    counted: dict[str, int] = {}
+    for row in table:
+        for f in flags_of(row["flags"]):
+            counted[f] = counted.get(f, 0) + 1
+    assert summary.flags == counted and counted["empty_text"] == 4
     # duplicate ids are still scored, and like the first occurrence
     assert table[22]["information"] == table[0]["information"]
     assert table[22]["n_tokens"] == table[0]["n_tokens"]
-    meta = read_score_metadata(out)
-    assert meta["input"]["records"] == len(CASES)
-    assert meta["input"]["blank_lines"] > 0
+    # the records are counted with the blank lines left out, across the shards
+    manifest = ScoreDir(out).manifest()
+    assert manifest["status"] == "complete"
+    assert [s["rows"] for s in manifest["shards"]] == [10, 10, 10]
+    assert manifest["input"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_empty_and_whitespace_text_give_nan_and_flag(tmp_path):
@@ -148,9 +165,10 @@ def test_empty_and_whitespace_text_give_nan_and_flag(tmp_path):
     path.write_text(
         "".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts))
     )
-    out = tmp_path / "empty.parquet"
-    score_file(path, out)
-    table = pq.read_table(out).to_pylist()
+    out = tmp_path / "empty"
+    summary = score_info(path, out)
+    assert summary.unscored == {"information": 5} and summary.flags == {"empty_text": 5}
+    table = read_scores(out).to_pylist()
     for row in table[:-1]:
         assert math.isnan(row["information"])
         assert row["n_tokens"] == 0
@@ -162,8 +180,11 @@ def test_empty_and_whitespace_text_give_nan_and_flag(tmp_path):
 @pytest.mark.parametrize("budget", ["0.1", "0.3"])
 def test_cases_end_to_end_through_cli(tmp_path, capsys, budget):
     path, _ = cases_file(tmp_path, blank_every=5)
-    scores, out = tmp_path / "s.parquet", tmp_path / "kept.jsonl"
-    assert cli("score", path, "-o", scores, "-q", "--batch-size", "4") == 0
+    scores, out = tmp_path / "s", tmp_path / "kept.jsonl"
+    assert (
+        cli("score", path, "-o", scores, *INFO, "-q", "--batch-size", "4", "--shard-size", "8") == 0
+    )
+    assert len(ScoreDir(scores).shards()) == 4
     assert cli("select", path, "--scores", scores, "-o", out, "-q", "--budget", budget) == 0
     manifest = json.loads((tmp_path / "kept.jsonl.manifest.json").read_text())
     counts = manifest["selection"]["counts"]
@@ -189,8 +210,8 @@ def test_cases_end_to_end_through_cli(tmp_path, capsys, budget):
 
 def test_budget_over_scorable_share_is_a_clean_error(tmp_path, capsys):
     path, _ = cases_file(tmp_path)
-    scores = tmp_path / "s.parquet"
-    assert cli("score", path, "-o", scores, "-q") == 0
+    scores = tmp_path / "s"
+    assert cli("score", path, "-o", scores, *INFO, "-q") == 0
     capsys.readouterr()
     code = cli(
         "select", path, "--scores", scores, "-o", tmp_path / "o.jsonl", "--budget", "0.9", "-q"
@@ -233,12 +254,43 @@ def test_strict_accepts_good_and_empty_records(tmp_path, sst2_files):
 
 def test_strict_cli_exit_code(tmp_path, capsys):
     path, _ = cases_file(tmp_path)
-    scores = tmp_path / "s.parquet"
-    assert cli("score", path, "-o", scores, "--strict", "-q") == 2
+    scores = tmp_path / "s"
+    assert cli("score", path, "-o", scores, *INFO, "--strict", "-q") == 2
     err = capsys.readouterr().err
     assert "euds score: error:" in err
     assert "line 4" in err and "'latin1'" in err and "invalid_utf8" in err
-    assert not scores.exists()
+    # no scores are left behind: no shard, and nothing a selection would take
+    assert not scores.exists()  # nothing was scored, nothing is left behind
+    assert (
+        cli("select", path, "--scores", scores, "-o", tmp_path / "o.jsonl", "--budget", "0.1") == 2
+    )
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def _no_such_tokenizer(path):
+    return ["--tokenizer", "/no/such/tokenizer.json"], [], "tokenizer file not found"
+
+
+def _strict(path):
+    return ["--strict"], [], "invalid_utf8"
+
+
+def _wrong_text_field(path):
+    path.write_text("".join(json.dumps({"id": i, "body": f"text {i}"}) + "\n" for i in range(10)))
+    return [], ["--text-field", "body"], "fields seen"
+
+
+@pytest.mark.parametrize("case", [_no_such_tokenizer, _strict, _wrong_text_field])
+def test_failed_score_does_not_block_the_corrected_command(tmp_path, capsys, case):
+    path, _ = cases_file(tmp_path)
+    bad_args, fixed_args, message = case(path)
+    scores = tmp_path / "s"
+    assert cli("score", path, "-o", scores, *INFO, "-q", *bad_args) == 2
+    assert message in capsys.readouterr().err
+    code = cli("score", path, "-o", scores, *INFO, "-q", *fixed_args)
+    assert code == 0, capsys.readouterr().err
+    assert ScoreDir(scores).complete()
 
 
 def test_strict_csv_malformed_row(tmp_path):
@@ -277,9 +329,9 @@ def test_csv_bad_rows(tmp_path):
     assert batch.texts == ["hello there", None, None, "quoted, with a comma", None, "", "duplicate"]
     assert batch.ids[0] == "a" and batch.ids[3] == "d" and batch.ids[6] == "a"
     assert reader.stats.flags == {"malformed_row": 2, "invalid_utf8": 1, "duplicate_id": 1}
-    scores = tmp_path / "bad.parquet"
-    score_file(path, scores)
-    table = pq.read_table(scores).to_pylist()
+    scores = tmp_path / "bad"
+    score_info(path, scores)
+    table = read_scores(scores).to_pylist()
     assert [flags_of(r["flags"]) for r in table] == [
         [],
         ["malformed_row"],
@@ -335,9 +387,12 @@ def test_text_field_missing_in_whole_first_batch(tmp_path, capsys):
     # and the right field works; the CLI says what is wrong with exit code 2
     path.write_text("".join(json.dumps(r) + "\n" for r in records[:10]))
     assert next(t for b in RecordReader(path, text_field="body") for t in b.texts) == "text 0"
-    assert cli("score", path, "-o", tmp_path / "s.parquet", "-q") == 2
+    # (the corrected command in the same output folder:
+    # test_failed_score_does_not_block_the_corrected_command)
+    assert cli("score", path, "-o", tmp_path / "s", *INFO, "-q") == 2
     assert "fields seen" in capsys.readouterr().err
-    assert cli("score", path, "-o", tmp_path / "s.parquet", "-q", "--text-field", "body") == 0
+    assert cli("score", path, "-o", tmp_path / "s2", *INFO, "-q", "--text-field", "body") == 0
+    assert read_scores(tmp_path / "s2").column("id").to_pylist() == [str(i) for i in range(10)]
 
 
 # -- Parquet -----------------------------------------------------------------------------------
@@ -348,7 +403,7 @@ def test_parquet_text_column_of_wrong_type(tmp_path, capsys):
     pq.write_table(pa.table({"id": ["a", "b"], "text": [1, 2]}), path)
     with pytest.raises(ValueError, match=r"column 'text' has type int64, expected string"):
         list(RecordReader(path))
-    assert cli("score", path, "-o", tmp_path / "s.parquet", "-q") == 2
+    assert cli("score", path, "-o", tmp_path / "s", *INFO, "-q") == 2
     assert "expected string" in capsys.readouterr().err
     missing = tmp_path / "missing.parquet"
     pq.write_table(pa.table({"id": ["a"], "body": ["x"]}), missing)
@@ -392,17 +447,22 @@ def test_blank_lines_are_not_records(tmp_path):
     assert reader.stats.blank_lines == 3
 
 
-def test_empty_files_score_and_select(tmp_path):
+def test_empty_files_are_a_clean_error(tmp_path, capsys):
+    """A file without records (empty, only blank lines, only a CSV header) is an error that
+    names it, in `euds score`; nothing a selection would take is left."""
     for name, content in (("e.jsonl", b""), ("b.jsonl", b"\n\n"), ("h.csv", b"id,text\n")):
         path = tmp_path / name
         path.write_bytes(content)
-        scores, out = tmp_path / f"{name}.parquet", tmp_path / f"out_{name}"
-        assert cli("score", path, "-o", scores, "-q") == 0
-        assert pq.read_table(scores).num_rows == 0
-        assert cli("select", path, "--scores", scores, "-o", out, "-q", "--budget", "0.5") == 0
-        manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
-        assert manifest["selection"]["counts"]["input"] == 0
-        assert manifest["output"]["records"] == 0
+        scores, out = tmp_path / f"{name}.scores", tmp_path / f"out_{name}"
+        assert cli("score", path, "-o", scores, *INFO, "-q") == 2
+        err = capsys.readouterr().err
+        assert err.startswith("euds score: error:") and f"{path} holds no records" in err
+        assert not any(p.name.startswith("part-") for p in tmp_path.glob(f"{name}.scores/*"))
+        assert cli("select", path, "--scores", scores, "-o", out, "-q", "--budget", "0.5") == 2
+        err = capsys.readouterr().err
+        assert err.startswith("euds select: error:")
+        assert "not found" in err and "euds score" in err
+        assert not out.exists()
 
 
 # -- huge documents ----------------------------------------------------------------------------
@@ -417,12 +477,12 @@ def test_ten_megabyte_document(tmp_path, ng_posts, max_tokens):
         f.write(json.dumps({"id": "small", "text": "a short one"}) + "\n")
         f.write(json.dumps({"id": "huge", "text": doc}) + "\n")
         f.write(json.dumps({"id": "nospace", "text": "x" * 10_000_000}) + "\n")
-    out = tmp_path / "huge.parquet"
+    out = tmp_path / "huge"
     t0 = time.perf_counter()
-    summary = score_file(path, out, ScoreConfig(max_tokens=max_tokens))
+    summary = score_info(path, out, max_tokens=max_tokens)
     elapsed = time.perf_counter() - t0
     assert elapsed < 15, f"scoring 20 MB of text took {elapsed:.1f} s"
-    table = pq.read_table(out).to_pylist()
+    table = read_scores(out).to_pylist()
     assert [r["truncated"] for r in table] == [False, True, True]
     assert [r["n_tokens"] for r in table][1:] == [max_tokens - 1] * 2
     assert all(math.isfinite(r["information"]) for r in table)

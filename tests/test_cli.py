@@ -1,5 +1,6 @@
 """The ``euds`` command line, in-process through ``euds.cli.main`` and once through the
-installed entry point: score, select (budget, intervals), manifests, decisions, errors."""
+installed entry point: score (score directories), select (budget, intervals), manifests,
+decisions, errors."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +20,10 @@ import pytest
 
 from euds.cli import main
 from euds.io import RecordReader
+from euds.scores import ScoreDir, read_scores
 
 SCORE_COLUMNS = ["id", "information", "n_tokens", "truncated", "flags"]
+INFO = ("--signals", "information")  # the fast signal; the others need exported models
 
 
 def sha256(path: Path) -> str:
@@ -42,6 +46,11 @@ def select_cli(inp, scores, out, *args: str | os.PathLike[str]) -> int:
     return run("select", inp, "--scores", scores, "-o", out, *args)
 
 
+def score_cli(inp, scores, *args: str | os.PathLike[str]) -> int:
+    """``euds score INP -o SCORES --signals information -q ARGS...`` in-process."""
+    return run("score", inp, "-o", scores, *INFO, "-q", *args)
+
+
 def sample_entropy(ids: np.ndarray) -> float:
     if len(ids) == 0:
         return float("nan")
@@ -52,10 +61,30 @@ def sample_entropy(ids: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def scored(sst2_train_2000, tmp_path_factory):
-    """(input, score table) of the 2,000-record SST-2 slice, scored once."""
-    scores = tmp_path_factory.mktemp("cli_scores") / "X.parquet"
-    assert run("score", sst2_train_2000, "-o", scores, "--signals", "information", "-q") == 0
+    """(input, score directory) of the 2,000-record SST-2 slice, scored once."""
+    scores = tmp_path_factory.mktemp("cli_scores") / "X"
+    assert score_cli(sst2_train_2000, scores) == 0
     return sst2_train_2000, scores
+
+
+def check_scores_manifest(scores: Path, inp: Path, n: int) -> dict:
+    """Checks a finished score directory's manifest against its input; returns it."""
+    manifest = ScoreDir(scores).manifest()
+    assert manifest["status"] == "complete"
+    assert manifest["input"]["sha256"] == sha256(inp)
+    assert manifest["input"]["path"] == str(inp.resolve())
+    assert manifest["input"]["size"] == inp.stat().st_size
+    assert manifest["input"]["mtime_ns"] == inp.stat().st_mtime_ns
+    shards = manifest["shards"]
+    assert [s["index"] for s in shards] == list(range(len(shards)))
+    assert [s["start"] for s in shards] == [
+        sum(s["rows"] for s in shards[:k]) for k in range(len(shards))
+    ]
+    assert sum(s["rows"] for s in shards) == n
+    for shard in shards:
+        for name, size in shard["files"].items():
+            assert (scores / name).stat().st_size == size, name
+    return manifest
 
 
 def check_selection(inp: Path, scores: Path, out: Path, n_input: int, **read_kwargs) -> dict:
@@ -70,7 +99,14 @@ def check_selection(inp: Path, scores: Path, out: Path, n_input: int, **read_kwa
     assert manifest["output"]["records"] == counts["kept"]
     # checksums
     assert manifest["input"]["sha256"] == sha256(inp)
-    assert manifest["scores"]["sha256"] == sha256(scores)
+    assert manifest["scores"]["path"] == str(scores)
+    if scores.is_dir():
+        assert manifest["scores"]["sha256"] is None
+        assert manifest["scores"]["manifest_sha256"] == sha256(scores / "_manifest.json")
+        assert manifest["scores"]["config"] == ScoreDir(scores).manifest()["config"]
+    else:
+        assert manifest["scores"]["sha256"] == sha256(scores)
+        assert manifest["scores"]["manifest_sha256"] is None
     assert manifest["output"]["sha256"] == sha256(out)
     assert manifest["decisions"]["sha256"] == sha256(decisions_path)
     assert Path(manifest["output"]["path"]) == out
@@ -78,7 +114,7 @@ def check_selection(inp: Path, scores: Path, out: Path, n_input: int, **read_kwa
     decisions = pq.read_table(decisions_path)
     assert decisions.column_names == ["id", "kept", "reason"]
     assert decisions.num_rows == n_input
-    assert decisions.column("id").to_pylist() == pq.read_table(scores).column("id").to_pylist()
+    assert decisions.column("id").to_pylist() == read_scores(scores).column("id").to_pylist()
     kept = np.array(decisions.column("kept").to_pylist())
     reason = decisions.column("reason").to_pylist()
     assert int(kept.sum()) == counts["kept"]
@@ -99,9 +135,10 @@ def check_selection(inp: Path, scores: Path, out: Path, n_input: int, **read_kwa
 
 def test_score_table(scored, tokenizer):
     inp, scores = scored
-    table = pq.read_table(scores)
+    table = read_scores(scores)
     assert table.column_names == SCORE_COLUMNS
     assert table.num_rows == 2000
+    assert ScoreDir(scores).read().equals(table)
     records = [r for line in lines_of(inp) for r in [json.loads(line)]]
     assert table.column("id").to_pylist() == [r["id"] for r in records]
     # information = Shannon entropy of the content token ids, recomputed with numpy
@@ -112,31 +149,47 @@ def test_score_table(scored, tokenizer):
     np.testing.assert_array_equal(table.column("n_tokens").to_numpy(), batch.n_tokens)
     assert table.column("truncated").to_pylist() == batch.truncated.tolist()
     assert set(table.column("flags").to_pylist()) == {""}
-    meta = json.loads(pq.read_metadata(scores).metadata[b"euds"])
-    assert meta["input"]["sha256"] == sha256(inp)
-    assert meta["input"]["records"] == 2000
-    assert meta["config"]["signals"] == ["information"]
-    assert meta["tokenizer"]["sha256"] == sha256(tokenizer.path)
+    # the score directory: one shard of the pass columns, nothing for the other signals
+    assert sorted(p.name for p in scores.iterdir()) == ["_manifest.json", "part-00000.parquet"]
+    manifest = check_scores_manifest(scores, inp, 2000)
+    assert manifest["config"]["signals"] == ["information"]
+    assert manifest["models"]["tokenizer"]["sha256"] == sha256(tokenizer.path)
+    assert set(manifest["models"]) == {"tokenizer"}
 
 
 def test_score_information_mode_corpus(sst2_train_2000, tmp_path, tokenizer):
-    scores = tmp_path / "corpus.parquet"
-    args = ["score", sst2_train_2000, "-o", scores, "--information-mode", "corpus", "-q"]
-    assert run(*args, "--batch-size", "300") == 0
+    scores = tmp_path / "corpus"
+    args = ["--information-mode", "corpus"]
+    # shards of 600 records: the pool is counted across shards
+    assert (
+        score_cli(sst2_train_2000, scores, *args, "--batch-size", "300", "--shard-size", "600") == 0
+    )
     texts = [json.loads(line)["text"] for line in lines_of(sst2_train_2000)]
     batch = tokenizer.encode(texts)
     counts = np.bincount(batch.ids, minlength=tokenizer.vocab_size).astype(float)
     logp = np.log(counts / counts.sum(), where=counts > 0, out=np.zeros_like(counts))
     expected = np.array([-logp[batch.row(i)].mean() for i in range(len(texts))])
-    got = pq.read_table(scores).column("information").to_numpy()
+    table = read_scores(scores)
+    assert table.column_names == SCORE_COLUMNS
+    got = table.column("information").to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    meta = json.loads(pq.read_metadata(scores).metadata[b"euds"])
-    assert meta["information_counts_total"] == int(batch.n_tokens.sum())
-    assert meta["config"]["information_mode"] == "corpus"
-    # the same scores whatever the batch size (two passes over a spill)
-    again = tmp_path / "corpus2.parquet"
-    assert run(*args[:3], again, *args[4:], "--batch-size", "4096") == 0
-    np.testing.assert_array_equal(pq.read_table(again).column("information").to_numpy(), got)
+    manifest = check_scores_manifest(scores, sst2_train_2000, 2000)
+    assert manifest["config"]["information_mode"] == "corpus"
+    assert [s["rows"] for s in manifest["shards"]] == [600, 600, 600, 200]
+    # the counts come from the kept content token ids: exactly the tokenizer's, in row order
+    sd = ScoreDir(scores)
+    offsets, ids = zip(*(sd.token_ids(s) for s in sd.shards()), strict=True)
+    assert sum(len(x) for x in ids) == int(batch.n_tokens.sum())
+    np.testing.assert_array_equal(np.concatenate(ids), batch.ids)
+    lengths = np.concatenate([np.diff(o) for o in offsets])
+    np.testing.assert_array_equal(lengths, batch.n_tokens)
+    # information is a late column (computed over the whole pool), not a pass column
+    assert "information" not in pq.read_schema(scores / "part-00000.parquet").names
+    assert pq.read_table(scores / "late.parquet").column_names == ["information"]
+    # the same scores whatever the batch and shard size
+    again = tmp_path / "corpus2"
+    assert score_cli(sst2_train_2000, again, *args, "--batch-size", "4096") == 0
+    np.testing.assert_array_equal(read_scores(again).column("information").to_numpy(), got)
     # and the selection on them works
     out = tmp_path / "corpus_out.jsonl.gz"
     assert select_cli(sst2_train_2000, scores, out, "--budget", "0.2", "-q") == 0
@@ -144,14 +197,51 @@ def test_score_information_mode_corpus(sst2_train_2000, tmp_path, tokenizer):
 
 
 def test_score_max_tokens_and_batch_size(sst2_train_2000, tmp_path, scored):
-    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    assert run("score", sst2_train_2000, "-o", a, "--max-tokens", "8", "-q") == 0
-    assert run("score", sst2_train_2000, "-o", b, "--batch-size", "7", "-q") == 0
-    ta, tb = pq.read_table(a), pq.read_table(b)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert score_cli(sst2_train_2000, a, "--max-tokens", "8") == 0
+    assert score_cli(sst2_train_2000, b, "--batch-size", "7", "--shard-size", "700") == 0
+    ta, tb = read_scores(a), read_scores(b)
     assert ta.column("n_tokens").to_numpy().max() == 7
     assert any(ta.column("truncated").to_pylist())
-    ref = pq.read_table(scored[1])
-    assert tb.equals(ref)  # batch size does not change any score
+    assert ScoreDir(a).manifest()["config"]["max_tokens"] == 8
+    assert [s["rows"] for s in ScoreDir(b).manifest()["shards"]] == [700, 700, 600]
+    ref = read_scores(scored[1])
+    assert tb.equals(ref)  # neither batch nor shard size changes any score
+    assert not ta.equals(ref)
+
+
+def test_score_reuses_refuses_and_overwrites(sst2_files, tmp_path, capsys):
+    inp = sst2_files["jsonl"]
+    scores = tmp_path / "s"
+    assert score_cli(inp, scores) == 0
+    manifest = ScoreDir(scores).manifest()
+    part = (scores / "part-00000.parquet").read_bytes()
+    capsys.readouterr()
+    # the same command again: a complete directory is reused, not rescored
+    assert run("score", inp, "-o", scores, *INFO) == 0
+    assert "200 records already scored" in capsys.readouterr().err
+    assert ScoreDir(scores).manifest() == manifest
+    assert (scores / "part-00000.parquet").read_bytes() == part
+    # another configuration: refused, and the scores are left as they were
+    assert score_cli(inp, scores, "--max-tokens", "8") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("euds score: error:") and "--overwrite" in err
+    assert ScoreDir(scores).manifest() == manifest
+    # another input: refused too
+    assert score_cli(sst2_files["jsonl.gz"], scores) == 2
+    assert "another input" in capsys.readouterr().err
+    assert ScoreDir(scores).manifest() == manifest
+    # --overwrite replaces them
+    assert score_cli(inp, scores, "--max-tokens", "8", "--overwrite") == 0
+    assert ScoreDir(scores).manifest()["config"]["max_tokens"] == 8
+    assert read_scores(scores).column("n_tokens").to_numpy().max() == 7
+    # a folder that is not a score directory is never overwritten without --overwrite
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    assert score_cli(inp, other) == 2
+    assert "not a score directory" in capsys.readouterr().err
+    assert (other / "keep.txt").read_text() == "x"
 
 
 @pytest.mark.parametrize(
@@ -159,22 +249,36 @@ def test_score_max_tokens_and_batch_size(sst2_train_2000, tmp_path, scored):
     [
         (["--signals", "perplexity"], "signals must be"),
         (["--signals", ""], "signals must be"),
+        (["--signals", "information,information"], "signals must be"),
         (["--max-tokens", "1"], "max_tokens"),
         (["--batch-size", "0"], "batch_size"),
+        (["--shard-size", "0"], "shard_size"),
+        (["--batch-size", "300"], "multiple of batch_size"),
         (["--tokenizer", "/no/such/tokenizer.json"], "tokenizer file not found"),
     ],
 )
 def test_score_argument_errors(sst2_train_2000, tmp_path, capsys, args, message):
-    out = tmp_path / "s.parquet"
+    out = tmp_path / "s"
     assert run("score", sst2_train_2000, "-o", out, "-q", *args) == 2
     err = capsys.readouterr().err
     assert err.startswith("euds score: error:") and message in err
     assert not out.exists()
 
 
+def test_failed_score_leaves_no_directory(sst2_train_2000, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert score_cli(sst2_train_2000, out, "--tokenizer", "/no/such/tokenizer.json") == 2
+    assert "tokenizer file not found" in capsys.readouterr().err
+    assert not out.exists()
+    # and the corrected command works in the same place
+    assert score_cli(sst2_train_2000, out) == 0, capsys.readouterr().err
+    assert ScoreDir(out).complete()
+
+
 def test_score_missing_input(tmp_path, capsys):
-    assert run("score", tmp_path / "nope.jsonl", "-o", tmp_path / "s.parquet") == 2
+    assert run("score", tmp_path / "nope.jsonl", "-o", tmp_path / "s") == 2
     assert "input file not found" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 # -- select ------------------------------------------------------------------------------------
@@ -207,7 +311,7 @@ def test_select_position(scored, tmp_path, position):
     out = tmp_path / "pos.jsonl.gz"
     assert select_cli(inp, scores, out, "--budget", "0.1", "--position", position, "-q") == 0
     check_selection(inp, scores, out, 2000)
-    v = pq.read_table(scores).column("information").to_numpy()
+    v = read_scores(scores).column("information").to_numpy()
     kept = pq.read_table(out.with_name(out.name + ".decisions.parquet")).column("kept")
     kept = np.array(kept.to_pylist())
     if position == "0":
@@ -226,6 +330,15 @@ def test_select_seed(scored, tmp_path):
         masks.append(np.array(dec.column("kept").to_pylist()))
     assert masks[0].sum() == masks[1].sum() == 320
     assert (masks[0] != masks[1]).any()
+    # --tie-seed and --select-signals are the long names of --seed and --signals
+    out = tmp_path / "long.jsonl.gz"
+    long_names = ("--tie-seed", "1", "--select-signals", "information")
+    assert select_cli(inp, scores, out, "--budget", "0.16", *long_names, "-q") == 0
+    assert out.read_bytes() == (tmp_path / "seed1.jsonl.gz").read_bytes()
+    manifest = check_selection(inp, scores, out, 2000)
+    assert manifest["selection"]["seed"] == 1 and manifest["selection"]["signals"] == [
+        "information"
+    ]
 
 
 def test_select_interval_quantiles(scored, tmp_path):
@@ -233,7 +346,7 @@ def test_select_interval_quantiles(scored, tmp_path):
     out = tmp_path / "interval.jsonl.gz"
     assert select_cli(inp, scores, out, "--interval", "information=0.1:0.9", "-q") == 0
     manifest = check_selection(inp, scores, out, 2000)
-    v = pq.read_table(scores).column("information").to_numpy()
+    v = read_scores(scores).column("information").to_numpy()
     lo, hi = np.quantile(v, [0.1, 0.9])
     expected = (v >= lo) & (v <= hi)
     dec = pq.read_table(out.with_name(out.name + ".decisions.parquet"))
@@ -250,13 +363,13 @@ def test_select_interval_absolute(scored, tmp_path):
         select_cli(inp, scores, out, "--absolute", "--interval", " information = 1.5 : 2.5 ", "-q")
         == 0
     )
-    v = pq.read_table(scores).column("information").to_numpy()
+    v = read_scores(scores).column("information").to_numpy()
     expected = (v >= 1.5) & (v <= 2.5)
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     assert manifest["selection"]["counts"]["kept"] == int(expected.sum())
     assert manifest["selection"]["absolute"] is True
     kept_ids = [i for b in RecordReader(out) for i in b.ids]
-    all_ids = pq.read_table(scores).column("id").to_pylist()
+    all_ids = read_scores(scores).column("id").to_pylist()
     assert kept_ids == [i for i, k in zip(all_ids, expected, strict=True) if k]
 
 
@@ -310,23 +423,78 @@ def test_select_scores_of_another_file(scored, sst2_files, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_select_scores_not_a_score_table(scored, tmp_path, capsys):
-    inp, _ = scored
+def test_select_scores_not_a_score_directory(scored, tmp_path, capsys):
+    inp, scores = scored
+    out = tmp_path / "o.jsonl.gz"
+    # a folder without a manifest
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert select_cli(inp, empty, out, "--budget", "0.5") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("euds select: error:") and "not a score directory" in err
+    # a damaged manifest
+    damaged = tmp_path / "damaged"
+    shutil.copytree(scores, damaged)
+    (damaged / "_manifest.json").write_text("{not json")
+    assert select_cli(inp, damaged, out, "--budget", "0.5") == 2
+    assert "is damaged" in capsys.readouterr().err
+    # a score table (single Parquet file) of another length than the input
     fake = tmp_path / "fake.parquet"
     pq.write_table(pa.table({"id": ["a"], "information": [1.0]}), fake)
-    assert select_cli(inp, fake, tmp_path / "o.jsonl.gz", "--budget", "0.5") == 2
-    assert "not an euds score table" in capsys.readouterr().err
+    assert select_cli(inp, fake, out, "--budget", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "has 2000 records but the selection has 1" in err and "another file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "empty", "fake.parquet"]
+
+
+def test_select_incomplete_scores(scored, tmp_path, capsys):
+    inp, scores = scored
+    partial = tmp_path / "partial"
+    shutil.copytree(scores, partial)
+    manifest = json.loads((partial / "_manifest.json").read_text())
+    manifest["status"] = "scoring"
+    (partial / "_manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "o.jsonl.gz"
+    assert select_cli(inp, partial, out, "--budget", "0.5") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("euds select: error:") and "is not complete" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial"]
+    # completing it (what `euds score` does at the end) makes it usable
+    manifest["status"] = "complete"
+    (partial / "_manifest.json").write_text(json.dumps(manifest))
+    assert select_cli(inp, partial, out, "--budget", "0.5", "-q") == 0
+    check_selection(inp, partial, out, 2000)
+
+
+def test_select_from_a_score_file(scored, tmp_path):
+    """A single score Parquet file (the table of a score directory) is accepted too; its
+    sha256 goes to the manifest."""
+    inp, scores = scored
+    single = tmp_path / "scores.parquet"
+    pq.write_table(read_scores(scores), single)
+    out, ref = tmp_path / "file.jsonl.gz", tmp_path / "dir.jsonl.gz"
+    assert select_cli(inp, single, out, "--budget", "0.16", "-q") == 0
+    assert select_cli(inp, scores, ref, "--budget", "0.16", "-q") == 0
+    manifest = check_selection(inp, single, out, 2000)
+    assert manifest["scores"]["config"] == {}
+    assert out.read_bytes() == ref.read_bytes()
 
 
 def test_select_nonfinite_scores(scored, tmp_path, capsys):
     inp, scores = scored
-    table = pq.read_table(scores)
+    # a copy of the score directory with two infinite scores in its shard
+    bad = tmp_path / "inf"
+    shutil.copytree(scores, bad)
+    part = bad / "part-00000.parquet"
+    table = pq.read_table(part)
     v = table.column("information").to_numpy().copy()
     v[[5, 9]] = [np.inf, -np.inf]
-    bad = tmp_path / "inf.parquet"
     table = table.set_column(1, "information", pa.array(v))
-    meta = {b"euds": pq.read_metadata(scores).metadata[b"euds"]}
-    pq.write_table(table.replace_schema_metadata(meta), bad)
+    pq.write_table(table, part)
+    manifest = json.loads((bad / "_manifest.json").read_text())
+    manifest["shards"][0]["files"][part.name] = part.stat().st_size
+    (bad / "_manifest.json").write_text(json.dumps(manifest))
+    assert ScoreDir(bad).verify_shards() == ScoreDir(bad).shards()
     out = tmp_path / "o.jsonl.gz"
     assert select_cli(inp, bad, out, "--budget", "0.5") == 2
     err = capsys.readouterr().err
@@ -342,9 +510,10 @@ def test_select_nonfinite_scores(scored, tmp_path, capsys):
 @pytest.mark.parametrize("fmt", ["csv", "csv.gz", "tsv", "parquet", "jsonl"])
 def test_select_keeps_the_input_format(sst2_files, sst2_records, tmp_path, fmt):
     inp = sst2_files[fmt]
-    scores = tmp_path / "s.parquet"
+    scores = tmp_path / "s"
     out = tmp_path / f"out.{fmt}"
-    assert run("score", inp, "-o", scores, "-q") == 0
+    assert score_cli(inp, scores) == 0
+    assert ScoreDir(scores).manifest()["input"]["sha256"] == sha256(inp)
     assert select_cli(inp, scores, out, "--budget", "0.25", "-q") == 0
     manifest = check_selection(inp, scores, out, len(sst2_records))
     assert manifest["output"]["records"] == 50
@@ -355,8 +524,9 @@ def test_select_keeps_the_input_format(sst2_files, sst2_records, tmp_path, fmt):
 def test_select_uses_the_scored_format(sst2_files, sst2_records, tmp_path):
     inp = tmp_path / "records.txt"
     inp.write_bytes(sst2_files["jsonl"].read_bytes())
-    scores = tmp_path / "s.parquet"
-    assert run("score", inp, "-o", scores, "--format", "jsonl", "-q") == 0
+    scores = tmp_path / "s"
+    assert score_cli(inp, scores, "--format", "jsonl") == 0
+    assert ScoreDir(scores).manifest()["config"]["format"] == "jsonl"
     out = tmp_path / "kept.txt"
     assert select_cli(inp, scores, out, "--budget", "0.5", "-q") == 0
     assert len(lines_of(out)) == 100
@@ -370,11 +540,9 @@ def test_select_text_and_id_fields(tmp_path):
         {"key": 1000 + i, "sentence": f"sentence number {i} " * (1 + i % 5)} for i in range(60)
     ]
     inp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    scores = tmp_path / "s.parquet"
-    assert (
-        run("score", inp, "-o", scores, "--text-field", "sentence", "--id-field", "key", "-q") == 0
-    )
-    assert pq.read_table(scores).column("id").to_pylist() == [str(r["key"]) for r in records]
+    scores = tmp_path / "s"
+    assert score_cli(inp, scores, "--text-field", "sentence", "--id-field", "key") == 0
+    assert read_scores(scores).column("id").to_pylist() == [str(r["key"]) for r in records]
     out = tmp_path / "o.jsonl"
     assert select_cli(inp, scores, out, "--budget", "0.5", "-q") == 0
     check_selection(inp, scores, out, 60, text_field="sentence", id_field="key")
@@ -383,8 +551,8 @@ def test_select_text_and_id_fields(tmp_path):
 @pytest.mark.parametrize(("src", "name"), [("jsonl", "out.jsonl.gz"), ("jsonl.gz", "out.jsonl")])
 def test_select_output_compression_follows_its_name(sst2_files, tmp_path, src, name):
     inp = sst2_files[src]
-    scores = tmp_path / "s.parquet"
-    assert run("score", inp, "-o", scores, "-q") == 0
+    scores = tmp_path / "s"
+    assert score_cli(inp, scores) == 0
     out = tmp_path / name
     assert select_cli(inp, scores, out, "--budget", "0.5", "-q") == 0
     assert (out.read_bytes()[:2] == b"\x1f\x8b") == name.endswith(".gz")
@@ -443,9 +611,10 @@ def test_entry_point_subprocess(scored, tmp_path):
 
 def test_full_sst2_train(data_dir, tmp_path):
     inp = data_dir / "sst2" / "train.jsonl.gz"
-    scores, out = tmp_path / "train.parquet", tmp_path / "train16.jsonl.gz"
-    assert run("score", inp, "-o", scores, "-q") == 0
-    assert pq.read_table(scores).num_rows == 67_349
+    scores, out = tmp_path / "train", tmp_path / "train16.jsonl.gz"
+    assert score_cli(inp, scores) == 0
+    assert read_scores(scores).num_rows == 67_349
+    check_scores_manifest(scores, inp, 67_349)
     assert select_cli(inp, scores, out, "--budget", "0.16", "-q") == 0
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     counts = manifest["selection"]["counts"]

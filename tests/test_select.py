@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from euds.select import select
@@ -70,11 +69,17 @@ def synthetic(n: int, seed: int, rho: float = 0.6) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def sst2_scores(data_dir, tmp_path_factory):
     """Real information scores of the full SST-2 train set (67,349 records)."""
-    from euds.pipeline import score_file
+    from euds.pipeline import ScoreConfig, score
+    from euds.scores import read_scores
 
-    out = tmp_path_factory.mktemp("sst2_scores") / "train.parquet"
-    score_file(data_dir / "sst2" / "train.jsonl.gz", out)
-    table = pq.read_table(out)
+    out = tmp_path_factory.mktemp("sst2_scores") / "train"
+    score(
+        data_dir / "sst2" / "train.jsonl.gz",
+        out,
+        ScoreConfig(signals=("information",)),
+        progress=False,
+    )
+    table = read_scores(out)
     assert table.num_rows == 67_349
     return table
 

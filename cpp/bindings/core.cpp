@@ -14,6 +14,7 @@
 #include "euds/build_info.hpp"
 #include "euds/information.hpp"
 #include "euds/parallel.hpp"
+#include "euds/pooling.hpp"
 #include "euds/row_entropy.hpp"
 #include "euds/select.hpp"
 #ifdef EUDS_WITH_CUDA
@@ -265,6 +266,50 @@ py::tuple segment_mean(const py::object& values_obj, const py::object& segment_o
                          static_cast<std::size_t>(n_segments), m, c);
   }
   return py::make_tuple(mean, count);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling (semantic embeddings)
+
+py::array_t<float> mean_pool_normalize(const py::object& hidden_obj, const py::object& mask_obj,
+                                       const py::object& out_obj) {
+  py::array hidden = as_array(hidden_obj, "hidden");
+  py::array mask = as_array(mask_obj, "mask");
+  require_layout(hidden, "hidden", 3);
+  require_layout(mask, "mask", 2);
+  require_dtype(hidden, "hidden", {DT::f32}, "float32");
+  require_dtype(mask, "mask", {DT::i64, DT::u8, DT::b1}, "int64, uint8 or bool");
+  if (mask.shape(0) != hidden.shape(0) || mask.shape(1) != hidden.shape(1))
+    throw py::value_error("mask must have shape [batch, tokens] = [" +
+                          std::to_string(hidden.shape(0)) + ", " + std::to_string(hidden.shape(1)) +
+                          "] (hidden's first two dimensions)");
+  const auto batch = static_cast<std::size_t>(hidden.shape(0));
+  const auto tokens = static_cast<std::size_t>(hidden.shape(1));
+  const auto dim = static_cast<std::size_t>(hidden.shape(2));
+  py::array_t<float> out;
+  if (out_obj.is_none()) {
+    out = py::array_t<float>({hidden.shape(0), hidden.shape(2)});
+  } else {
+    py::array o = as_array(out_obj, "out");
+    require_layout(o, "out", 2);
+    require_dtype(o, "out", {DT::f32}, "float32");
+    if (o.shape(0) != hidden.shape(0) || o.shape(1) != hidden.shape(2))
+      throw py::value_error("out must have shape [batch, dim]");
+    if (!o.writeable()) throw py::value_error("out must be writeable");
+    out = py::reinterpret_borrow<py::array_t<float>>(o);
+  }
+  const auto* h = static_cast<const float*>(hidden.data());
+  float* dst = out.mutable_data();
+  const bool m64 = dtype_of(mask) == DT::i64;
+  const void* m = mask.data();
+  {
+    py::gil_scoped_release release;
+    if (m64)
+      euds::mean_pool_normalize(batch, tokens, dim, h, static_cast<const std::int64_t*>(m), dst);
+    else
+      euds::mean_pool_normalize(batch, tokens, dim, h, static_cast<const std::uint8_t*>(m), dst);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -578,6 +623,7 @@ PYBIND11_MODULE(_core, m) {
         "mask"_a = py::none(), "scale"_a = 1.0f, "entropy_out"_a = py::none(),
         "nll_out"_a = py::none());
   m.def("segment_mean", &segment_mean, "values"_a, "segment"_a, "n_segments"_a);
+  m.def("mean_pool_normalize", &mean_pool_normalize, "hidden"_a, "mask"_a, "out"_a = py::none());
   m.def("nan_quantiles", &nan_quantiles, "x"_a, "q"_a);
   m.def("interval_mask", &interval_mask, "x"_a, "lo"_a, "hi"_a);
   m.def("percentile_ranks", &percentile_ranks, "x"_a);

@@ -25,6 +25,11 @@ def segment_mean(
     segment: npt.NDArray[np.int32] | npt.NDArray[np.int64],
     n_segments: int,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+def mean_pool_normalize(
+    hidden: npt.NDArray[np.float32],
+    mask: npt.NDArray[np.int64] | npt.NDArray[np.uint8] | npt.NDArray[np.bool_],
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]: ...
 def nan_quantiles(
     x: npt.NDArray[np.float32] | npt.NDArray[np.float64], q: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]: ...

@@ -1,4 +1,5 @@
-"""The ``euds`` command line: ``score``, ``select`` and ``info``."""
+"""The ``euds`` command line: ``score``, ``select``, ``run``, ``report``, ``bench``, ``models``
+and ``info``."""
 
 from __future__ import annotations
 
@@ -7,16 +8,29 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 from euds._core import EudsError
 from euds._version import __version__
 from euds.io import DEFAULT_BATCH_SIZE
+from euds.pipeline import DEFAULT_SHARD_SIZE
 from euds.signals import SIGNALS
+from euds.signals.generative import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_PACK_LENGTH,
+    DEVICES,
+    PRECISIONS,
+    REDUCTIONS,
+)
 from euds.signals.information import MODES
+from euds.signals.semantic import (
+    DEFAULT_EMBED_BATCH_TOKENS,
+    DEFAULT_K,
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    POOLINGS,
+)
 from euds.tokenizer import DEFAULT_MAX_TOKENS
 
 log = logging.getLogger("euds")
@@ -29,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="euds: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     if args.threads:
         from euds import set_num_threads
@@ -48,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"euds {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    common.add_argument("--threads", type=int, default=0, help="threads for the C++ kernels")
+    common.add_argument("--threads", type=int, default=0, help="threads for kernels and models")
     sub = p.add_subparsers(dest="command", required=True)
 
     reading = argparse.ArgumentParser(add_help=False)
@@ -66,18 +81,10 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", parents=[common, reading], help="score every record of a file")
     s.add_argument("input", type=Path)
-    s.add_argument("-o", "--output", type=Path, required=True, help="score table (.parquet)")
+    s.add_argument("-o", "--output", type=Path, required=True, help="score directory")
+    _add_scoring_options(s)
     s.add_argument(
-        "--signals",
-        default="information",
-        help=f"comma-separated subset of {','.join(SIGNALS)} (default: information)",
-    )
-    s.add_argument("--information-mode", choices=MODES, default="sample")
-    s.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
-    s.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per batch")
-    s.add_argument("--tokenizer", help="a tokenizer.json to use instead of SmolLM2's")
-    s.add_argument(
-        "--strict", action="store_true", help="fail on the first bad record instead of flagging it"
+        "--overwrite", action="store_true", help="replace a score directory of another run"
     )
     s.set_defaults(func=_cmd_score)
 
@@ -85,11 +92,152 @@ def _parser() -> argparse.ArgumentParser:
         "select", parents=[common, reading], help="keep the records inside an entropy interval"
     )
     sel.add_argument("input", type=Path)
-    sel.add_argument("--scores", type=Path, required=True, help="score table from `euds score`")
+    sel.add_argument("--scores", type=Path, required=True, help="score directory from `euds score`")
     sel.add_argument(
         "-o", "--output", type=Path, required=True, help="kept records (input's format)"
     )
-    how = sel.add_mutually_exclusive_group(required=True)
+    _add_selection_options(sel, budget_required=True)
+    sel.set_defaults(func=_cmd_select)
+
+    r = sub.add_parser(
+        "run",
+        parents=[common, reading],
+        help="score (reusing scores), select and report: the main job",
+    )
+    r.add_argument("input", type=Path)
+    r.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    _add_scoring_options(r)
+    r.add_argument("--overwrite", action="store_true", help="replace scores of another run")
+    _add_selection_options(r, budget_required=True, alone=False)
+    r.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", parents=[common], help="an HTML report of a score directory")
+    rep.add_argument("scores", type=Path, help="score directory")
+    rep.add_argument("-o", "--output", type=Path, required=True, help="report.html")
+    rep.add_argument(
+        "--selection", type=Path, help="a selection's .manifest.json (shades its interval)"
+    )
+    rep.add_argument("--input", type=Path, help="the scored input, if it moved (for example texts)")
+    rep.set_defaults(func=_cmd_report)
+
+    b = sub.add_parser("bench", parents=[common, reading], help="measure this machine on your data")
+    b.add_argument("input", type=Path)
+    b.add_argument("--limit", type=int, default=1000, help="records to measure on (default 1000)")
+    b.add_argument("--signals", default=",".join(SIGNALS))
+    b.add_argument("--json", type=Path, help="also write the figures as JSON")
+    b.set_defaults(func=_cmd_bench)
+
+    f = sub.add_parser("finetune", parents=[common], help="fine-tune an encoder and evaluate it")
+    f.add_argument("--task", choices=["classification", "qa"], default="classification")
+    f.add_argument(
+        "--train", type=Path, required=True, help="JSONL (text, label) or SQuAD v1.1 JSON"
+    )
+    f.add_argument("--eval", type=Path, required=True)
+    f.add_argument("--model", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)")
+    f.add_argument("--epochs", type=int, default=2)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--lr", type=float, default=5e-5)
+    f.add_argument("--max-length", type=int, help="default: 128 (classification), 384 (QA)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    f.add_argument("-o", "--output", type=Path, help="metrics JSON")
+    f.set_defaults(func=_cmd_finetune)
+
+    x = sub.add_parser("experiment", parents=[common], help="accuracy vs data kept, per method")
+    x.add_argument("config", type=Path, help="experiment CONFIG.toml")
+    x.set_defaults(func=_cmd_experiment)
+
+    t = sub.add_parser("tune", parents=[common], help="choose the interval at a budget (proxy)")
+    t.add_argument("--scores", type=Path, required=True, help="score directory of the pool")
+    t.add_argument("--pool", type=Path, required=True, help="the pool (JSONL with labels)")
+    t.add_argument("--dev", type=Path, required=True, help="a small labelled dev split (JSONL)")
+    t.add_argument("--budget", type=float, required=True)
+    t.add_argument("--label-field", default="label")
+    t.set_defaults(func=_cmd_tune)
+
+    m = sub.add_parser("models", parents=[common], help="prepare or inspect the cached models")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    mp = msub.add_parser("prepare", parents=[common], help="export the models to ONNX (once)")
+    mp.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
+    mp.add_argument("--verify", action="store_true", help="check every cached file's sha256")
+    mp.add_argument("--int8", action="store_true", help="also build the LM's int8 graph")
+    mp.add_argument("--reduced", action="store_true", help="also build the in-graph reduction")
+    mp.set_defaults(func=_cmd_models_prepare)
+    mi = msub.add_parser("info", parents=[common], help="print the cache entries' manifests")
+    mi.set_defaults(func=_cmd_models_info)
+
+    i = sub.add_parser("info", parents=[common], help="print how this build was compiled")
+    i.set_defaults(func=_cmd_info)
+    return p
+
+
+def _add_scoring_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--signals",
+        default=",".join(SIGNALS),
+        help=f"comma-separated subset of {','.join(SIGNALS)} (default: all three)",
+    )
+    s.add_argument(
+        "--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="BOS + content tokens"
+    )
+    s.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per batch")
+    s.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="records per shard")
+    s.add_argument("--tokenizer", help="a tokenizer.json to use instead of SmolLM2's")
+    s.add_argument(
+        "--strict", action="store_true", help="fail on the first bad record instead of flagging it"
+    )
+    i = s.add_argument_group("information signal")
+    i.add_argument("--information-mode", choices=MODES, default="sample")
+    g = s.add_argument_group("generative signal")
+    g.add_argument("--model", help="a prepared LM folder (default: SmolLM2 from the cache)")
+    g.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=DEFAULT_BATCH_TOKENS,
+        help="positions per ONNX Runtime call",
+    )
+    g.add_argument(
+        "--no-packing", dest="packing", action="store_false", help="one text per row (padded)"
+    )
+    g.add_argument(
+        "--pack-length", type=int, default=DEFAULT_PACK_LENGTH, help="positions per packed row"
+    )
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    g.add_argument(
+        "--reduction", choices=REDUCTIONS, default="kernel", help="C++ kernel or in-graph"
+    )
+    g.add_argument("--device", choices=DEVICES, default="cpu")
+    e = s.add_argument_group("semantic signal")
+    e.add_argument("--embedder", help="a prepared embedder folder (default: MiniLM from the cache)")
+    e.add_argument(
+        "--embed-batch-tokens",
+        type=int,
+        default=DEFAULT_EMBED_BATCH_TOKENS,
+        help="word pieces per call",
+    )
+    e.add_argument(
+        "--pooling", choices=POOLINGS, default="core", help="mean pooling in C++ or in-graph"
+    )
+    e.add_argument("--k", type=int, default=DEFAULT_K, help="k-means centroids")
+    e.add_argument(
+        "--temperature", type=float, default=DEFAULT_TEMPERATURE, help="softmax temperature"
+    )
+    e.add_argument("--m", type=int, help="nearest centroids per text (default: min(k, 32))")
+    e.add_argument("--seed", type=int, default=DEFAULT_SEED, help="k-means seed")
+    e.add_argument(
+        "--max-points-per-centroid",
+        type=int,
+        default=DEFAULT_MAX_POINTS_PER_CENTROID,
+        help="k-means trains on at most this many points per centroid",
+    )
+
+
+def _add_selection_options(
+    sel: argparse.ArgumentParser, *, budget_required: bool, alone: bool = True
+) -> None:
+    """Selection flags; ``alone`` (the select command) also takes the short names --signals
+    and --seed, which `euds run` keeps for scoring."""
+    how = sel.add_mutually_exclusive_group(required=budget_required)
     how.add_argument("--budget", type=float, help="share of records to keep, e.g. 0.16")
     how.add_argument(
         "--interval",
@@ -97,57 +245,276 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SIGNAL=LO:HI",
         help="an interval per signal (quantiles unless --absolute); repeat for several",
     )
-    sel.add_argument("--signals", help="comma-separated signals for --budget (default: all scored)")
+    names = ("--signals", "--select-signals") if alone else ("--select-signals",)
+    sel.add_argument(
+        *names, dest="select_signals", help="signals to select on (default: all scored)"
+    )
     sel.add_argument("--method", choices=["single", "intersect", "mean-rank"])
     sel.add_argument(
         "--position", type=float, default=0.5, help="band position, 0 = lowest entropies"
     )
     sel.add_argument("--absolute", action="store_true", help="--interval gives score values")
     sel.add_argument("--on-nonfinite", choices=["raise", "drop"], default="raise")
-    sel.add_argument("--seed", type=int, default=0, help="seed of the tie-break among equal scores")
-    sel.set_defaults(func=_cmd_select)
+    names = ("--seed", "--tie-seed") if alone else ("--tie-seed",)
+    sel.add_argument(
+        *names,
+        dest="tie_seed",
+        type=int,
+        default=0,
+        help="seed of the tie-break among equal scores",
+    )
 
-    i = sub.add_parser("info", parents=[common], help="print how this build was compiled")
-    i.set_defaults(func=lambda a: print(json.dumps(_info(), indent=2)))
-    return p
 
+def _score_config(args: argparse.Namespace):
+    from euds.pipeline import ScoreConfig
 
-def _info() -> dict:
-    from euds import build_info
-
-    return build_info()
+    return ScoreConfig(
+        signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
+        text_field=args.text_field,
+        id_field=args.id_field or None,
+        format=args.format,
+        strict=args.strict,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        max_tokens=args.max_tokens,
+        tokenizer=args.tokenizer,
+        information_mode=args.information_mode,
+        model=args.model,
+        batch_tokens=args.batch_tokens,
+        packing=args.packing,
+        pack_length=args.pack_length,
+        precision=args.precision,
+        reduction=args.reduction,
+        device=args.device,
+        threads=args.threads or None,
+        embedder=args.embedder,
+        embed_batch_tokens=args.embed_batch_tokens,
+        pooling=args.pooling,
+        k=args.k,
+        temperature=args.temperature,
+        m=args.m,
+        seed=args.seed,
+        max_points_per_centroid=args.max_points_per_centroid,
+    )
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from euds.pipeline import ScoreConfig, score_file
+    from euds.pipeline import score
 
-    config = ScoreConfig(
-        signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
-        information_mode=args.information_mode,
-        max_tokens=args.max_tokens,
-        text_field=args.text_field,
-        id_field=args.id_field or None,
-        batch_size=args.batch_size,
-        strict=args.strict,
-        format=args.format,
-        tokenizer=args.tokenizer,
+    summary = score(
+        args.input,
+        args.output,
+        _score_config(args),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
-    summary = score_file(args.input, args.output, config)
+    _log_summary(summary)
+    return 0
+
+
+def _log_summary(summary) -> None:
+    if summary.reused:
+        log.info("%d records already scored in %s", summary.records, summary.output)
+        return
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items())
     log.info(
-        "scored %d records in %.1f s (%.0f records/s; tokenising %.1f s) -> %s",
+        "scored %d records (%d now%s) in %.1f s, %.1f records/s; %s -> %s",
         summary.records,
+        summary.scored_now,
+        f", resumed after {summary.resumed_from}" if summary.resumed_from else "",
         summary.seconds,
         summary.records_per_second(),
-        summary.tokenize_seconds,
+        stages,
         summary.output,
     )
-    if summary.flags or summary.unscored:
+    if summary.flags or any(summary.unscored.values()):
         log.info(
-            "flags: %s; unscored (NaN): %d; truncated: %d",
+            "flags: %s; unscored (NaN): %s; truncated: %d",
             summary.flags,
             summary.unscored,
             summary.truncated,
         )
+
+
+def _selection_options(args: argparse.Namespace) -> dict:
+    return {
+        "signals": [s.strip() for s in args.select_signals.split(",")]
+        if args.select_signals
+        else None,
+        "method": args.method,
+        "budget": args.budget,
+        "position": args.position,
+        "intervals": _parse_intervals(args.interval) if args.interval else None,
+        "absolute": args.absolute,
+        "on_nonfinite": args.on_nonfinite,
+        "seed": args.tie_seed,
+    }
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from euds.select import select_file
+
+    result = select_file(
+        args.input,
+        args.scores,
+        args.output,
+        format=args.format,
+        command=["euds", *sys.argv[1:]] if sys.argv and Path(sys.argv[0]).name == "euds" else None,
+        **_selection_options(args),
+    )
+    counts = result.selection.counts
+    log.info(
+        "kept %d of %d records (%.2f%%), dropped %d %s -> %s (manifest %s)",
+        counts["kept"],
+        counts["input"],
+        100.0 * counts["kept"] / max(counts["input"], 1),
+        counts["dropped"],
+        counts["dropped_by_reason"],
+        result.output,
+        result.manifest,
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from euds.run import run
+
+    result = run(
+        args.input,
+        args.output,
+        _score_config(args),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        command=["euds", *sys.argv[1:]] if sys.argv and Path(sys.argv[0]).name == "euds" else None,
+        **_selection_options(args),
+    )
+    _log_summary(result.summary)
+    counts = result.selected.selection.counts
+    print(
+        f"selected {counts['kept']:,} of {counts['input']:,} records -> {result.selected.output}\n"
+        f"manifest: {result.selected.manifest}\n"
+        f"report:   {result.report}\n"
+        f"scores:   {result.scores}"
+    )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from euds.report import write_report
+
+    path = write_report(
+        args.scores, args.output, selection_manifest=args.selection, input_path=args.input
+    )
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from euds.bench import bench_file
+
+    result = bench_file(
+        args.input,
+        limit=args.limit,
+        signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
+        text_field=args.text_field,
+        id_field=args.id_field or None,
+        format=args.format,
+        threads=args.threads or None,
+    )
+    print(result.table())
+    if args.json:
+        args.json.write_text(json.dumps(result.as_dict(), indent=2))
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from euds.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        task=args.task,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads or None,
+    )
+    metrics = finetune(args.train, args.eval, config, output=args.output)
+    keys = ("accuracy", "macro_f1", "exact_match", "f1", "wall_seconds")
+    print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from euds.experiment import ExperimentConfig, markdown_table, run_experiment
+
+    summary = run_experiment(ExperimentConfig.from_toml(args.config))
+    print(markdown_table(summary))
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from euds.experiment import read_jsonl, tune
+    from euds.scores import ScoreDir
+    from euds.signals.semantic import Embedder
+
+    sd = ScoreDir(args.scores)
+    pool = read_jsonl(args.pool)
+    dev = read_jsonl(args.dev)
+    embeddings = np.concatenate(
+        [np.asarray(sd.embeddings(s), dtype=np.float32) for s in sd.shards()]
+    )
+    if len(embeddings) != len(pool):
+        raise ValueError(
+            f"{args.scores} scored {len(embeddings)} records, {args.pool} has {len(pool)}"
+        )
+    dev_emb = Embedder(sd.manifest()["config"].get("embedder")).embed([r["text"] for r in dev])
+    choice = tune(
+        sd.read(),
+        embeddings,
+        [r[args.label_field] for r in pool],
+        dev_emb,
+        [r[args.label_field] for r in dev],
+        args.budget,
+    )
+    print(json.dumps({k: v for k, v in choice.items() if k != "trials"}, indent=2))
+    return 0
+
+
+def _cmd_models_prepare(args: argparse.Namespace) -> int:
+    from euds.models import prepare_embedder, prepare_lm
+
+    files = prepare_lm(force=args.force, verify=args.verify)
+    for name, wanted in (("int8", args.int8), ("reduced", args.reduced)):
+        if wanted:
+            files.variant(name)
+    embedder = prepare_embedder(force=args.force, verify=args.verify)
+    log.info("models ready: %s, %s", files.folder, embedder.folder)
+    return 0
+
+
+def _cmd_models_info(args: argparse.Namespace) -> int:
+    from euds.models import embedder_files, lm_files
+
+    out = {}
+    for name, get in (("lm", lm_files), ("embedder", embedder_files)):
+        try:
+            files = get(prepare=False)
+            out[name] = {"folder": str(files.folder), **files.manifest()}
+        except EudsError as e:
+            out[name] = {"prepared": False, "error": str(e)}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from euds import build_info
+
+    print(json.dumps(build_info(), indent=2))
     return 0
 
 
@@ -165,93 +532,6 @@ def _parse_intervals(items: list[str]) -> dict[str, tuple[float, float]]:
                 f"--interval {item!r} is not SIGNAL=LO:HI (e.g. information=0.1:0.9)"
             ) from None
     return out
-
-
-def _cmd_select(args: argparse.Namespace) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from euds.cache import atomic_write_bytes, sha256_file
-    from euds.io import write_selected
-    from euds.pipeline import read_score_metadata
-    from euds.select import select
-
-    meta = read_score_metadata(args.scores)
-    input_sha = sha256_file(args.input)
-    if meta.get("input", {}).get("sha256") not in (None, input_sha):
-        raise ValueError(
-            f"{args.scores} was computed on another file (sha256 {meta['input']['sha256'][:12]}…, "
-            f"{args.input} has {input_sha[:12]}…): rescore it with `euds score`"
-        )
-    table = pq.read_table(args.scores)
-    signals = [s.strip() for s in args.signals.split(",")] if args.signals else None
-    selection = select(
-        table,
-        signals=signals,
-        method=args.method,
-        budget=args.budget,
-        position=args.position,
-        intervals=_parse_intervals(args.interval) if args.interval else None,
-        absolute=args.absolute,
-        on_nonfinite=args.on_nonfinite,
-        seed=args.seed,
-    )
-    config = meta.get("config", {})
-    written = write_selected(
-        args.input,
-        args.output,
-        selection.keep,
-        format=args.format or config.get("format"),
-        gzip_output=str(args.output).lower().endswith(".gz"),
-    )
-    counts = selection.counts
-    if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
-        raise EudsError(f"selection bookkeeping is off: wrote {written}, counts {counts}")
-
-    out = Path(args.output)
-    decisions_path = out.with_name(out.name + ".decisions.parquet")
-    decisions = pa.table(
-        {
-            "id": table.column("id"),
-            "kept": pa.array(selection.keep),
-            "reason": pa.array(selection.reason.astype(str)),
-        }
-    )
-    from euds.cache import atomic_path
-
-    with atomic_path(decisions_path) as tmp:
-        pq.write_table(decisions, tmp)
-    manifest = {
-        "euds_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": ["euds", *sys.argv[1:]]
-        if sys.argv and Path(sys.argv[0]).name == "euds"
-        else None,
-        "input": {"path": str(args.input), "sha256": input_sha, "records": counts["input"]},
-        "scores": {"path": str(args.scores), "sha256": sha256_file(args.scores), "config": config},
-        "selection": selection.summary(),
-        "output": {"path": str(out), "sha256": sha256_file(out), "records": written},
-        "decisions": {"path": str(decisions_path), "sha256": sha256_file(decisions_path)},
-    }
-    manifest_path = out.with_name(out.name + ".manifest.json")
-    atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=_jsonable).encode())
-    log.info(
-        "kept %d of %d records (%.2f%%), dropped %d %s -> %s (manifest %s)",
-        counts["kept"],
-        counts["input"],
-        100.0 * counts["kept"] / max(counts["input"], 1),
-        counts["dropped"],
-        counts["dropped_by_reason"],
-        out,
-        manifest_path,
-    )
-    return 0
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,10 @@ import contextlib
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -141,6 +142,7 @@ class RecordReader:
         gzip: bool | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         strict: bool = False,
+        skip: int = 0,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -154,20 +156,43 @@ class RecordReader:
         self.id_field = id_field
         self.batch_size = batch_size
         self.strict = strict
+        if not isinstance(skip, int) or skip < 0:
+            raise ValueError(f"skip must be an int >= 0, got {skip!r}")
+        self.skip = skip
         self.stats = ReadStats()
+        self.bytes_total = self.path.stat().st_size
+        self._raw: IO[bytes] | None = None
+        self._parquet_rows_read = 0
+        self._seed_ids: set[str] = set()
         self._seen_ids: set[str] = set()
         self._fields_seen: set[str] = set()
         self._text_field_seen = False
 
+    def seed_ids(self, ids: Iterable[str]) -> None:
+        """Ids already seen (the records a resumed run skips), for the duplicate-id check."""
+        self._seed_ids.update(ids)
+
+    def bytes_read(self) -> int:
+        """How far into the input the reader has got: bytes of the file (compressed bytes for
+        .gz), or rows for Parquet (then ``bytes_total`` counts rows too)."""
+        if self.format == "parquet":
+            return self._parquet_rows_read
+        try:
+            return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
+        except (OSError, ValueError):
+            return 0
+
     def __iter__(self) -> Iterator[RecordBatch]:
+        """Batches of records; with ``skip``, the first ``skip`` records are passed over (not
+        parsed where the format allows) and rows keep their numbers in the whole file."""
         self.stats = ReadStats()
-        self._seen_ids = set()
+        self._seen_ids = set(self._seed_ids)
         self._fields_seen = set()
         self._text_field_seen = False
-        batch = RecordBatch(start=0, ids=[], texts=[], flags=[])
+        batch = RecordBatch(start=self.skip, ids=[], texts=[], flags=[])
         checked = False
         for where, record in self._records():
-            row = self.stats.records
+            row = self.skip + self.stats.records
             self.stats.records += 1
             rid, text, flags = self._interpret(row, record)
             for f in flags:
@@ -180,7 +205,7 @@ class RecordReader:
             if len(batch) == self.batch_size:
                 checked = checked or self._check_text_field(batch)
                 yield batch
-                batch = RecordBatch(start=self.stats.records, ids=[], texts=[], flags=[])
+                batch = RecordBatch(start=row + 1, ids=[], texts=[], flags=[])
         if len(batch):
             if not checked:
                 self._check_text_field(batch)
@@ -238,25 +263,38 @@ class RecordReader:
         return rid
 
     def _records(self) -> Iterator[tuple[str, Any]]:
-        if self.format == "jsonl":
-            for line_no, raw in iter_jsonl_lines(self.path, self.gzip, self.stats):
-                try:
-                    # surrogateescape keeps the id readable when the text has bad bytes; they
-                    # show up as lone surrogates and flag the text as invalid_utf8.
-                    record = json.loads(raw.decode("utf-8", errors="surrogateescape"))
-                except ValueError:
-                    record = _Bad("invalid_json")
-                yield f"line {line_no}", record
-        elif self.format in ("csv", "tsv"):
-            header, rows = iter_csv_rows(self.path, self.gzip, self.format)
-            self._fields_seen.update(header)
-            for line_no, row in rows:
-                if len(row) != len(header):
-                    yield f"line {line_no}", _Bad("malformed_row")
-                else:
-                    yield f"line {line_no}", dict(zip(header, row, strict=True))
-        else:
+        if self.format == "parquet":
             yield from self._parquet_records()
+            return
+        with open(self.path, "rb") as raw:
+            self._raw = raw
+            stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if self.gzip else raw
+            if self.format == "jsonl":
+                yield from self._jsonl_records(stream)
+            else:
+                yield from self._csv_records(stream)
+
+    def _jsonl_records(self, stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+        lines = _jsonl_lines(stream, self.stats)
+        for _ in itertools.islice(lines, self.skip):
+            pass
+        for line_no, raw in lines:
+            try:
+                # surrogateescape keeps the id readable when the text has bad bytes; they
+                # show up as lone surrogates and flag the text as invalid_utf8.
+                record = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+            except ValueError:
+                record = _Bad("invalid_json")
+            yield f"line {line_no}", record
+
+    def _csv_records(self, stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+        header, rows = _csv_rows(stream, self.format)
+        self._fields_seen.update(header)
+        for line_no, row in itertools.islice(rows, self.skip, None):
+            if len(row) != len(header):
+                yield f"line {line_no}", _Bad("malformed_row")
+            else:
+                yield f"line {line_no}", dict(zip(header, row, strict=True))
 
     def _parquet_records(self) -> Iterator[tuple[str, Any]]:
         import pyarrow as pa
@@ -275,11 +313,16 @@ class RecordReader:
         columns = [self.text_field]
         if self.id_field and self.id_field in schema.names:
             columns.append(self.id_field)
+        self.bytes_total = pf.metadata.num_rows  # progress counts rows for Parquet
         row = 0
+        to_skip = self.skip
         for batch in pf.iter_batches(batch_size=self.batch_size, columns=columns):
-            for record in batch.to_pylist():
-                row += 1
-                yield f"row {row}", record
+            first = min(to_skip, batch.num_rows)
+            to_skip -= first
+            for offset, record in enumerate(batch.slice(first).to_pylist(), start=first + 1):
+                yield f"row {row + offset}", record
+            row += batch.num_rows
+            self._parquet_rows_read = row
 
 
 def iter_jsonl_lines(
@@ -287,14 +330,18 @@ def iter_jsonl_lines(
 ) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) for every non-blank line: the records of a JSONL file."""
     with _open_binary(path, gz) as f:
-        for line_no, raw in enumerate(f, start=1):
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]  # a UTF-8 byte order mark is not part of the first record
-            if not raw.strip():
-                if stats is not None:
-                    stats.blank_lines += 1
-                continue
-            yield line_no, raw
+        yield from _jsonl_lines(f, stats)
+
+
+def _jsonl_lines(f: IO[bytes], stats: ReadStats | None) -> Iterator[tuple[int, bytes]]:
+    for line_no, raw in enumerate(f, start=1):
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte order mark is not part of the first record
+        if not raw.strip():
+            if stats is not None:
+                stats.blank_lines += 1
+            continue
+        yield line_no, raw
 
 
 def csv_dialect(fmt: str) -> dict[str, Any]:
@@ -308,7 +355,10 @@ def iter_csv_rows(
 ) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """The header and an iterator of (line number, fields) of a CSV/TSV file. Undecodable bytes
     are kept as lone surrogates (``surrogateescape``) so they round-trip when written back."""
-    raw = _open_binary(path, gz)
+    return _csv_rows(_open_binary(path, gz), fmt)
+
+
+def _csv_rows(raw: IO[bytes], fmt: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text, **csv_dialect(fmt))
     try:

@@ -1,9 +1,20 @@
-"""Scoring a file: read in batches, tokenise once, score, write the score table (Parquet).
+"""The one-pass scoring run: read once, tokenise once, score every signal, write score shards.
 
-The score table holds one row per input record, in input order, with the columns of
-DESIGN.md (``id, information, generative, nll, semantic, n_tokens, truncated, flags``; signals
-not computed are absent). It lives apart from the data, so re-selecting never rescores. Its
-Parquet metadata (key ``euds``) records the input's checksum and the scoring configuration.
+``score(INPUT, SCORES_DIR, config)`` streams the input in batches. Each batch is tokenised
+once for the LM (information and generative entropy share the ids) and once for the embedder;
+the scores of ``shard_size`` records are written as a shard (see :mod:`euds.scores`) together
+with their float16 embeddings. After the pass, the semantic signal clusters the kept embeddings
+(a seeded sample trains the centroids, every record is then assigned) without re-reading the
+input; corpus-mode information entropy is likewise computed from the kept token ids.
+
+Memory stays flat: only the current batch and shard are in memory, plus the ids seen so far
+(for the duplicate-id check) and, after the pass, one float per record per late column.
+
+Resume: the manifest lists complete shards only. Started again with the same command, a
+killed run keeps those shards, skips their records in the input (JSONL lines are not even
+parsed) and goes on; shard boundaries and batch composition are fixed by the configuration,
+so the result is identical to an uninterrupted run. A score directory made with another
+input or configuration is refused (or replaced with ``overwrite=True``).
 """
 
 from __future__ import annotations
@@ -11,9 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import shutil
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,153 +34,433 @@ from typing import Any
 import numpy as np
 
 from euds._version import __version__
-from euds.cache import atomic_path, sha256_file
+from euds.cache import sha256_file
 from euds.io import DEFAULT_BATCH_SIZE, RecordBatch, RecordReader
+from euds.scores import CENTROIDS, FORMAT_VERSION, ScoreDir
 from euds.signals import SIGNALS
+from euds.signals.generative import DEFAULT_BATCH_TOKENS, DEFAULT_PACK_LENGTH
 from euds.signals.information import InformationScorer
+from euds.signals.semantic import (
+    DEFAULT_EMBED_BATCH_TOKENS,
+    DEFAULT_K,
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+)
 from euds.tokenizer import DEFAULT_MAX_TOKENS, TextTokenizer, TokenBatch
 
 log = logging.getLogger("euds")
 
-METADATA_KEY = b"euds"
+DEFAULT_SHARD_SIZE = 4096
+# Options that only change how fast or how loudly a run goes; every other option takes part
+# in the identity of a score directory (a resumed run must use the same values).
+_RUNTIME_ONLY = {"threads", "device"}
 
 
 @dataclass
 class ScoreConfig:
-    signals: tuple[str, ...] = ("information",)
-    information_mode: str = "sample"
-    max_tokens: int = DEFAULT_MAX_TOKENS
+    """Everything that decides the scores (see ``euds score --help``)."""
+
+    signals: tuple[str, ...] = SIGNALS
+    # reading
     text_field: str = "text"
     id_field: str | None = "id"
-    batch_size: int = DEFAULT_BATCH_SIZE
-    strict: bool = False
     format: str | None = None
+    strict: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    shard_size: int = DEFAULT_SHARD_SIZE
+    # tokens
+    max_tokens: int = DEFAULT_MAX_TOKENS
     tokenizer: str | None = None  # a tokenizer.json path; None = SmolLM2 from the GGUF
+    # information
+    information_mode: str = "sample"
+    # generative
+    model: str | None = None  # a prepared LM folder; None = the SmolLM2 cache entry
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    packing: bool = True
+    pack_length: int = DEFAULT_PACK_LENGTH
+    precision: str = "fp32"
+    reduction: str = "kernel"
+    device: str = "cpu"
+    threads: int | None = None
+    # semantic
+    embedder: str | None = None  # a prepared embedder folder; None = the cache entry
+    embed_batch_tokens: int = DEFAULT_EMBED_BATCH_TOKENS
+    pooling: str = "core"
+    k: int = DEFAULT_K
+    temperature: float = DEFAULT_TEMPERATURE
+    m: int | None = None
+    seed: int = DEFAULT_SEED
+    max_points_per_centroid: int = DEFAULT_MAX_POINTS_PER_CENTROID
 
     def check(self) -> None:
+        self.signals = tuple(self.signals)
         unknown = [s for s in self.signals if s not in SIGNALS]
-        if unknown or not self.signals:
-            raise ValueError(f"signals must be a non-empty subset of {SIGNALS}, got {self.signals}")
-        available = ("information",)
-        missing = [s for s in self.signals if s not in available]
-        if missing:
-            raise ValueError(f"signal(s) {missing} are not available yet; available: {available}")
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 2:
-            raise ValueError(f"max_tokens must be an int >= 2, got {self.max_tokens!r}")
+        if unknown or not self.signals or len(set(self.signals)) != len(self.signals):
+            raise ValueError(f"signals must be distinct names from {SIGNALS}, got {self.signals}")
+        for name in ("batch_size", "shard_size", "max_tokens", "k", "batch_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.shard_size % self.batch_size:
+            raise ValueError(
+                f"shard_size ({self.shard_size}) must be a multiple of batch_size "
+                f"({self.batch_size}) so that shards hold whole batches"
+            )
+        if self.max_tokens < 2:
+            raise ValueError(f"max_tokens must be >= 2, got {self.max_tokens}")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in _RUNTIME_ONLY}
 
 
 @dataclass
 class ScoreSummary:
     output: str
-    records: int
+    records: int = 0
+    scored_now: int = 0  # records scored by this call (the rest came from an earlier run)
+    resumed_from: int = 0
+    reused: bool = False
     flags: dict[str, int] = field(default_factory=dict)
     truncated: int = 0
-    unscored: int = 0
+    unscored: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    tokenize_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0
 
     def records_per_second(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else float("nan")
+        return self.scored_now / self.seconds if self.seconds > 0 else float("nan")
 
 
-def score_file(
+class _Stages:
+    """Wall time per stage of the pass (where the time goes)."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.seconds = into
+
+    def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def score(
     input_path: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
     config: ScoreConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> ScoreSummary:
-    """Scores every record of ``input_path`` and writes the score table to ``output_path``.
+    """Scores every record of ``input_path`` into the score directory ``output_dir``.
 
-    The table is written under a temporary name and renamed when complete: an interrupted run
-    never leaves a partial table behind.
+    Reuses a complete directory made with the same input and configuration, resumes an
+    incomplete one, and refuses one made otherwise unless ``overwrite``.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     config = config or ScoreConfig()
     config.check()
-    t_start = time.perf_counter()
-    reader = RecordReader(
-        input_path,
-        text_field=config.text_field,
-        id_field=config.id_field,
-        format=config.format,
-        batch_size=config.batch_size,
-        strict=config.strict,
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise ValueError(f"input file not found: {input_path}")
+    sd = ScoreDir(Path(output_dir))
+    # Through JSON, as the manifest stores it (tuples become lists).
+    identity = json.loads(
+        json.dumps({"input": _input_identity(input_path), "config": config.identity()})
     )
-    tokenizer = TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
-    scorer = InformationScorer(config.information_mode, vocab_size=tokenizer.vocab_size)
-    summary = ScoreSummary(output=str(output_path), records=0)
-    schema = score_schema(config.signals)
+    t_start = time.perf_counter()
+    summary = ScoreSummary(output=str(sd.path))
+    stages = _Stages(summary.stage_seconds)
 
-    with tempfile.TemporaryDirectory(prefix="euds-score-") as tmp:
-        tokenized = _tokenize(
-            reader, tokenizer, Path(tmp), spill=scorer.needs_counts, summary=summary
+    created = not sd.path.exists()
+    manifest = _open_or_create(sd, identity, overwrite=overwrite)
+    try:
+        return _score(input_path, sd, manifest, config, summary, stages, progress, t_start)
+    except BaseException:
+        # A run that failed before its first shard leaves nothing worth resuming: remove what
+        # it created, so that the corrected command is not refused as "another configuration".
+        if created and not _has_shards(sd):
+            shutil.rmtree(sd.path, ignore_errors=True)
+        raise
+
+
+def _score(
+    input_path: Path,
+    sd: ScoreDir,
+    manifest: dict[str, Any],
+    config: ScoreConfig,
+    summary: ScoreSummary,
+    stages: _Stages,
+    progress: bool,
+    t_start: float,
+) -> ScoreSummary:
+    if manifest.get("status") == "complete":
+        log.info("%s already holds these scores: nothing to do", sd.path)
+        summary.reused = True
+        _fill_counts(summary, sd)
+        return summary
+    done = sd.verify_shards()
+    start_row = sum(s.rows for s in done)
+    _drop_stale_files(sd, done)
+    manifest["shards"] = [asdict(s) for s in done]
+    sd.write_manifest(manifest)
+    summary.resumed_from = start_row
+    if start_row:
+        log.info("resuming %s after %d records (%d complete shards)", sd.path, start_row, len(done))
+
+    pass_done = manifest.get("pass_complete", False)
+    if not pass_done:
+        reader = RecordReader(
+            input_path,
+            text_field=config.text_field,
+            id_field=config.id_field,
+            format=config.format,
+            batch_size=config.batch_size,
+            strict=config.strict,
+            skip=start_row,
         )
-        if scorer.needs_counts:
-            # Pass 1 counted the pool while spilling ids to disk; pass 2 scores from the spill.
-            spill = list(tokenized)
-            for _, tokens in spill:
-                scorer.count(tokens.load())
-            batches: Iterator[tuple[RecordBatch, Any]] = iter(spill)
-        else:
-            batches = tokenized
-        metadata = {
-            "euds_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": asdict(config),
-            "tokenizer": {"path": str(tokenizer.path), "sha256": sha256_file(tokenizer.path)},
-        }
-        with atomic_path(output_path) as tmp_out:
-            with pq.ParquetWriter(tmp_out, schema) as writer:
-                for records, tokens in batches:
-                    tb = tokens.load() if isinstance(tokens, _SpilledBatch) else tokens
-                    info = scorer.score(tb)
-                    flags = record_flags(records, tb)
-                    summary.records += len(records)
-                    summary.truncated += int(tb.truncated.sum())
-                    summary.unscored += int(np.isnan(info).sum())
-                    writer.write_batch(
-                        pa.record_batch(
-                            [
-                                pa.array(records.ids, pa.string()),
-                                pa.array(info, pa.float64()),
-                                pa.array(tb.n_tokens, pa.int32()),
-                                pa.array(tb.truncated, pa.bool_()),
-                                pa.array(flags, pa.string()),
-                            ],
-                            schema=schema,
-                        )
-                    )
-                metadata["input"] = {
-                    "path": str(Path(input_path).resolve()),
-                    "size": os.path.getsize(input_path),
-                    "sha256": sha256_file(input_path),
-                    "format": reader.format,
-                    "gzip": reader.gzip,
-                    "records": reader.stats.records,
-                    "blank_lines": reader.stats.blank_lines,
-                    "flags": reader.stats.flags,
-                }
-                if scorer.counts is not None:
-                    metadata["information_counts_total"] = int(scorer.counts.total)
-                writer.add_key_value_metadata({METADATA_KEY: json.dumps(metadata).encode()})
-    summary.flags = dict(reader.stats.flags)
+        for shard in done:
+            reader.seed_ids(sd.read_part(shard, ["id"]).column("id").to_pylist())
+        scorers = _Scorers(config, manifest)
+        bar = _Progress(reader, enabled=progress, start_row=start_row)
+        try:
+            _run_pass(
+                reader, scorers, sd, manifest, config, len(done), start_row, stages, bar, summary
+            )
+        finally:
+            bar.close()
+        manifest["pass_complete"] = True
+        sd.write_manifest(manifest)
+
+    _late_columns(sd, manifest, config, stages)
+    manifest["status"] = "complete"
+    manifest["input"]["sha256"] = stages.run("checksum", sha256_file, input_path)
+    manifest["finished"] = _now()
+    sd.write_manifest(manifest)
     summary.seconds = time.perf_counter() - t_start
+    _fill_counts(summary, sd)
     return summary
 
 
-def score_schema(signals: Sequence[str]):
+# -- the pass ----------------------------------------------------------------------------------
+
+
+class _Scorers:
+    """The models of one run, loaded once."""
+
+    def __init__(self, config: ScoreConfig, manifest: dict[str, Any]) -> None:
+        self.config = config
+        wants = set(config.signals)
+        self.tokenizer = TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
+        self.information = (
+            InformationScorer(config.information_mode, vocab_size=self.tokenizer.vocab_size)
+            if "information" in wants
+            else None
+        )
+        models: dict[str, Any] = {
+            "tokenizer": {
+                "path": str(self.tokenizer.path),
+                "sha256": sha256_file(self.tokenizer.path),
+            }
+        }
+        self.generative = None
+        if "generative" in wants:
+            from euds.signals.generative import GenerativeScorer
+
+            self.generative = GenerativeScorer(
+                config.model,
+                batch_tokens=config.batch_tokens,
+                packing=config.packing,
+                pack_length=config.pack_length,
+                precision=config.precision,  # type: ignore[arg-type]
+                reduction=config.reduction,  # type: ignore[arg-type]
+                device=config.device,  # type: ignore[arg-type]
+                threads=config.threads,
+            )
+            models["lm"] = {
+                "graph": str(self.generative.graph),
+                "source_sha256": self.generative.files.manifest().get("source", {}).get("sha256"),
+                "graph_sha256": self.generative.files.manifest()
+                .get("files", {})
+                .get(self.generative.graph.name, {})
+                .get("sha256"),
+            }
+        self.embedder = None
+        if "semantic" in wants:
+            from euds.signals.semantic import Embedder
+
+            self.embedder = Embedder(
+                config.embedder,
+                batch_tokens=config.embed_batch_tokens,
+                pooling=config.pooling,  # type: ignore[arg-type]
+                threads=config.threads,
+            )
+            emb_manifest = self.embedder.files.manifest()
+            models["embedder"] = {
+                "folder": str(self.embedder.files.folder),
+                "source_sha256": emb_manifest.get("source", {}).get("sha256"),
+            }
+        manifest.setdefault("models", models)
+
+
+def _run_pass(
+    reader: RecordReader,
+    scorers: _Scorers,
+    sd: ScoreDir,
+    manifest: dict[str, Any],
+    config: ScoreConfig,
+    next_index: int,
+    start_row: int,
+    stages: _Stages,
+    bar: _Progress,
+    summary: ScoreSummary,
+) -> None:
     import pyarrow as pa
 
-    fields = [pa.field("id", pa.string())]
-    if "information" in signals:
-        fields.append(pa.field("information", pa.float64()))
-    fields += [
+    schema = pass_schema(config.signals, config.information_mode)
+    buffer: list[pa.RecordBatch] = []
+    emb_buffer: list[np.ndarray] = []
+    ids_buffer: list[TokenBatch] = []
+    shard_start = start_row
+    corpus = scorers.information is not None and scorers.information.needs_counts
+
+    def flush() -> None:
+        nonlocal buffer, emb_buffer, ids_buffer, shard_start, next_index
+        if not buffer:
+            return
+        table = pa.Table.from_batches(buffer, schema=schema)
+        embeddings = np.concatenate(emb_buffer) if emb_buffer else None
+        token_ids = _concat_csr(ids_buffer) if corpus else None
+        info = stages.run(
+            "write", sd.write_shard, next_index, shard_start, table, embeddings, token_ids
+        )
+        manifest["shards"].append(asdict(info))
+        sd.write_manifest(manifest)
+        shard_start += table.num_rows
+        next_index += 1
+        buffer, emb_buffer, ids_buffer = [], [], []
+
+    for records in _timed_iter(reader, stages, "read"):
+        tokens = stages.run("tokenize", scorers.tokenizer.encode, records.texts)
+        columns: dict[str, Any] = {"id": pa.array(records.ids, pa.string())}
+        if scorers.information is not None and not corpus:
+            columns["information"] = pa.array(
+                stages.run("information", scorers.information.score, tokens)
+            )
+        if scorers.generative is not None:
+            ge, nll = stages.run("generative", scorers.generative.score, tokens)
+            columns["generative"] = pa.array(ge, pa.float64())
+            columns["nll"] = pa.array(nll, pa.float64())
+        if scorers.embedder is not None:
+            emb_buffer.append(stages.run("embed", scorers.embedder.embed, records.texts))
+        if corpus:
+            ids_buffer.append(tokens)
+        columns["n_tokens"] = pa.array(tokens.n_tokens, pa.int32())
+        columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
+        columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
+        buffer.append(pa.record_batch([columns[f.name] for f in schema], schema=schema))
+        summary.scored_now += len(records)
+        summary.tokens += int(tokens.offsets[-1])
+        bar.update(len(records), int(tokens.offsets[-1]))
+        if sum(b.num_rows for b in buffer) >= config.shard_size:
+            flush()
+    flush()
+    if reader.stats.records == 0 and start_row == 0:
+        raise ValueError(f"{reader.path} holds no records")
+
+
+def _late_columns(
+    sd: ScoreDir, manifest: dict[str, Any], config: ScoreConfig, stages: _Stages
+) -> None:
+    """Columns that need the whole pool: semantic entropy, corpus-mode information entropy."""
+    shards = sd.shards()
+    late: dict[str, np.ndarray] = {}
+    if "semantic" in config.signals:
+        late["semantic"] = stages.run("cluster", _semantic_column, sd, shards, config, manifest)
+    if "information" in config.signals and config.information_mode == "corpus":
+        late["information"] = stages.run("information", _corpus_information, sd, shards)
+    if late:
+        sd.write_late(late)
+
+
+def _semantic_column(
+    sd: ScoreDir, shards, config: ScoreConfig, manifest: dict[str, Any]
+) -> np.ndarray:
+    from euds.signals.semantic import fit_centroids, semantic_entropy, top_similarities
+
+    sample = _embedding_sample(sd, shards, config.max_points_per_centroid * config.k, config.seed)
+    if len(sample) < config.k:
+        raise ValueError(
+            f"semantic entropy with k={config.k} needs at least {config.k} texts with an "
+            f"embedding; the input has {len(sample)}"
+        )
+    centroids = fit_centroids(
+        sample, config.k, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid
+    )
+    np.save(sd.path / CENTROIDS, centroids)
+    out = []
+    for shard in shards:
+        emb = np.asarray(sd.embeddings(shard), dtype=np.float32)
+        out.append(semantic_entropy(top_similarities(emb, centroids, config.m), config.temperature))
+    manifest["semantic"] = {
+        "k": config.k,
+        "m": config.m or min(config.k, 32),
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "train_points": len(sample),
+        "rule": "uniform sample without replacement, at most max_points_per_centroid * k points",
+    }
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _embedding_sample(sd: ScoreDir, shards, limit: int, seed: int) -> np.ndarray:
+    """A seeded uniform sample (without replacement) of at most ``limit`` non-NaN embeddings,
+    read from the memory-mapped shards (the pool is never loaded whole)."""
+    valid = []
+    for shard in shards:
+        emb = sd.embeddings(shard)
+        valid.append(np.flatnonzero(~np.isnan(emb[:, 0])) + shard.start)
+    rows = np.concatenate(valid) if valid else np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    chosen = (
+        np.sort(rng.choice(rows, size=min(limit, len(rows)), replace=False)) if len(rows) else rows
+    )
+    parts = []
+    for shard in shards:
+        local = chosen[(chosen >= shard.start) & (chosen < shard.start + shard.rows)] - shard.start
+        if len(local):
+            parts.append(np.asarray(sd.embeddings(shard)[local], dtype=np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
+
+
+def _corpus_information(sd: ScoreDir, shards) -> np.ndarray:
+    from euds import _core
+
+    counts = _core.UnigramCounts()
+    for shard in shards:
+        counts.add(*sd.token_ids(shard))
+    out = [counts.self_information(*sd.token_ids(shard)) for shard in shards]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def pass_schema(signals, information_mode: str = "sample"):
+    """Columns of the shard parts (late columns are added by :meth:`ScoreDir.read`)."""
+    import pyarrow as pa
+
+    fields_ = [pa.field("id", pa.string())]
+    if "information" in signals and information_mode == "sample":
+        fields_.append(pa.field("information", pa.float64()))
+    if "generative" in signals:
+        fields_ += [pa.field("generative", pa.float64()), pa.field("nll", pa.float64())]
+    fields_ += [
         pa.field("n_tokens", pa.int32()),
         pa.field("truncated", pa.bool_()),
         pa.field("flags", pa.string()),
     ]
-    return pa.schema(fields)
+    return pa.schema(fields_)
 
 
 def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
@@ -182,61 +474,163 @@ def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
     return out
 
 
-def read_score_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_metadata(path).metadata or {}
-    if METADATA_KEY not in meta:
-        raise ValueError(
-            f"{path} is not an euds score table (no '{METADATA_KEY.decode()}' metadata)"
-        )
-    return json.loads(meta[METADATA_KEY])
+# -- bookkeeping -------------------------------------------------------------------------------
 
 
-# -- tokenising, with an optional spill to disk for two-pass signals ------------------------
+def _input_identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-@dataclass
-class _SpilledBatch:
-    """A TokenBatch saved to .npy files, loaded back (memory-mapped) on demand."""
-
-    folder: Path
-    index: int
-
-    @classmethod
-    def save(cls, folder: Path, index: int, tb: TokenBatch) -> _SpilledBatch:
-        for name in ("offsets", "ids", "n_tokens", "truncated"):
-            np.save(folder / f"{index}.{name}.npy", getattr(tb, name))
-        return cls(folder, index)
-
-    def load(self) -> TokenBatch:
-        parts = {
-            name: np.load(self.folder / f"{self.index}.{name}.npy", mmap_mode="r")
-            for name in ("offsets", "ids", "n_tokens", "truncated")
-        }
-        return TokenBatch(
-            offsets=np.ascontiguousarray(parts["offsets"]),
-            ids=np.ascontiguousarray(parts["ids"]),
-            n_tokens=np.ascontiguousarray(parts["n_tokens"]),
-            truncated=np.ascontiguousarray(parts["truncated"]),
-        )
-
-
-def _tokenize(
-    reader: RecordReader, tokenizer: TextTokenizer, tmp: Path, *, spill: bool, summary: ScoreSummary
-) -> Iterator[tuple[RecordBatch, Any]]:
-    for k, records in enumerate(reader):
-        t0 = time.perf_counter()
-        tokens = tokenizer.encode(records.texts)
-        summary.tokenize_seconds += time.perf_counter() - t0
-        if spill:
-            # Only the ids are spilled; the record texts are dropped to keep memory flat.
-            records = RecordBatch(
-                records.start,
-                records.ids,
-                [None if t is None else "" for t in records.texts],
-                records.flags,
+def _open_or_create(sd: ScoreDir, identity: dict[str, Any], *, overwrite: bool) -> dict[str, Any]:
+    if sd.exists():
+        manifest = sd.manifest()
+        same_input = {k: manifest.get("input", {}).get(k) for k in ("path", "size", "mtime_ns")}
+        if (
+            manifest.get("format") == FORMAT_VERSION
+            and same_input == identity["input"]
+            and manifest.get("config") == identity["config"]
+        ):
+            return manifest
+        # A directory without a single complete shard holds nothing to protect.
+        nothing_scored = manifest.get("status") != "complete" and not manifest.get("shards")
+        if not overwrite and not nothing_scored:
+            raise ValueError(
+                f"{sd.path} holds scores of another input or configuration; choose a new "
+                "output folder or pass --overwrite"
             )
-            yield records, _SpilledBatch.save(tmp, k, tokens)
-        else:
-            yield records, tokens
+        shutil.rmtree(sd.path)
+    elif sd.path.exists() and any(sd.path.iterdir()) and not overwrite:
+        raise ValueError(
+            f"{sd.path} exists and is not a score directory; choose a new output folder"
+        )
+    sd.path.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "euds_version": __version__,
+        "created": _now(),
+        "status": "scoring",
+        "input": dict(identity["input"]),
+        "config": identity["config"],
+        "versions": _versions(),
+        "shards": [],
+    }
+    sd.write_manifest(manifest)
+    return manifest
+
+
+def _has_shards(sd: ScoreDir) -> bool:
+    try:
+        return bool(sd.shards())
+    except ValueError:
+        return False
+
+
+def _drop_stale_files(sd: ScoreDir, done) -> None:
+    """Removes what a killed run left beyond its complete shards (and temporary files)."""
+    keep = {name for s in done for name in s.files}
+    for path in sd.path.iterdir():
+        stale_shard = path.name.startswith(("part-", "emb-", "ids-")) and path.name not in keep
+        if stale_shard or (path.name.startswith(".") and path.name.endswith(".tmp")):
+            path.unlink(missing_ok=True)
+    for name in ("late.parquet", CENTROIDS):
+        (sd.path / name).unlink(missing_ok=True)
+
+
+def _fill_counts(summary: ScoreSummary, sd: ScoreDir) -> None:
+    table = sd.read()
+    summary.records = table.num_rows
+    flags: dict[str, int] = {}
+    for value in table.column("flags").to_pylist():
+        for f in value.split("|") if value else ():
+            flags[f] = flags.get(f, 0) + 1
+    summary.flags = flags
+    summary.truncated = int(np.asarray(table.column("truncated")).sum())
+    for name in ("information", "generative", "semantic"):
+        if name in table.column_names:
+            summary.unscored[name] = int(
+                np.isnan(np.asarray(table.column(name), dtype=float)).sum()
+            )
+
+
+def _concat_csr(batches: list[TokenBatch]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.concatenate([b.ids for b in batches])
+    lengths = np.concatenate([np.diff(b.offsets) for b in batches])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, ids
+
+
+def _timed_iter(it, stages: _Stages, name: str) -> Iterator[Any]:
+    iterator = iter(it)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            stages.seconds[name] = stages.seconds.get(name, 0.0) + time.perf_counter() - t0
+        yield item
+
+
+def _versions() -> dict[str, str | None]:
+    import importlib.metadata
+
+    out: dict[str, str | None] = {"euds": __version__, "python": sys.version.split()[0]}
+    for pkg in ("numpy", "pyarrow", "tokenizers", "onnxruntime", "faiss-cpu"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Progress:
+    """Progress on stderr (tqdm): input consumed, records/s, tokens/s and the ETA."""
+
+    def __init__(self, reader: RecordReader, *, enabled: bool, start_row: int) -> None:
+        self.reader = reader
+        self.bar = None
+        self.records = 0
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+        if enabled:
+            from tqdm import tqdm
+
+            unit = "rows" if reader.format == "parquet" else "B"
+            self.bar = tqdm(
+                total=reader.bytes_total,
+                unit=unit,
+                unit_scale=True,
+                desc="scoring",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=1.0,
+            )
+            self.start_row = start_row
+
+    def update(self, records: int, tokens: int) -> None:
+        self.records += records
+        self.tokens += tokens
+        if self.bar is None:
+            return
+        position = self.reader.bytes_read()
+        self.bar.update(max(0, position - self.bar.n))
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix(
+            records=self.records,
+            rec_s=f"{self.records / elapsed:.1f}",
+            tok_s=f"{self.tokens / elapsed:.0f}",
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+__all__ = ["ScoreConfig", "ScoreSummary", "pass_schema", "record_flags", "score"]

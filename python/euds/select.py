@@ -20,8 +20,11 @@ with a reason: kept + dropped = input.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -311,3 +314,103 @@ def _score_column(columns: Mapping[str, Any], name: str) -> np.ndarray:
     if v.dtype.kind not in "fiu":
         raise ValueError(f"score column {name!r} must be numeric, got dtype {v.dtype}")
     return np.ascontiguousarray(v, dtype=np.float64)
+
+
+@dataclass
+class SelectionOutput:
+    """What :func:`select_file` wrote."""
+
+    selection: Selection
+    output: Path
+    manifest: Path
+    decisions: Path
+    written: int
+
+
+def select_file(
+    input_path: str | os.PathLike[str],
+    scores: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    command: list[str] | None = None,
+    **options: Any,
+) -> SelectionOutput:
+    """Selects from the scores of ``input_path`` and writes the kept records to
+    ``output_path`` in the input's format (gzipped when the name ends in .gz), plus
+    ``<output>.manifest.json`` and ``<output>.decisions.parquet`` (id, kept, reason per record).
+    ``options`` are those of :func:`select`. The scores must belong to this input (checked by
+    sha256 where the score directory recorded it, and by record count)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from euds._version import __version__
+    from euds.cache import atomic_path, atomic_write_bytes, sha256_file
+    from euds.io import write_selected
+    from euds.scores import ScoreDir, read_scores
+
+    input_path, scores, out = Path(input_path), Path(scores), Path(output_path)
+    if not scores.exists():
+        raise ValueError(f"{scores} not found: score the input first (`euds score`)")
+    input_sha = sha256_file(input_path)
+    score_meta: dict[str, Any] = {}
+    if scores.is_dir():
+        sd = ScoreDir(scores)
+        score_meta = sd.manifest()
+        if score_meta.get("status") != "complete":
+            raise ValueError(f"{scores} is not complete: run `euds score` again to finish it")
+        recorded = score_meta.get("input", {}).get("sha256")
+        if recorded not in (None, input_sha):
+            raise ValueError(
+                f"{scores} was computed on another file (sha256 {recorded[:12]}…, {input_path} "
+                f"has {input_sha[:12]}…): rescore it with `euds score`"
+            )
+    table = read_scores(scores)
+    selection = select(table, **options)
+    config = score_meta.get("config", {})
+    written = write_selected(
+        input_path,
+        out,
+        selection.keep,
+        format=format or config.get("format"),
+        gzip_output=out.name.lower().endswith(".gz"),
+    )
+    counts = selection.counts
+    if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
+        raise RuntimeError(f"selection bookkeeping is off: wrote {written}, counts {counts}")
+    decisions_path = out.with_name(out.name + ".decisions.parquet")
+    decisions = pa.table(
+        {
+            "id": table.column("id"),
+            "kept": pa.array(selection.keep),
+            "reason": pa.array(selection.reason.astype(str)),
+        }
+    )
+    with atomic_path(decisions_path) as tmp:
+        pq.write_table(decisions, tmp)
+    manifest = {
+        "euds_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "input": {"path": str(input_path), "sha256": input_sha, "records": counts["input"]},
+        "scores": {
+            "path": str(scores),
+            "sha256": None if scores.is_dir() else sha256_file(scores),
+            "manifest_sha256": sha256_file(scores / "_manifest.json") if scores.is_dir() else None,
+            "config": config,
+        },
+        "selection": selection.summary(),
+        "output": {"path": str(out), "sha256": sha256_file(out), "records": written},
+        "decisions": {"path": str(decisions_path), "sha256": sha256_file(decisions_path)},
+    }
+    manifest_path = out.with_name(out.name + ".manifest.json")
+    atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=_jsonable).encode())
+    return SelectionOutput(selection, out, manifest_path, decisions_path, written)
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

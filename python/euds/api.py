@@ -1,0 +1,192 @@
+"""The embedding API: score texts inside your own preprocessing pipeline.
+
+:class:`Scorer` loads the tokenizer and models once and scores batches of texts as they come
+(an iterable of strings, Arrow tables, or a Hugging Face ``datasets.Dataset`` through
+``map(batched=True)``). Semantic entropy needs the pool's centroids: pass those of an earlier
+``euds score`` run (``SCORES_DIR/centroids.npy``) or fit them once with :meth:`Scorer.fit_semantic`
+on a sample of your data. Information entropy is the per-sample variant here (the corpus
+variant needs the whole pool first; use ``euds score``).
+
+Scores come back as a dict of float64 arrays (plus ``n_tokens``, ``truncated`` and ``flags``),
+in the order of the texts given; missing, empty or whitespace-only texts give NaN.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from euds.pipeline import ScoreConfig
+from euds.signals import SIGNALS
+from euds.signals.information import InformationScorer
+from euds.tokenizer import TextTokenizer
+
+__all__ = ["Scorer", "score_dataset"]
+
+
+class Scorer:
+    """Models loaded once; ``score_texts`` / ``score_batches`` / ``score_table`` per batch."""
+
+    def __init__(
+        self,
+        signals: Sequence[str] = SIGNALS,
+        *,
+        config: ScoreConfig | None = None,
+        centroids: np.ndarray | str | os.PathLike[str] | None = None,
+    ) -> None:
+        config = config or ScoreConfig()
+        config.signals = tuple(signals)
+        config.information_mode = "sample"
+        config.check()
+        self.config = config
+        self.signals = config.signals
+        self.tokenizer = TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
+        self.information = InformationScorer("sample") if "information" in self.signals else None
+        self.generative = None
+        if "generative" in self.signals:
+            from euds.signals.generative import GenerativeScorer
+
+            self.generative = GenerativeScorer(
+                config.model,
+                batch_tokens=config.batch_tokens,
+                packing=config.packing,
+                pack_length=config.pack_length,
+                precision=config.precision,  # type: ignore[arg-type]
+                reduction=config.reduction,  # type: ignore[arg-type]
+                device=config.device,  # type: ignore[arg-type]
+                threads=config.threads,
+            )
+        self.embedder = None
+        self.centroids: np.ndarray | None = None
+        if "semantic" in self.signals:
+            from euds.signals.semantic import Embedder
+
+            self.embedder = Embedder(
+                config.embedder,
+                batch_tokens=config.embed_batch_tokens,
+                pooling=config.pooling,  # type: ignore[arg-type]
+                threads=config.threads,
+            )
+            if centroids is not None:
+                self.set_centroids(centroids)
+
+    # -- semantic centroids ----------------------------------------------------------------------
+
+    def set_centroids(self, centroids: np.ndarray | str | os.PathLike[str]) -> None:
+        """Centroids ``[K, 384]`` (or a path to a ``centroids.npy`` / score directory)."""
+        if not isinstance(centroids, np.ndarray):
+            path = Path(centroids)
+            centroids = np.load(path / "centroids.npy" if path.is_dir() else path)
+        c = np.ascontiguousarray(centroids, dtype=np.float32)
+        if c.ndim != 2 or (self.embedder is not None and c.shape[1] != self.embedder.dim):
+            raise ValueError(
+                f"centroids must be [K, {getattr(self.embedder, 'dim', '?')}], got {c.shape}"
+            )
+        self.centroids = c
+
+    def fit_semantic(self, texts: Iterable[str | None]) -> np.ndarray:
+        """Fits the centroids on these texts (a representative sample of the pool)."""
+        from euds.signals.semantic import fit_centroids
+
+        if self.embedder is None:
+            raise ValueError("this scorer does not compute the semantic signal")
+        emb = self.embedder.embed(list(texts))
+        self.centroids = fit_centroids(
+            emb,
+            self.config.k,
+            seed=self.config.seed,
+            max_points_per_centroid=self.config.max_points_per_centroid,
+        )
+        return self.centroids
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def score_texts(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
+        """Scores one batch of texts; keys: the signals (``generative`` adds ``nll``), plus
+        ``n_tokens``, ``truncated`` and ``flags`` (``empty_text`` / ``non_string_text``)."""
+        texts = list(texts)
+        flags = []
+        clean: list[str | None] = []
+        for t in texts:
+            if t is None or isinstance(t, str):
+                clean.append(t)
+                flags.append("" if t is not None and t.strip() else "empty_text")
+            else:
+                clean.append(None)
+                flags.append("non_string_text")
+        tokens = self.tokenizer.encode(clean)
+        out: dict[str, np.ndarray] = {}
+        if self.information is not None:
+            out["information"] = self.information.score(tokens)
+        if self.generative is not None:
+            out["generative"], out["nll"] = self.generative.score(tokens)
+        if self.embedder is not None:
+            if self.centroids is None:
+                raise ValueError(
+                    "semantic entropy needs centroids: pass centroids= (e.g. an earlier score "
+                    "directory) or call fit_semantic() on a sample first"
+                )
+            from euds.signals.semantic import semantic_entropy, top_similarities
+
+            emb = self.embedder.embed(clean)
+            sims = top_similarities(emb, self.centroids, self.config.m)
+            out["semantic"] = semantic_entropy(sims, self.config.temperature)
+        out["n_tokens"] = tokens.n_tokens.copy()
+        out["truncated"] = tokens.truncated.copy()
+        out["flags"] = np.array(flags, dtype=object)
+        return out
+
+    def score_batches(
+        self, texts: Iterable[str | None], batch_size: int = 1024
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Scores any iterable of texts, yielding one result dict per ``batch_size`` texts."""
+        batch: list[str | None] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) == batch_size:
+                yield self.score_texts(batch)
+                batch = []
+        if batch:
+            yield self.score_texts(batch)
+
+    def score_table(self, table: Any, text_column: str = "text") -> Any:
+        """A ``pyarrow.Table`` with the score columns appended."""
+        import pyarrow as pa
+
+        if text_column not in table.column_names:
+            raise ValueError(f"no column {text_column!r}; columns: {table.column_names}")
+        scores = self.score_texts(table.column(text_column).to_pylist())
+        for name, values in scores.items():
+            table = table.append_column(
+                name, pa.array(values.tolist() if values.dtype == object else values)
+            )
+        return table
+
+    def hf_map_function(
+        self, text_column: str = "text"
+    ) -> Callable[[dict[str, list]], dict[str, list]]:
+        """A function for ``datasets.Dataset.map(fn, batched=True)`` adding the score columns."""
+
+        def fn(batch: dict[str, list]) -> dict[str, list]:
+            scores = self.score_texts(batch[text_column])
+            return {name: values.tolist() for name, values in scores.items()}
+
+        return fn
+
+
+def score_dataset(
+    dataset: Any, scorer: Scorer, text_column: str = "text", batch_size: int = 1024
+) -> Any:
+    """Scores a Hugging Face ``datasets.Dataset`` through ``map(batched=True)``; returns the
+    dataset with the score columns added (``load_from_cache_file=False``: models may change)."""
+    return dataset.map(
+        scorer.hf_map_function(text_column),
+        batched=True,
+        batch_size=batch_size,
+        load_from_cache_file=False,
+        desc="euds scoring",
+    )

@@ -1,0 +1,508 @@
+"""The accuracy-vs-data experiment (``euds experiment CONFIG.toml``) and the automatic interval.
+
+For one dataset: a seeded sample of the training set is the pool, scored once with all three
+signals. For every budget and seed, a subset is chosen by each method — random, each single
+entropy (a band centred on the median), IGSE intersect, IGSE mean-rank and the automatic
+interval — and a model is fine-tuned on it and evaluated; ``full`` trains on the whole pool.
+Each run's metrics are cached under ``runs/`` by a hash of everything that decides them, so an
+interrupted experiment resumes and a finished one is re-aggregated for free. Output: a Markdown
+table (mean ± std over seeds) and an SVG plot of the metric against the share of data kept.
+
+Automatic interval (``tune``, beyond the paper): at a budget, try the methods and band
+positions on a cheap proxy — a logistic regression on the MiniLM embeddings the semantic signal
+already computed, trained on the candidate subset and scored on a small dev split carved from
+the training data outside the pool — and keep the best. Classification only: QA has no label a
+linear probe could predict from one embedding.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from euds.cache import atomic_write_bytes, sha256_file
+
+log = logging.getLogger("euds")
+
+METHODS = (
+    "full",
+    "random",
+    "information",
+    "generative",
+    "semantic",
+    "intersect",
+    "mean-rank",
+    "auto",
+)
+TUNE_METHODS = ("intersect", "mean-rank", "information", "generative", "semantic")
+TUNE_POSITIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    task: str  # classification | qa
+    pool: str
+    eval: str
+    output: str
+    pool_size: int = 0  # 0: the whole training file
+    eval_size: int = 0  # 0: the whole evaluation file
+    dev_size: int = 500  # for the automatic interval, from outside the pool
+    budgets: list[float] = field(default_factory=lambda: [0.1, 0.16, 0.3, 0.5])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    finetune: dict[str, Any] = field(default_factory=dict)
+    score: dict[str, Any] = field(default_factory=dict)
+    sample_seed: int = 1234
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ExperimentConfig:
+        try:
+            import tomllib
+        except ImportError:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        raw = tomllib.loads(Path(path).read_text())
+        base = Path(path).resolve().parent
+        for key in ("pool", "eval", "output"):
+            if key in raw and not Path(raw[key]).is_absolute():
+                raw[key] = str((base / raw[key]).resolve())
+        config = cls(**raw)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.task not in ("classification", "qa"):
+            raise ValueError(f"task must be classification or qa, got {self.task!r}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+        if any(not 0 < b <= 1 for b in self.budgets):
+            raise ValueError(f"budgets must lie in (0, 1], got {self.budgets}")
+
+
+# -- data preparation ------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_bytes(
+        path, b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+    )
+
+
+def _squad_records(path: Path) -> list[dict[str, Any]]:
+    from euds.finetune import read_squad
+
+    return read_squad(path)
+
+
+def _write_squad(path: Path, examples: list[dict[str, Any]]) -> None:
+    """Questions back into SQuAD v1.1 JSON (one paragraph per context, in order)."""
+    paragraphs: dict[str, dict[str, Any]] = {}
+    for e in examples:
+        p = paragraphs.setdefault(e["context"], {"context": e["context"], "qas": []})
+        p["qas"].append({"id": e["id"], "question": e["question"], "answers": e["answers"]})
+    data = {"version": "1.1", "data": [{"title": "euds", "paragraphs": list(paragraphs.values())}]}
+    atomic_write_bytes(path, json.dumps(data).encode())
+
+
+@dataclass
+class Prepared:
+    """The pool (records in order), the scoring input, the eval file and the dev split."""
+
+    records: list[dict[str, Any]]
+    scoring_input: Path
+    eval_path: Path
+    dev: list[dict[str, Any]]
+
+
+def prepare_data(config: ExperimentConfig) -> Prepared:
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(config.sample_seed)
+    if config.task == "classification":
+        everything = read_jsonl(Path(config.pool))
+    else:
+        everything = _squad_records(Path(config.pool))
+    order = rng.permutation(len(everything))
+    n_pool = len(everything) if not config.pool_size else min(config.pool_size, len(everything))
+    pool_idx = np.sort(order[:n_pool])
+    rest = order[n_pool:]
+    dev_idx = (
+        np.sort(rest[: config.dev_size]) if config.task == "classification" else np.zeros(0, int)
+    )
+    records = [everything[i] for i in pool_idx]
+    dev = [everything[i] for i in dev_idx]
+    scoring_input = out / "pool.jsonl"
+    if config.task == "classification":
+        _write_jsonl(scoring_input, records)
+        eval_records = read_jsonl(Path(config.eval))
+        if config.eval_size and config.eval_size < len(eval_records):
+            keep = np.sort(
+                np.random.default_rng(config.sample_seed + 1).permutation(len(eval_records))[
+                    : config.eval_size
+                ]
+            )
+            eval_records = [eval_records[i] for i in keep]
+        eval_path = out / "eval.jsonl"
+        _write_jsonl(eval_path, eval_records)
+    else:
+        # What is scored for a question: the question, then its paragraph.
+        _write_jsonl(
+            scoring_input,
+            [{"id": e["id"], "text": e["question"] + "\n" + e["context"]} for e in records],
+        )
+        eval_path = Path(config.eval)
+    return Prepared(records, scoring_input, eval_path, dev)
+
+
+# -- selection per method ----------------------------------------------------------------------
+
+
+def choose(
+    method: str, budget: float, scores, *, seed: int, tuned: dict[str, Any] | None = None
+) -> np.ndarray:
+    """The kept mask of the pool for one method at one budget."""
+    from euds.select import select
+
+    n = scores.num_rows
+    if method == "full":
+        return np.ones(n, dtype=bool)
+    if method == "random":
+        keep = np.zeros(n, dtype=bool)
+        keep[np.random.default_rng(seed).choice(n, size=round(budget * n), replace=False)] = True
+        return keep
+    if method in ("information", "generative", "semantic"):
+        return select(scores, signals=[method], budget=budget, on_nonfinite="drop").keep
+    if method in ("intersect", "mean-rank"):
+        return select(scores, method=method, budget=budget, on_nonfinite="drop").keep
+    if method == "auto":
+        if tuned is None:
+            raise ValueError("the auto method needs a tuned choice")
+        signals = (
+            [tuned["method"]]
+            if tuned["method"] in ("information", "generative", "semantic")
+            else None
+        )
+        return select(
+            scores,
+            signals=signals,
+            method=None if signals else tuned["method"],
+            budget=budget,
+            position=tuned["position"],
+            on_nonfinite="drop",
+        ).keep
+    raise ValueError(f"unknown method {method!r}")
+
+
+def tune(
+    scores,
+    embeddings: np.ndarray,
+    labels: list[Any],
+    dev_embeddings: np.ndarray,
+    dev_labels: list[Any],
+    budget: float,
+) -> dict[str, Any]:
+    """The automatic interval: the method and band position whose subset gives the best
+    linear probe (logistic regression on embeddings) on the dev split."""
+    from sklearn.linear_model import LogisticRegression
+
+    t0 = time.perf_counter()
+    y = np.array([str(v) for v in labels])
+    y_dev = np.array([str(v) for v in dev_labels])
+    ok_dev = ~np.isnan(dev_embeddings).any(axis=1)
+    trials = []
+    for method in TUNE_METHODS:
+        for position in TUNE_POSITIONS:
+            keep = choose(
+                "auto", budget, scores, seed=0, tuned={"method": method, "position": position}
+            )
+            keep &= ~np.isnan(embeddings).any(axis=1)
+            if len(set(y[keep])) < 2:
+                continue
+            probe = LogisticRegression(max_iter=300, C=1.0)
+            probe.fit(embeddings[keep], y[keep])
+            accuracy = float(np.mean(probe.predict(dev_embeddings[ok_dev]) == y_dev[ok_dev]))
+            trials.append({"method": method, "position": position, "dev_accuracy": accuracy})
+    if not trials:
+        raise ValueError("no candidate subset has two classes: the budget is too small")
+    # Best probe; among equals prefer a centred band (the paper's default).
+    best = max(trials, key=lambda t: (t["dev_accuracy"], -abs(t["position"] - 0.5)))
+    return {**best, "budget": budget, "trials": trials, "seconds": time.perf_counter() - t0}
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+    from euds.finetune import FinetuneConfig, finetune
+    from euds.pipeline import ScoreConfig, score
+    from euds.scores import ScoreDir, read_scores
+
+    out = Path(config.output)
+    data = prepare_data(config)
+    scores_dir = out / "scores"
+    t0 = time.perf_counter()
+    score(data.scoring_input, scores_dir, ScoreConfig(**config.score), progress=False)
+    score_seconds = time.perf_counter() - t0
+    scores = read_scores(scores_dir)
+    ft_base = {"task": config.task, **config.finetune}
+    pool_hash = sha256_file(data.scoring_input)
+    eval_hash = sha256_file(data.eval_path)
+
+    tuned: dict[float, dict[str, Any]] = {}
+    if "auto" in config.methods:
+        if config.task != "classification":
+            log.info("auto-interval is classification-only; skipped for %s", config.name)
+        else:
+            from euds.signals.semantic import Embedder
+
+            sd = ScoreDir(scores_dir)
+            emb = np.concatenate(
+                [np.asarray(sd.embeddings(s), dtype=np.float32) for s in sd.shards()]
+            )
+            labels = [r["label"] for r in data.records]
+            dev_emb = Embedder(config.score.get("embedder")).embed([r["text"] for r in data.dev])
+            dev_labels = [r["label"] for r in data.dev]
+            for budget in config.budgets:
+                tuned[budget] = tune(scores, emb, labels, dev_emb, dev_labels, budget)
+                log.info(
+                    "auto-interval at %.0f%%: %s at position %.2f (dev probe %.3f, %.1f s)",
+                    100 * budget,
+                    tuned[budget]["method"],
+                    tuned[budget]["position"],
+                    tuned[budget]["dev_accuracy"],
+                    tuned[budget]["seconds"],
+                )
+
+    runs = []
+    for method in config.methods:
+        if method == "auto" and not tuned:
+            continue
+        for budget in [1.0] if method == "full" else config.budgets:
+            for seed in config.seeds:
+                keep = choose(method, budget, scores, seed=seed, tuned=tuned.get(budget))
+                chosen = [r for r, k in zip(data.records, keep, strict=True) if k]
+                ft = {**ft_base, "seed": seed}
+                key = hashlib.sha256(
+                    json.dumps(
+                        {
+                            "pool": pool_hash,
+                            "eval": eval_hash,
+                            "ids": hashlib.sha256(
+                                "\n".join(str(r["id"]) for r in chosen).encode()
+                            ).hexdigest(),
+                            "finetune": ft,
+                        },
+                        sort_keys=True,
+                    ).encode()
+                ).hexdigest()[:16]
+                cached = out / "runs" / f"{key}.json"
+                if cached.is_file():
+                    metrics = json.loads(cached.read_text())
+                else:
+                    train_path = (
+                        out
+                        / "runs"
+                        / f"{key}.train{'.jsonl' if config.task == 'classification' else '.json'}"
+                    )
+                    train_path.parent.mkdir(parents=True, exist_ok=True)
+                    if config.task == "classification":
+                        _write_jsonl(train_path, chosen)
+                    else:
+                        _write_squad(train_path, chosen)
+                    log.info(
+                        "fine-tune %s %s %.0f%% seed %d (%d records)",
+                        config.name,
+                        method,
+                        100 * budget,
+                        seed,
+                        len(chosen),
+                    )
+                    metrics = finetune(
+                        train_path, data.eval_path, FinetuneConfig(**ft), output=cached
+                    )
+                    train_path.unlink(missing_ok=True)
+                runs.append(
+                    {
+                        "method": method,
+                        "budget": budget,
+                        "seed": seed,
+                        "records": len(chosen),
+                        **_headline(metrics),
+                    }
+                )
+    summary = {
+        "name": config.name,
+        "task": config.task,
+        "pool": len(data.records),
+        "score_seconds": score_seconds,
+        "tuned": {
+            str(k): {kk: vv for kk, vv in v.items() if kk != "trials"} for k, v in tuned.items()
+        },
+        "runs": runs,
+    }
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    (out / "results.md").write_text(markdown_table(summary))
+    (out / "plot.svg").write_text(svg_plot(summary))
+    return summary
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("accuracy", "macro_f1") if "accuracy" in metrics else ("exact_match", "f1")
+    return {k: metrics[k] for k in keys} | {"wall_seconds": metrics.get("wall_seconds")}
+
+
+def _metric_names(summary: dict[str, Any]) -> tuple[str, str]:
+    return (
+        ("accuracy", "macro_f1") if summary["task"] == "classification" else ("f1", "exact_match")
+    )
+
+
+def aggregate(summary: dict[str, Any]) -> dict[tuple[str, float], dict[str, float]]:
+    main, second = _metric_names(summary)
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in summary["runs"]:
+        groups.setdefault((r["method"], r["budget"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        a = np.array([r[main] for r in rs], dtype=float)
+        b = np.array([r[second] for r in rs], dtype=float)
+        out[key] = {
+            "mean": float(a.mean()),
+            "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "mean2": float(b.mean()),
+            "std2": float(b.std(ddof=1)) if len(b) > 1 else 0.0,
+            "n": len(rs),
+            "records": int(np.mean([r["records"] for r in rs])),
+        }
+    return out
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    main, second = _metric_names(summary)
+    agg = aggregate(summary)
+    budgets = sorted({b for (_, b) in agg if b < 1.0})
+    methods = [m for m in METHODS if any(k[0] == m for k in agg)]
+    scale = 100.0 if summary["task"] == "classification" else 1.0
+    header = "| method | " + " | ".join(f"{b:.0%}" for b in budgets) + " | 100% |"
+    lines = [
+        f"{main} (mean ± std over seeds, x100 for classification); pool {summary['pool']:,}",
+        "",
+        header,
+    ]
+    lines.append("|---|" + "---|" * (len(budgets) + 1))
+    full = agg.get(("full", 1.0))
+    for m in methods:
+        cells = []
+        for b in budgets:
+            v = agg.get((m, b))
+            cells.append(f"{scale * v['mean']:.2f} ± {scale * v['std']:.2f}" if v else "")
+        cells.append(
+            f"{scale * full['mean']:.2f} ± {scale * full['std']:.2f}"
+            if m == "full" and full
+            else ""
+        )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", f"{second} (mean over seeds)", "", header, "|---|" + "---|" * (len(budgets) + 1)]
+    for m in methods:
+        cells = [f"{scale * agg[(m, b)]['mean2']:.2f}" if (m, b) in agg else "" for b in budgets]
+        cells.append(f"{scale * full['mean2']:.2f}" if m == "full" and full else "")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if summary.get("tuned"):
+        lines += ["", "Automatic interval (proxy's choice per budget):", ""]
+        for b, t in summary["tuned"].items():
+            lines.append(
+                f"- {float(b):.0%}: {t['method']} at position {t['position']} "
+                f"(dev probe accuracy {t['dev_accuracy']:.3f}, {t['seconds']:.1f} s)"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def svg_plot(summary: dict[str, Any]) -> str:
+    """Metric vs share of data kept, one line per method, error bars = std over seeds."""
+    main, _ = _metric_names(summary)
+    agg = aggregate(summary)
+    budgets = sorted({b for (_, b) in agg})
+    values = [v["mean"] for v in agg.values()]
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.15 or 0.01
+    lo, hi = lo - pad, hi + pad
+    w, h, m = 640, 400, 56
+    colors = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+    ]
+
+    def x(b: float) -> float:
+        return m + (b - budgets[0]) / max(budgets[-1] - budgets[0], 1e-9) * (w - 2 * m)
+
+    def y(v: float) -> float:
+        return h - m - (v - lo) / (hi - lo) * (h - 2 * m)
+
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {w} {h}' width='{w}' height='{h}'>"
+    ]
+    parts.append(
+        f"<text x='{w / 2}' y='20' text-anchor='middle' font-size='14'>{summary['name']}: {main} vs data kept</text>"
+    )
+    parts.append(f"<line x1='{m}' y1='{h - m}' x2='{w - m}' y2='{h - m}' stroke='#333'/>")
+    parts.append(f"<line x1='{m}' y1='{m}' x2='{m}' y2='{h - m}' stroke='#333'/>")
+    for b in budgets:
+        parts.append(
+            f"<text x='{x(b):.1f}' y='{h - m + 16}' text-anchor='middle' font-size='11'>{b:.0%}</text>"
+        )
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        parts.append(
+            f"<text x='{m - 6}' y='{y(v) + 4:.1f}' text-anchor='end' font-size='11'>{v:.3f}</text>"
+        )
+    legend_y = m
+    for i, method in enumerate(mm for mm in METHODS if any(k[0] == mm for k in agg)):
+        color = colors[i % len(colors)]
+        pts = sorted((b, agg[(method, b)]) for (mm, b) in agg if mm == method)
+        if method == "full":
+            v = pts[0][1]["mean"]
+            parts.append(
+                f"<line x1='{m}' y1='{y(v):.1f}' x2='{w - m}' y2='{y(v):.1f}' stroke='{color}' stroke-dasharray='5,4'/>"
+            )
+        else:
+            path = " ".join(
+                f"{'M' if j == 0 else 'L'}{x(b):.1f},{y(s['mean']):.1f}"
+                for j, (b, s) in enumerate(pts)
+            )
+            parts.append(f"<path d='{path}' fill='none' stroke='{color}' stroke-width='2'/>")
+            for b, s in pts:
+                parts.append(
+                    f"<line x1='{x(b):.1f}' y1='{y(s['mean'] - s['std']):.1f}' x2='{x(b):.1f}' "
+                    f"y2='{y(s['mean'] + s['std']):.1f}' stroke='{color}'/>"
+                )
+                parts.append(
+                    f"<circle cx='{x(b):.1f}' cy='{y(s['mean']):.1f}' r='3' fill='{color}'/>"
+                )
+        parts.append(
+            f"<text x='{w - m + 4}' y='{legend_y}' font-size='11' fill='{color}'>{method}</text>"
+        )
+        legend_y += 15
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

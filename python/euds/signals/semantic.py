@@ -1,0 +1,199 @@
+"""Semantic entropy: how evenly a text's embedding sits between the pool's clusters (DESIGN.md).
+
+e(x) = L2-normalised mean-pooled all-MiniLM-L6-v2 embedding (text cut at 256 word pieces);
+spherical k-means over the pool (FAISS, K centroids); s_k = <e(x), mu_k> for the m = min(K, 32)
+nearest centroids; q = softmax(s / tau); SE(x) = -sum_k q_k ln q_k.
+
+This is an entropy of a soft cluster assignment, not Kuhn et al.'s semantic entropy (which
+clusters several sampled generations of an LM by meaning): no generation is involved here.
+
+Pieces: :class:`Embedder` (ONNX Runtime, length-bucketed batches by a token budget, pooling and
+normalisation in the C++ core or in the graph), :func:`fit_centroids` (FAISS spherical k-means,
+trained on a seeded sample of at most ``max_points_per_centroid * K`` points),
+:func:`top_similarities` (exact inner-product search for the m nearest centroids) and
+:func:`semantic_entropy` (the C++ soft-assignment kernel).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from euds import _core
+from euds.models import EmbedderFiles, embedder_files
+from euds.runtime import onnx_session
+
+DEFAULT_K = 16
+DEFAULT_TEMPERATURE = 0.05
+DEFAULT_SEED = 1234
+MAX_M = 32
+DEFAULT_MAX_POINTS_PER_CENTROID = 256
+DEFAULT_EMBED_BATCH_TOKENS = 8192
+MAX_WORD_PIECES = 256  # the embedder's own limit (sentence_bert_config.json)
+POOLINGS: tuple[str, ...] = ("core", "graph")
+
+
+class Embedder:
+    """Texts -> L2-normalised float32 sentence embeddings ``[n, 384]`` (NaN rows for texts that
+    are missing, empty or whitespace-only), in input order.
+
+    ``pooling="core"`` runs the encoder graph (token states out) and pools in C++;
+    ``pooling="graph"`` runs optimum's sentence-transformers export, which pools and
+    normalises inside ONNX Runtime.
+    """
+
+    def __init__(
+        self,
+        files: EmbedderFiles | str | os.PathLike[str] | None = None,
+        *,
+        batch_tokens: int = DEFAULT_EMBED_BATCH_TOKENS,
+        pooling: Literal["core", "graph"] = "core",
+        threads: int | None = None,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        if not isinstance(batch_tokens, int) or batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if isinstance(files, EmbedderFiles):
+            self.files = files
+        elif files is not None:
+            self.files = EmbedderFiles(Path(files))
+        else:
+            self.files = embedder_files()
+        self.batch_tokens = batch_tokens
+        self.pooling = pooling
+        self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_WORD_PIECES)
+        graph = self.files.encoder if pooling == "core" else self.files.pooled
+        self.session = onnx_session(graph, threads=threads)
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.dim = int(self.files.config()["hidden_size"])
+
+    def embed(self, texts: list[str | None]) -> np.ndarray:
+        n = len(texts)
+        out = np.full((n, self.dim), np.nan, dtype=np.float32)
+        todo = [i for i, t in enumerate(texts) if t is not None and t.strip()]
+        if not todo:
+            return out
+        encodings = self.tokenizer.encode_batch_fast([texts[i] for i in todo])  # type: ignore[misc]
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(todo))
+        order = np.argsort(-lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            width = int(lengths[order[start]])
+            stop = start + max(1, self.batch_tokens // width)
+            chosen = order[start:stop]
+            ids = np.zeros((len(chosen), width), dtype=np.int64)
+            mask = np.zeros((len(chosen), width), dtype=np.int64)
+            for r, j in enumerate(chosen):
+                e = encodings[j].ids
+                ids[r, : len(e)] = e
+                mask[r, : len(e)] = 1
+            out[[todo[j] for j in chosen]] = self._run(ids, mask)
+            start = stop
+        return out
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        if self.pooling == "graph":
+            (emb,) = self.session.run(["sentence_embedding"], feed)
+            return np.asarray(emb, dtype=np.float32)
+        (hidden,) = self.session.run(["last_hidden_state"], feed)
+        return _core.mean_pool_normalize(np.ascontiguousarray(hidden, dtype=np.float32), mask)
+
+
+def fit_centroids(
+    embeddings: np.ndarray,
+    k: int = DEFAULT_K,
+    *,
+    seed: int = DEFAULT_SEED,
+    niter: int = 20,
+    max_points_per_centroid: int = DEFAULT_MAX_POINTS_PER_CENTROID,
+    gpu: bool | None = None,
+) -> np.ndarray:
+    """Spherical k-means centroids ``[k, d]`` (unit norm) of the non-NaN rows of ``embeddings``.
+
+    Training sample: FAISS draws at most ``max_points_per_centroid * k`` rows with the seeded
+    generator (all rows when the pool is smaller), so the cost stays bounded on large pools and
+    the same seed gives the same centroids. ``gpu``: None = use GPU FAISS when it is there.
+    """
+    import faiss
+
+    x = _valid_rows(embeddings)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if len(x) < k:
+        raise ValueError(f"k-means with k={k} needs at least {k} embedded texts, got {len(x)}")
+    use_gpu = _faiss_gpu() if gpu is None else gpu
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=niter,
+        spherical=True,
+        seed=seed,
+        max_points_per_centroid=max_points_per_centroid,
+        gpu=use_gpu,
+        verbose=False,
+    )
+    km.train(x)
+    centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    return centroids
+
+
+def top_similarities(
+    embeddings: np.ndarray, centroids: np.ndarray, m: int | None = None
+) -> np.ndarray:
+    """``[n, m]`` inner products with the m nearest centroids (exact search, largest first);
+    NaN rows stay NaN. m defaults to min(K, 32)."""
+    import faiss
+
+    k, d = centroids.shape
+    m = min(k, MAX_M) if m is None else m
+    if not 1 <= m <= k:
+        raise ValueError(f"m must lie in [1, K={k}], got {m}")
+    if embeddings.ndim != 2 or embeddings.shape[1] != d:
+        raise ValueError(f"embeddings must be [n, {d}], got shape {embeddings.shape}")
+    out = np.full((len(embeddings), m), np.nan, dtype=np.float32)
+    ok = ~np.isnan(embeddings).any(axis=1)
+    if ok.any():
+        index = faiss.IndexFlatIP(d)
+        index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        sims, _ = index.search(np.ascontiguousarray(embeddings[ok], dtype=np.float32), m)
+        out[ok] = sims
+    return out
+
+
+def semantic_entropy(
+    similarities: np.ndarray, temperature: float = DEFAULT_TEMPERATURE
+) -> np.ndarray:
+    """SE per row of top-m similarities: the entropy of softmax(s / temperature), float64."""
+    sims = np.ascontiguousarray(similarities, dtype=np.float32)
+    if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    ent, _ = _core.row_softmax_entropy(sims, None, None, 1.0 / float(temperature))
+    return ent.astype(np.float64)
+
+
+def _valid_rows(embeddings: np.ndarray) -> np.ndarray:
+    if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2:
+        raise ValueError("embeddings must be a 2-D numpy array [n, d]")
+    x = embeddings[~np.isnan(embeddings).any(axis=1)]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _faiss_gpu() -> bool:
+    try:
+        import faiss
+
+        return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+    except ImportError:  # pragma: no cover
+        return False

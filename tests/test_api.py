@@ -1,0 +1,116 @@
+"""The embedding API: a Scorer built once, scoring batches, tables and HF datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from euds.api import Scorer, score_dataset
+from euds.pipeline import ScoreConfig
+from euds.select import select
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_lm, sst2_records):
+    from euds.models import embedder_files
+
+    config = ScoreConfig(model=str(tiny_lm.folder), embedder=str(embedder_files().folder), k=4)
+    s = Scorer(config=config)
+    s.fit_semantic([r["text"] for r in sst2_records])
+    return s
+
+
+def test_scores_match_the_scorers_they_wrap(scorer, sst2_records):
+    texts = [r["text"] for r in sst2_records[:40]]
+    out = scorer.score_texts(texts)
+    assert set(out) == {
+        "information",
+        "generative",
+        "nll",
+        "semantic",
+        "n_tokens",
+        "truncated",
+        "flags",
+    }
+    tokens = scorer.tokenizer.encode(texts)
+    np.testing.assert_array_equal(out["information"], scorer.information.score(tokens))
+    ge, _ = scorer.generative.score(tokens)
+    np.testing.assert_array_equal(out["generative"], ge)
+    assert np.isfinite(out["semantic"]).all() and (out["flags"] == "").all()
+
+
+def test_bad_texts_are_flagged_not_dropped(scorer):
+    out = scorer.score_texts(["fine text", "", None, 42, "  "])  # type: ignore[list-item]
+    assert out["flags"].tolist() == [
+        "",
+        "empty_text",
+        "empty_text",
+        "non_string_text",
+        "empty_text",
+    ]
+    for name in ("information", "generative", "semantic"):
+        assert np.isfinite(out[name][0]) and np.isnan(out[name][1:]).all()
+
+
+def test_score_batches_streams_in_order(scorer, sst2_records):
+    texts = (r["text"] for r in sst2_records[:70])
+    parts = list(scorer.score_batches(texts, batch_size=32))
+    assert [len(p["information"]) for p in parts] == [32, 32, 6]
+    whole = scorer.score_texts([r["text"] for r in sst2_records[:70]])
+    np.testing.assert_allclose(
+        np.concatenate([p["information"] for p in parts]), whole["information"]
+    )
+
+
+def test_score_table_and_select_on_arrow(scorer, sst2_records):
+    table = pa.table(
+        {"id": [r["id"] for r in sst2_records], "text": [r["text"] for r in sst2_records]}
+    )
+    scored = scorer.score_table(table)
+    assert scored.num_rows == table.num_rows and "semantic" in scored.column_names
+    chosen = select(scored, budget=0.25, method="mean-rank")
+    assert chosen.counts["kept"] == round(0.25 * table.num_rows)
+    with pytest.raises(ValueError, match="no column"):
+        scorer.score_table(table, text_column="body")
+
+
+def test_semantic_without_centroids_says_how(tiny_lm):
+    from euds.models import embedder_files
+
+    s = Scorer(("semantic",), config=ScoreConfig(embedder=str(embedder_files().folder)))
+    with pytest.raises(ValueError, match="centroids"):
+        s.score_texts(["x"])
+
+
+def test_centroids_from_a_score_directory(tmp_path, scorer):
+    np.save(tmp_path / "centroids.npy", scorer.centroids)
+    from euds.models import embedder_files
+
+    s = Scorer(
+        ("semantic",),
+        config=ScoreConfig(embedder=str(embedder_files().folder), k=4),
+        centroids=tmp_path,
+    )
+    np.testing.assert_array_equal(s.centroids, scorer.centroids)
+    with pytest.raises(ValueError, match="centroids must be"):
+        s.set_centroids(np.zeros((4, 3), np.float32))
+
+
+def test_hugging_face_dataset_map(scorer, sst2_records):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list(sst2_records[:50])
+    scored = score_dataset(ds, scorer, batch_size=16)
+    assert scored.num_rows == 50 and "generative" in scored.column_names
+    direct = scorer.score_texts([r["text"] for r in sst2_records[:50]])
+    np.testing.assert_allclose(np.array(scored["information"]), direct["information"])
+
+
+def test_select_on_a_pandas_frame(scorer, sst2_records):
+    pd = pytest.importorskip("pandas")
+    out = scorer.score_texts([r["text"] for r in sst2_records])
+    frame = pd.DataFrame({k: v for k, v in out.items() if k != "flags"})
+    chosen = select(frame, budget=0.5, signals=["information", "semantic"])
+    assert chosen.counts["kept"] == round(0.5 * len(frame))

@@ -1,0 +1,136 @@
+"""Model preparation: cache layout, manifest, idempotence, recovery from partial builds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_llama
+from euds import models
+from euds.cache import sha256_file
+from euds.tokenizer import smollm2_gguf_path
+
+pytest.importorskip("torch")
+pytest.importorskip("optimum.exporters.onnx")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, tiny_lm):
+    """An empty cache whose 'GGUF dequantisation' copies the tiny checkpoint (fast)."""
+    monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
+    calls = {"checkpoint": 0}
+
+    def fake_checkpoint(gguf: Path, out_dir: Path) -> None:
+        calls["checkpoint"] += 1
+        shutil.copytree(tiny_lm.hf, out_dir)
+
+    monkeypatch.setattr(models, "hf_checkpoint_from_gguf", fake_checkpoint)
+    # The tokenizer cache is shared with the real one (building it again costs seconds).
+    from euds import tokenizer
+
+    real_cache = tiny_lm.tokenizer
+    monkeypatch.setattr(tokenizer, "smollm2_tokenizer_path", lambda: real_cache)
+    monkeypatch.setattr(models, "smollm2_tokenizer_path", lambda: real_cache)
+    return tmp_path / "cache" / "models" / models.LM_NAME, calls
+
+
+def test_prepare_writes_manifest_and_is_idempotent(cache):
+    folder, calls = cache
+    files = models.prepare_lm()
+    assert files.folder == folder and calls["checkpoint"] == 1
+    manifest = files.manifest()
+    assert manifest["source"]["sha256"] == sha256_file(smollm2_gguf_path())
+    assert manifest["versions"]["onnxruntime"] and manifest["versions"]["transformers"]
+    for name in ("lm.onnx", "lm_packed.onnx", "tokenizer.json", "hf/config.json"):
+        entry = manifest["files"][name]
+        assert entry["size"] == (folder / name).stat().st_size
+        assert entry["sha256"] == sha256_file(folder / name)
+    mtime = files.packed.stat().st_mtime_ns
+    again = models.lm_files()
+    assert calls["checkpoint"] == 1 and again.packed.stat().st_mtime_ns == mtime
+    assert models.prepare_lm(verify=True).folder == folder and calls["checkpoint"] == 1
+
+
+def test_truncated_graph_is_detected_and_rebuilt(cache):
+    _, calls = cache
+    files = models.prepare_lm()
+    data = files.packed.read_bytes()
+    files.packed.write_bytes(data[: len(data) // 2])  # a killed copy
+    rebuilt = models.lm_files()
+    assert calls["checkpoint"] == 2
+    entry = rebuilt.manifest()["files"]["lm_packed.onnx"]
+    assert rebuilt.packed.stat().st_size == entry["size"] > len(data) // 2
+
+
+def test_same_size_corruption_is_found_by_verify(cache):
+    folder, calls = cache
+    assert not folder.exists()
+    files = models.prepare_lm()
+    raw = bytearray(files.tokenizer.read_bytes())
+    raw[100] ^= 0xFF
+    files.tokenizer.write_bytes(bytes(raw))
+    models.lm_files()  # the quick check only compares sizes
+    assert calls["checkpoint"] == 1
+    models.prepare_lm(verify=True)
+    assert calls["checkpoint"] == 2
+    assert (
+        sha256_file(folder / "tokenizer.json")
+        == files.manifest()["files"]["tokenizer.json"]["sha256"]
+    )
+
+
+def test_missing_or_damaged_manifest_rebuilds(cache):
+    folder, calls = cache
+    models.prepare_lm()
+    (folder / "manifest.json").write_text("{not json")
+    models.lm_files()
+    assert calls["checkpoint"] == 2
+    (folder / "manifest.json").unlink()
+    models.lm_files()
+    assert calls["checkpoint"] == 3
+
+
+def test_failed_export_leaves_nothing_behind(cache, monkeypatch):
+    folder, _ = cache
+
+    def boom(hf_dir: Path, out_path: Path) -> None:
+        out_path.write_bytes(b"half a graph")
+        raise RuntimeError("export killed")
+
+    monkeypatch.setattr(models, "export_packed", boom)
+    with pytest.raises(RuntimeError, match="export killed"):
+        models.prepare_lm()
+    assert not folder.exists()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+
+
+def test_lm_files_without_prepare_says_how(cache):
+    from euds import EudsError
+
+    with pytest.raises(EudsError, match="euds models prepare"):
+        models.lm_files(prepare=False)
+
+
+def test_variants_are_built_on_demand_and_recorded(cache):
+    files = models.prepare_lm()
+    path = files.variant("int8")
+    assert path.is_file() and "lm_packed_int8.onnx" in files.manifest()["files"]
+    assert files.variant("int8") == path
+    with pytest.raises(ValueError, match="variant"):
+        files.variant("bf16")
+
+
+def test_real_smollm2_cache_entry(smollm2):
+    manifest = smollm2.manifest()
+    assert manifest["model"] == models.LM_NAME
+    assert manifest["source"]["path"].endswith(".gguf")
+    config = json.loads((smollm2.hf / "config.json").read_text())
+    assert config["vocab_size"] == 49152 and config["num_hidden_layers"] == 30
+
+
+def test_tiny_checkpoint_helper_is_a_llama(tmp_path):
+    folder = make_tiny_llama(tmp_path / "x")
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "llama"
