@@ -117,7 +117,8 @@ def main() -> None:
         "euds packed fp32 (default)": {},
         "euds padded fp32": {"packing": False},
         "euds packed, in-graph reduction": {"reduction": "graph"},
-        "euds packed int8": {"precision": "int8"},
+        "euds packed int8-block": {"precision": "int8-block"},
+        "euds packed int8 (dynamic)": {"precision": "int8"},
     }
     results: dict[str, dict] = {}
     for name, texts in datasets.items():

@@ -29,6 +29,12 @@ def load_texts(path, limit: int) -> list[str]:
         return [json.loads(line)["text"] for line in itertools.islice(f, limit)]
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sst2", type=int, default=2000)
@@ -50,7 +56,10 @@ def main() -> None:
     variants = {
         "euds, pooling in C++ (default)": {"pooling": "core"},
         "euds, pooling in graph": {"pooling": "graph"},
+        "euds int8-block": {"precision": "int8-block"},
+        "euds int8 (dynamic)": {"precision": "int8"},
     }
+    fp32 = "euds, pooling in C++ (default)"
     results: dict[str, dict] = {}
     for name, texts in datasets.items():
         rows: dict[str, dict] = {}
@@ -68,12 +77,19 @@ def main() -> None:
             t0 = time.perf_counter()
             embs[label] = embedder.embed(texts)
             rows[label] = {"seconds": time.perf_counter() - t0}
+        # Quality of the quantised encoders: cosine with fp32 and the rank correlation of SE
+        # under the same centroids (fitted on the fp32 embeddings).
+        centroids = fit_centroids(embs[fp32], 16)
+        se_fp32 = semantic_entropy(top_similarities(embs[fp32], centroids))
         for label, row in rows.items():
             row["embeddings_per_s"] = len(texts) / row["seconds"]
             if "sentence-transformers" in rows:
                 row["speedup_vs_st"] = rows["sentence-transformers"]["seconds"] / row["seconds"]
                 cos = np.sum(embs[label] * embs["sentence-transformers"], axis=1)
                 row["min_cosine_vs_st"] = float(np.min(cos))
+            row["min_cosine_vs_fp32"] = float(np.min(np.sum(embs[label] * embs[fp32], axis=1)))
+            se = semantic_entropy(top_similarities(embs[label], centroids))
+            row["spearman_se_vs_fp32"] = spearman(se, se_fp32)
         results[name] = {"records": len(texts), "runs": rows}
         print(f"\n{name}: {len(texts)} texts")
         print(
@@ -85,10 +101,18 @@ def main() -> None:
                         r["embeddings_per_s"],
                         r.get("speedup_vs_st", float("nan")),
                         r.get("min_cosine_vs_st", float("nan")),
+                        r["spearman_se_vs_fp32"],
                     ]
                     for k, r in rows.items()
                 ],
-                ["method", "s", "embeddings/s", "x sentence-transformers", "min cosine vs ST"],
+                [
+                    "method",
+                    "s",
+                    "embeddings/s",
+                    "x sentence-transformers",
+                    "min cosine vs ST",
+                    "Spearman SE vs fp32",
+                ],
             )
         )
 

@@ -127,10 +127,11 @@ def test_truncated_texts_use_their_first_tokens(tiny):
     np.testing.assert_allclose(nll, ref_nll, atol=1e-4)
 
 
-def test_int8_variant_runs_and_tracks_fp32(tiny, batch):
+@pytest.mark.parametrize("precision", ["int8", "int8-block"])
+def test_int8_variants_run_and_track_fp32(tiny, batch, precision):
     files, _ = tiny
     ge, _ = GenerativeScorer(files).score(batch)
-    ge8, nll8 = GenerativeScorer(files, precision="int8").score(batch)
+    ge8, nll8 = GenerativeScorer(files, precision=precision).score(batch)
     ok = ~np.isnan(ge)
     assert np.array_equal(np.isnan(ge8), ~ok) and np.isfinite(nll8[ok]).all()
     assert np.corrcoef(ge[ok], ge8[ok])[0, 1] > 0.9

@@ -62,6 +62,15 @@ def test_graph_pooling_equals_core_pooling(files, sst2_texts):
     np.testing.assert_allclose(a, b, atol=2e-6)
 
 
+@pytest.mark.parametrize(("precision", "min_cosine"), [("int8-block", 0.995), ("int8", 0.9)])
+def test_quantised_encoders_stay_close_to_fp32(files, sst2_texts, precision, min_cosine):
+    a = Embedder(files).embed(sst2_texts[:80])
+    b = Embedder(files, precision=precision).embed(sst2_texts[:80])
+    assert np.sum(a * b, axis=1).min() >= min_cosine
+    with pytest.raises(ValueError, match="pooling"):
+        Embedder(files, precision=precision, pooling="graph")
+
+
 def test_batch_budget_does_not_change_embeddings(files, sst2_texts):
     a = Embedder(files, batch_tokens=8192).embed(sst2_texts[:50])
     b = Embedder(files, batch_tokens=1).embed(sst2_texts[:50])

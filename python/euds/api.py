@@ -69,6 +69,7 @@ class Scorer:
                 config.embedder,
                 batch_tokens=config.embed_batch_tokens,
                 pooling=config.pooling,  # type: ignore[arg-type]
+                precision=config.embed_precision,
                 threads=config.threads,
             )
             if centroids is not None:

@@ -29,6 +29,7 @@ from euds.signals.semantic import (
     DEFAULT_MAX_POINTS_PER_CENTROID,
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
+    EMBED_PRECISIONS,
     POOLINGS,
 )
 from euds.tokenizer import DEFAULT_MAX_TOKENS
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True, help="kept records (input's format)"
     )
     _add_selection_options(sel, budget_required=True)
+    _add_engine_options(sel, actors=False)
     sel.set_defaults(func=_cmd_select)
 
     r = sub.add_parser(
@@ -160,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     mp = msub.add_parser("prepare", parents=[common], help="export the models to ONNX (once)")
     mp.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     mp.add_argument("--verify", action="store_true", help="check every cached file's sha256")
-    mp.add_argument("--int8", action="store_true", help="also build the LM's int8 graph")
+    mp.add_argument("--int8", action="store_true", help="also build the LM's int8 graphs")
     mp.add_argument("--reduced", action="store_true", help="also build the in-graph reduction")
     mp.set_defaults(func=_cmd_models_prepare)
     mi = msub.add_parser("info", parents=[common], help="print the cache entries' manifests")
@@ -169,6 +171,16 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", parents=[common], help="print how this build was compiled")
     i.set_defaults(func=_cmd_info)
     return p
+
+
+def _add_engine_options(p: argparse.ArgumentParser, *, actors: bool) -> None:
+    e = p.add_argument_group("engine")
+    e.add_argument("--engine", choices=["local", "ray"], default="local")
+    e.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    if actors:
+        e.add_argument("--actors", type=int, default=1, help="Ray actors holding the models")
+        e.add_argument("--cpus-per-actor", type=float, default=1.0)
+        e.add_argument("--gpus-per-actor", type=float, default=0.0)
 
 
 def _add_scoring_options(s: argparse.ArgumentParser) -> None:
@@ -218,6 +230,7 @@ def _add_scoring_options(s: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--pooling", choices=POOLINGS, default="core", help="mean pooling in C++ or in-graph"
     )
+    e.add_argument("--embed-precision", choices=EMBED_PRECISIONS, default="fp32")
     e.add_argument("--k", type=int, default=DEFAULT_K, help="k-means centroids")
     e.add_argument(
         "--temperature", type=float, default=DEFAULT_TEMPERATURE, help="softmax temperature"
@@ -290,6 +303,7 @@ def _score_config(args: argparse.Namespace):
         embedder=args.embedder,
         embed_batch_tokens=args.embed_batch_tokens,
         pooling=args.pooling,
+        embed_precision=args.embed_precision,
         k=args.k,
         temperature=args.temperature,
         m=args.m,
@@ -352,7 +366,14 @@ def _selection_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from euds.select import select_file
+    if args.engine == "ray":
+        from functools import partial
+
+        from euds.engines.ray_engine import select_ray
+
+        select_file = partial(select_ray, address=args.address)
+    else:
+        from euds.select import select_file
 
     result = select_file(
         args.input,
@@ -489,8 +510,8 @@ def _cmd_models_prepare(args: argparse.Namespace) -> int:
     from euds.models import prepare_embedder, prepare_lm
 
     files = prepare_lm(force=args.force, verify=args.verify)
-    for name, wanted in (("int8", args.int8), ("reduced", args.reduced)):
-        if wanted:
+    for names, wanted in ((("int8", "int8-block"), args.int8), (("reduced",), args.reduced)):
+        for name in names if wanted else ():
             files.variant(name)
     embedder = prepare_embedder(force=args.force, verify=args.verify)
     log.info("models ready: %s, %s", files.folder, embedder.folder)

@@ -433,6 +433,10 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label(x: float, y: float, text: str, anchor: str) -> str:
+    return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' font-size='11'>{text}</text>"
+
+
 def svg_plot(summary: dict[str, Any]) -> str:
     """Metric vs share of data kept, one line per method, error bars = std over seeds."""
     main, _ = _metric_names(summary)
@@ -442,7 +446,7 @@ def svg_plot(summary: dict[str, Any]) -> str:
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.15 or 0.01
     lo, hi = lo - pad, hi + pad
-    w, h, m = 640, 400, 56
+    w, h, m = 720, 400, 70
     colors = [
         "#1f77b4",
         "#ff7f0e",
@@ -463,29 +467,23 @@ def svg_plot(summary: dict[str, Any]) -> str:
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {w} {h}' width='{w}' height='{h}'>"
     ]
-    parts.append(
-        f"<text x='{w / 2}' y='20' text-anchor='middle' font-size='14'>{summary['name']}: {main} vs data kept</text>"
-    )
+    title = f"{summary['name']}: {main} vs data kept"
+    parts.append(f"<text x='{w / 2}' y='20' text-anchor='middle' font-size='14'>{title}</text>")
     parts.append(f"<line x1='{m}' y1='{h - m}' x2='{w - m}' y2='{h - m}' stroke='#333'/>")
     parts.append(f"<line x1='{m}' y1='{m}' x2='{m}' y2='{h - m}' stroke='#333'/>")
     for b in budgets:
-        parts.append(
-            f"<text x='{x(b):.1f}' y='{h - m + 16}' text-anchor='middle' font-size='11'>{b:.0%}</text>"
-        )
+        parts.append(_label(x(b), h - m + 16, f"{b:.0%}", "middle"))
     for k in range(5):
         v = lo + (hi - lo) * k / 4
-        parts.append(
-            f"<text x='{m - 6}' y='{y(v) + 4:.1f}' text-anchor='end' font-size='11'>{v:.3f}</text>"
-        )
+        parts.append(_label(m - 6, y(v) + 4, f"{v:.3f}", "end"))
     legend_y = m
     for i, method in enumerate(mm for mm in METHODS if any(k[0] == mm for k in agg)):
         color = colors[i % len(colors)]
         pts = sorted((b, agg[(method, b)]) for (mm, b) in agg if mm == method)
         if method == "full":
             v = pts[0][1]["mean"]
-            parts.append(
-                f"<line x1='{m}' y1='{y(v):.1f}' x2='{w - m}' y2='{y(v):.1f}' stroke='{color}' stroke-dasharray='5,4'/>"
-            )
+            style = f"stroke='{color}' stroke-dasharray='5,4'"
+            parts.append(f"<line x1='{m}' y1='{y(v):.1f}' x2='{w - m}' y2='{y(v):.1f}' {style}/>")
         else:
             path = " ".join(
                 f"{'M' if j == 0 else 'L'}{x(b):.1f},{y(s['mean']):.1f}"

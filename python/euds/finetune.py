@@ -443,7 +443,6 @@ def _seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 

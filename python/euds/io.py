@@ -222,42 +222,18 @@ class RecordReader:
         return True
 
     def _interpret(self, row: int, record: Any) -> tuple[str, str | None, list[str]]:
-        if isinstance(record, _Bad) or not isinstance(record, dict):
-            flags = [record.flag if isinstance(record, _Bad) else "not_an_object"]
-            return self._unique(str(row), flags), None, flags
-        flags: list[str] = []
-        if len(self._fields_seen) < 256:
-            self._fields_seen.update(record.keys())
-        rid_value = record.get(self.id_field) if self.id_field else None
-        if rid_value is None:
-            rid = str(row)
-        elif isinstance(rid_value, str):
-            rid = rid_value
-        elif isinstance(rid_value, (int, np.integer)) and not isinstance(rid_value, bool):
-            rid = str(int(rid_value))
-        else:
-            flags.append("invalid_id")
-            rid = str(row)
-        if not _is_valid_unicode(rid):
-            flags.append("invalid_utf8")
-            rid = str(row)
-        rid = self._unique(rid, flags)
-        if self.text_field in record:
-            self._text_field_seen = True
-        text = record.get(self.text_field)
-        if text is None:
-            flags.append("missing_text")
-        elif not isinstance(text, str):
-            flags.append("non_string_text")
-            text = None
-        elif not _is_valid_unicode(text):
-            flags.append("invalid_utf8")
-            text = None
-        return rid, text, flags
+        if isinstance(record, dict):
+            if len(self._fields_seen) < 256:
+                self._fields_seen.update(record.keys())
+            if self.text_field in record:
+                self._text_field_seen = True
+        rid, text, flags = interpret_record(record, row, self.text_field, self.id_field)
+        return self._unique(rid, flags), text, flags
 
     def _unique(self, rid: str, flags: list[str]) -> str:
         if rid in self._seen_ids:
             flags.append("duplicate_id")
+            flags.sort(key=flag_order)
         else:
             self._seen_ids.add(rid)
         return rid
@@ -279,13 +255,7 @@ class RecordReader:
         for _ in itertools.islice(lines, self.skip):
             pass
         for line_no, raw in lines:
-            try:
-                # surrogateescape keeps the id readable when the text has bad bytes; they
-                # show up as lone surrogates and flag the text as invalid_utf8.
-                record = json.loads(raw.decode("utf-8", errors="surrogateescape"))
-            except ValueError:
-                record = _Bad("invalid_json")
-            yield f"line {line_no}", record
+            yield f"line {line_no}", parse_jsonl_line(raw)
 
     def _csv_records(self, stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
         header, rows = _csv_rows(stream, self.format)
@@ -380,6 +350,56 @@ class _Bad:
     """A row that could not be read as a record; ``flag`` says why."""
 
     flag: str
+
+
+FLAG_ORDER = {name: k for k, name in enumerate((*RECORD_ERRORS, "empty_text"))}
+
+
+def flag_order(flag: str) -> int:
+    """Flags are always listed in one order, whoever adds them (reader, scorer, engine)."""
+    return FLAG_ORDER.get(flag, len(FLAG_ORDER))
+
+
+def parse_jsonl_line(raw: bytes) -> Any:
+    """A JSONL line's value, or ``_Bad("invalid_json")``. Undecodable bytes are kept as lone
+    surrogates (``surrogateescape``): the id stays readable and the text gets flagged."""
+    try:
+        return json.loads(raw.decode("utf-8", errors="surrogateescape"))
+    except ValueError:
+        return _Bad("invalid_json")
+
+
+def interpret_record(
+    record: Any, row: int, text_field: str, id_field: str | None
+) -> tuple[str, str | None, list[str]]:
+    """(id, text or None, flags) of one parsed record at row ``row``; the duplicate-id check
+    is the caller's (it needs every id seen before)."""
+    if isinstance(record, _Bad) or not isinstance(record, dict):
+        return str(row), None, [record.flag if isinstance(record, _Bad) else "not_an_object"]
+    flags: list[str] = []
+    rid_value = record.get(id_field) if id_field else None
+    if rid_value is None:
+        rid = str(row)
+    elif isinstance(rid_value, str):
+        rid = rid_value
+    elif isinstance(rid_value, (int, np.integer)) and not isinstance(rid_value, bool):
+        rid = str(int(rid_value))
+    else:
+        flags.append("invalid_id")
+        rid = str(row)
+    if not _is_valid_unicode(rid):
+        flags.append("invalid_utf8")
+        rid = str(row)
+    text = record.get(text_field)
+    if text is None:
+        flags.append("missing_text")
+    elif not isinstance(text, str):
+        flags.append("non_string_text")
+        text = None
+    elif not _is_valid_unicode(text):
+        flags.append("invalid_utf8")
+        text = None
+    return rid, text, flags
 
 
 def read_batches(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[RecordBatch]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from euds._version import __version__
 from euds.cache import sha256_file
-from euds.io import DEFAULT_BATCH_SIZE, RecordBatch, RecordReader
+from euds.io import DEFAULT_BATCH_SIZE, RecordBatch, RecordReader, flag_order
 from euds.scores import CENTROIDS, FORMAT_VERSION, ScoreDir
 from euds.signals import SIGNALS
 from euds.signals.generative import DEFAULT_BATCH_TOKENS, DEFAULT_PACK_LENGTH
@@ -87,6 +87,7 @@ class ScoreConfig:
     embedder: str | None = None  # a prepared embedder folder; None = the cache entry
     embed_batch_tokens: int = DEFAULT_EMBED_BATCH_TOKENS
     pooling: str = "core"
+    embed_precision: str = "fp32"
     k: int = DEFAULT_K
     temperature: float = DEFAULT_TEMPERATURE
     m: int | None = None
@@ -296,6 +297,7 @@ class _Scorers:
                 config.embedder,
                 batch_tokens=config.embed_batch_tokens,
                 pooling=config.pooling,  # type: ignore[arg-type]
+                precision=config.embed_precision,
                 threads=config.threads,
             )
             emb_manifest = self.embedder.files.manifest()
@@ -470,7 +472,7 @@ def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
     for flags, text, n in zip(records.flags, records.texts, tokens.n_tokens, strict=True):
         if text is not None and n == 0:
             flags = [*flags, "empty_text"]
-        out.append("|".join(flags))
+        out.append("|".join(sorted(flags, key=flag_order)))
     return out
 
 

@@ -334,13 +334,15 @@ def select_file(
     *,
     format: str | None = None,
     command: list[str] | None = None,
+    writer: Any = None,
     **options: Any,
 ) -> SelectionOutput:
     """Selects from the scores of ``input_path`` and writes the kept records to
     ``output_path`` in the input's format (gzipped when the name ends in .gz), plus
     ``<output>.manifest.json`` and ``<output>.decisions.parquet`` (id, kept, reason per record).
     ``options`` are those of :func:`select`. The scores must belong to this input (checked by
-    sha256 where the score directory recorded it, and by record count)."""
+    sha256 where the score directory recorded it, and by record count). ``writer`` replaces
+    :func:`euds.io.write_selected` (the Ray engine filters on its workers)."""
     import json
 
     import pyarrow as pa
@@ -370,7 +372,7 @@ def select_file(
     table = read_scores(scores)
     selection = select(table, **options)
     config = score_meta.get("config", {})
-    written = write_selected(
+    written = (writer or write_selected)(
         input_path,
         out,
         selection.keep,

@@ -1,0 +1,525 @@
+"""The Ray engine: the scoring pass and the selection filter on Ray Data, for corpora that
+outgrow one machine.
+
+Scoring (``score_ray``), in the same score directory format as the local engine:
+
+1. Ray Data reads the input: JSONL(.gz) as raw lines (``read_text``, decoded as Latin-1 so
+   every byte survives; records are parsed with the local reader's own rules, so flags are
+   the same) or Parquet (``read_parquet``). Rows are numbered in file order (``zip`` with a
+   range), blank JSONL lines dropped first as the local reader does.
+2. Rows are grouped by shard (row // shard_size) and each group goes to an actor of a pool
+   (``map_groups`` with a callable class): the actor holds the tokenizer and the ONNX
+   sessions, scores its shard batch by batch exactly as the local engine does (same batches,
+   hence the same numbers) and writes the shard's files itself, atomically. A retried group
+   rewrites the same files, so a killed actor costs time, never rows.
+3. The driver lists the shards in the manifest, marks repeated ids (``duplicate_id`` needs the
+   whole id column), then computes the late columns: k-means centroids on a sample of the kept
+   embeddings, and the assignment + entropy per shard as distributed tasks.
+
+Quantiles for selection are exact: the score columns (8 bytes a record) are gathered on the
+driver. ``select_ray`` filters the input on Ray Data with the kept mask and streams the kept
+records, in input order, into the output file.
+
+Multi-node: input and output must be on a filesystem every node sees (NFS, a shared volume),
+the models prepared in a cache every node sees (``EUDS_CACHE``); see docs/ray.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from euds.pipeline import (
+    ScoreConfig,
+    ScoreSummary,
+    _fill_counts,
+    _input_identity,
+    _late_columns,
+    _now,
+    _open_or_create,
+    _Stages,
+    pass_schema,
+    record_flags,
+)
+from euds.scores import ScoreDir, ShardInfo
+
+log = logging.getLogger("euds")
+
+SUPPORTED = ("jsonl", "parquet")
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the Ray engine needs Ray: pip install 'euds[ray]'") from None
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Joins the cluster at ``address`` (``auto``, ``HOST:6379``) or starts a local Ray."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+    if address:
+        kwargs["address"] = address
+    elif num_cpus:
+        kwargs["num_cpus"] = num_cpus
+    # The workers must import euds and find the models the driver uses.
+    kwargs["runtime_env"] = {
+        "env_vars": {k: v for k, v in os.environ.items() if k.startswith("EUDS_")}
+    }
+    ray.init(**kwargs)
+
+
+def _numbered_rows(
+    input_path: Path,
+    fmt: str,
+    gz: bool,
+    text_field: str,
+    id_field: str | None,
+    *,
+    all_columns: bool = False,
+):
+    """A Ray dataset of the input's records in file order, with ``row`` (record number) and
+    ``line`` (1-based line number for JSONL)."""
+    ray = _ray()
+    import pyarrow as pa
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    if fmt == "jsonl":
+        lines = ray.data.read_text(
+            str(input_path),
+            encoding="latin-1",
+            drop_empty_lines=False,
+            arrow_open_stream_args={"compression": "gzip"} if gz else None,
+        )
+        lines = lines.materialize()
+        numbered = lines.zip(ray.data.range(lines.count()).rename_columns({"id": "line_index"}))
+
+        def keep_records(batch: pa.Table) -> pa.Table:
+            raw = [t.encode("latin-1") for t in batch.column("text").to_pylist()]
+            index = np.asarray(batch.column("line_index"))
+            if len(index) and index[0] == 0 and raw and raw[0].startswith(b"\xef\xbb\xbf"):
+                raw[0] = raw[0][3:]
+            keep = [bool(r.strip()) for r in raw]
+            # The final "" after the last newline is not a line of the file.
+            return pa.table(
+                {
+                    "raw": pa.array([r for r, k in zip(raw, keep, strict=True) if k], pa.binary()),
+                    "line": pa.array(index[np.array(keep, dtype=bool)] + 1, pa.int64()),
+                }
+            )
+
+        records = numbered.map_batches(keep_records, batch_format="pyarrow", zero_copy_batch=False)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(input_path).names
+        if all_columns:
+            columns = None
+        elif text_field not in names:
+            raise ValueError(f"{input_path}: no column {text_field!r}; columns: {names}")
+        else:
+            columns = [text_field] + ([id_field] if id_field and id_field in names else [])
+        records = ray.data.read_parquet(str(input_path), columns=columns)
+    else:
+        raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
+    records = records.materialize()
+    n = records.count()
+    return records.zip(ray.data.range(n).rename_columns({"id": "row"})), n
+
+
+class _ShardScorer:
+    """A Ray actor: the models, loaded once; scores one shard per call and writes it."""
+
+    def __init__(
+        self, config_dict: dict[str, Any], out_dir: str, fmt: str, input_path: str
+    ) -> None:
+        from euds.pipeline import _Scorers
+
+        self.config = ScoreConfig(**config_dict)
+        self.scorers = _Scorers(self.config, {})
+        self.sd = ScoreDir(Path(out_dir))
+        self.fmt = fmt
+        self.input_path = input_path
+
+    def __call__(self, group):
+        import pyarrow as pa
+
+        from euds.io import RecordBatch, interpret_record, parse_jsonl_line
+
+        config = self.config
+        group = group.sort_by("row")
+        rows = np.asarray(group.column("row"))
+        start = int(rows[0])
+        index = start // config.shard_size
+        if self.fmt == "jsonl":
+            parsed = [parse_jsonl_line(r) for r in group.column("raw").to_pylist()]
+            where = [f"line {line}" for line in group.column("line").to_pylist()]
+        else:
+            parsed = group.select([c for c in group.column_names if c != "row"]).to_pylist()
+            where = [f"row {r + 1}" for r in rows]
+        schema = pass_schema(config.signals, config.information_mode)
+        tables, embeddings, token_batches = [], [], []
+        seen_text_field = False
+        for a in range(0, len(parsed), config.batch_size):
+            records = RecordBatch(start=start + a, ids=[], texts=[], flags=[])
+            for k in range(a, min(a + config.batch_size, len(parsed))):
+                record = parsed[k]
+                if isinstance(record, dict) and config.text_field in record:
+                    seen_text_field = True
+                rid, text, flags = interpret_record(
+                    record, int(rows[k]), config.text_field, config.id_field
+                )
+                if config.strict and flags:
+                    raise ValueError(
+                        f"{self.input_path}:{where[k]}: record {rid!r}: {', '.join(flags)}"
+                    )
+                records.ids.append(rid)
+                records.texts.append(text)
+                records.flags.append(flags)
+            if start == 0 and a == 0 and not seen_text_field:
+                raise ValueError(
+                    f"{self.input_path}: no record of the first {len(records)} has the text field "
+                    f"{config.text_field!r}"
+                )
+            table, emb, tokens = _score_batch(self.scorers, records, schema)
+            tables.append(table)
+            if emb is not None:
+                embeddings.append(emb)
+            token_batches.append(tokens)
+        from euds.pipeline import _concat_csr
+
+        corpus = self.scorers.information is not None and self.scorers.information.needs_counts
+        info = self.sd.write_shard(
+            index,
+            start,
+            pa.concat_tables(tables).cast(schema),
+            np.concatenate(embeddings) if embeddings else None,
+            _concat_csr(token_batches) if corpus else None,
+        )
+        return pa.table(
+            {
+                "index": [info.index],
+                "start": [info.start],
+                "rows": [info.rows],
+                "files": [json_dumps(info.files)],
+            }
+        )
+
+
+def json_dumps(x: Any) -> str:
+    import json
+
+    return json.dumps(x)
+
+
+def _score_batch(scorers, records, schema):
+    """One batch through every signal: the local engine's per-batch work."""
+    import pyarrow as pa
+
+    tokens = scorers.tokenizer.encode(records.texts)
+    columns: dict[str, Any] = {"id": pa.array(records.ids, pa.string())}
+    corpus = scorers.information is not None and scorers.information.needs_counts
+    if scorers.information is not None and not corpus:
+        columns["information"] = pa.array(scorers.information.score(tokens))
+    if scorers.generative is not None:
+        ge, nll = scorers.generative.score(tokens)
+        columns["generative"] = pa.array(ge, pa.float64())
+        columns["nll"] = pa.array(nll, pa.float64())
+    emb = scorers.embedder.embed(records.texts) if scorers.embedder is not None else None
+    columns["n_tokens"] = pa.array(tokens.n_tokens, pa.int32())
+    columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
+    columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
+    return (
+        pa.Table.from_pydict({f.name: columns[f.name] for f in schema}, schema=schema),
+        emb,
+        tokens,
+    )
+
+
+def score_ray(
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    config: ScoreConfig | None = None,
+    *,
+    address: str | None = None,
+    actors: int = 1,
+    cpus_per_actor: float = 1,
+    gpus_per_actor: float = 0,
+    overwrite: bool = False,
+    max_retries: int = 3,
+) -> ScoreSummary:
+    """Scores ``input_path`` on Ray into ``output_dir`` (same format as the local engine)."""
+    import json
+
+    from euds.io import resolve_format
+
+    config = config or ScoreConfig()
+    config.check()
+    input_path = Path(input_path)
+    if not input_path.is_file():
+        raise ValueError(f"input file not found: {input_path}")
+    fmt, gz = resolve_format(input_path, config.format, None)
+    if fmt not in SUPPORTED:
+        raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
+    if not isinstance(actors, int) or actors < 1:
+        raise ValueError(f"actors must be a positive int, got {actors!r}")
+    import pyarrow as pa
+
+    connect(address)
+    t_start = time.perf_counter()
+    sd = ScoreDir(Path(output_dir).resolve())
+    identity = json.loads(
+        json.dumps({"input": _input_identity(input_path), "config": config.identity()})
+    )
+    summary = ScoreSummary(output=str(sd.path))
+    stages = _Stages(summary.stage_seconds)
+    manifest = _open_or_create(sd, identity, overwrite=overwrite)
+    manifest["engine"] = {
+        "name": "ray",
+        "actors": actors,
+        "cpus_per_actor": cpus_per_actor,
+        "gpus_per_actor": gpus_per_actor,
+    }
+    if manifest.get("status") == "complete":
+        summary.reused = True
+        _fill_counts(summary, sd)
+        return summary
+    done = {s.index: s for s in sd.verify_shards()}
+
+    rows, n = _numbered_rows(input_path, fmt, gz, config.text_field, config.id_field)
+    if n == 0:
+        raise ValueError(f"{input_path} holds no records")
+    shard_size = config.shard_size
+    finished = set(done)
+
+    def shard_of(batch):
+        shard = np.asarray(batch.column("row")) // shard_size
+        batch = batch.append_column("shard", pa.array(shard, pa.int64()))
+        return batch.filter(pa.array(~np.isin(shard, list(finished)))) if finished else batch
+
+    todo = rows.map_batches(shard_of, batch_format="pyarrow")
+    results = todo.groupby("shard").map_groups(
+        _ShardScorer,
+        batch_format="pyarrow",
+        fn_constructor_args=(asdict(config), str(sd.path), fmt, str(input_path.resolve())),
+        concurrency=actors,
+        num_cpus=cpus_per_actor,
+        num_gpus=gpus_per_actor,
+        max_restarts=max_retries,
+        max_task_retries=max_retries,
+    )
+    t0 = time.perf_counter()
+    written = []
+    for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
+        for r in batch.to_pylist():
+            written.append(
+                ShardInfo(
+                    index=r["index"], start=r["start"], rows=r["rows"], files=json.loads(r["files"])
+                )
+            )
+    stages.seconds["ray pass"] = time.perf_counter() - t0
+    shards = sorted([*done.values(), *written], key=lambda s: s.index)
+    if sum(s.rows for s in shards) != n or [s.index for s in shards] != list(range(len(shards))):
+        raise RuntimeError(f"the Ray pass returned shards {[s.index for s in shards]} for {n} rows")
+    manifest["shards"] = [asdict(s) for s in shards]
+    manifest["pass_complete"] = True
+    sd.write_manifest(manifest)
+    stages.run("duplicates", _mark_duplicates, sd, shards)
+    manifest = sd.manifest()
+    _late_columns_ray(sd, manifest, config, stages)
+    from euds.cache import sha256_file
+
+    manifest["status"] = "complete"
+    manifest["input"]["sha256"] = sha256_file(input_path)
+    manifest["finished"] = _now()
+    sd.write_manifest(manifest)
+    summary.seconds = time.perf_counter() - t_start
+    summary.scored_now = sum(s.rows for s in written)
+    summary.resumed_from = sum(s.rows for s in done.values())
+    _fill_counts(summary, sd)
+    return summary
+
+
+def _mark_duplicates(sd: ScoreDir, shards: list[ShardInfo]) -> None:
+    """Adds ``duplicate_id`` to later occurrences of an id, as the local reader does."""
+    import pyarrow as pa
+
+    from euds.cache import atomic_path
+    from euds.io import flag_order
+    from euds.scores import part_name
+
+    seen: set[str] = set()
+    manifest = sd.manifest()
+    changed = False
+    for shard in shards:
+        table = sd.read_part(shard)
+        ids = table.column("id").to_pylist()
+        flags = table.column("flags").to_pylist()
+        hit = False
+        for k, rid in enumerate(ids):
+            if rid in seen:
+                parts = [f for f in flags[k].split("|") if f] + ["duplicate_id"]
+                flags[k] = "|".join(sorted(parts, key=flag_order))
+                hit = True
+            else:
+                seen.add(rid)
+        if hit:
+            import pyarrow.parquet as pq
+
+            table = table.set_column(
+                table.column_names.index("flags"), "flags", pa.array(flags, pa.string())
+            )
+            name = part_name(shard.index)
+            with atomic_path(sd.path / name) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
+            for entry in manifest["shards"]:
+                if entry["index"] == shard.index:
+                    entry["files"][name] = (sd.path / name).stat().st_size
+            changed = True
+    if changed:
+        sd.write_manifest(manifest)
+
+
+def _late_columns_ray(
+    sd: ScoreDir, manifest: dict[str, Any], config: ScoreConfig, stages: _Stages
+) -> None:
+    """Late columns with the assignment spread over Ray tasks (one per shard)."""
+    if "semantic" not in config.signals:
+        _late_columns(sd, manifest, config, stages)
+        return
+    ray = _ray()
+    from euds.pipeline import _corpus_information, _embedding_sample
+    from euds.scores import CENTROIDS
+    from euds.signals.semantic import fit_centroids
+
+    shards = sd.shards()
+    t0 = time.perf_counter()
+    sample = _embedding_sample(sd, shards, config.max_points_per_centroid * config.k, config.seed)
+    if len(sample) < config.k:
+        raise ValueError(
+            f"semantic entropy with k={config.k} needs at least {config.k} embedded texts"
+        )
+    centroids = fit_centroids(
+        sample, config.k, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid
+    )
+    np.save(sd.path / CENTROIDS, centroids)
+    centroids_ref = ray.put(centroids)
+
+    @ray.remote(num_cpus=1, max_retries=3)
+    def assign(emb_path: str, centroids: np.ndarray, m: int | None, tau: float) -> np.ndarray:
+        from euds.signals.semantic import semantic_entropy, top_similarities
+
+        emb = np.asarray(np.load(emb_path, mmap_mode="r"), dtype=np.float32)
+        return semantic_entropy(top_similarities(emb, centroids, m), tau)
+
+    from euds.scores import embedding_name
+
+    refs = [
+        assign.remote(
+            str(sd.path / embedding_name(s.index)), centroids_ref, config.m, config.temperature
+        )
+        for s in shards
+    ]
+    late = {"semantic": np.concatenate(ray.get(refs))}
+    if "information" in config.signals and config.information_mode == "corpus":
+        late["information"] = _corpus_information(sd, shards)
+    sd.write_late(late)
+    manifest["semantic"] = {
+        "k": config.k,
+        "m": config.m or min(config.k, 32),
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "train_points": len(sample),
+        "rule": "uniform sample without replacement, at most max_points_per_centroid * k points",
+        "assignment": f"{len(shards)} Ray tasks",
+    }
+    stages.seconds["cluster"] = time.perf_counter() - t0
+
+
+def select_ray(
+    input_path: str | os.PathLike[str],
+    scores: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    address: str | None = None,
+    format: str | None = None,
+    command: list[str] | None = None,
+    **options: Any,
+):
+    """Like :func:`euds.select.select_file`, with the filter over the input run on Ray Data:
+    the kept mask (one byte a record) is shipped to the workers, the input is read and
+    filtered there, and the kept records stream back in input order into the output file."""
+    from euds import select as selection
+
+    def ray_writer(path, out, keep, *, format=None, gzip_output=None):
+        return _write_selected_ray(
+            path, out, keep, address=address, format=format, gzip_output=gzip_output
+        )
+
+    return selection.select_file(
+        input_path,
+        scores,
+        output_path,
+        format=format,
+        command=command,
+        writer=ray_writer,
+        **options,
+    )
+
+
+def _write_selected_ray(
+    input_path, output_path, keep: np.ndarray, *, address, format, gzip_output
+) -> int:
+    import pyarrow as pa
+
+    from euds.cache import atomic_path
+    from euds.io import _open_out, resolve_format
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    fmt, gz = resolve_format(input_path, format, None)
+    if fmt not in SUPPORTED:
+        raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
+    connect(address)
+    ray = _ray()
+    rows, n = _numbered_rows(input_path, fmt, gz, "text", None, all_columns=True)
+    if n != len(keep):
+        raise ValueError(
+            f"{input_path} has {n} records but the selection has {len(keep)}: the scores were "
+            "computed on another file"
+        )
+    keep_ref = ray.put(np.asarray(keep, dtype=bool))
+
+    def kept(batch: pa.Table, mask) -> pa.Table:
+        return batch.filter(pa.array(mask[np.asarray(batch.column("row"))]))
+
+    filtered = rows.map_batches(kept, fn_args=(keep_ref,), batch_format="pyarrow")
+    written = 0
+    out_gz = gz if gzip_output is None else gzip_output
+    with atomic_path(output_path) as tmp:
+        if fmt == "jsonl":
+            with _open_out(tmp, out_gz) as out:
+                for batch in filtered.iter_batches(batch_format="pyarrow", batch_size=4096):
+                    for raw in batch.column("raw").to_pylist():
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                        written += 1
+        else:
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(input_path)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for batch in filtered.iter_batches(batch_format="pyarrow", batch_size=4096):
+                    if batch.num_rows:
+                        writer.write_table(batch.select(schema.names).cast(schema))
+                        written += batch.num_rows
+    return written
