@@ -120,6 +120,32 @@ py::array_t<T> output(const py::object& out, const std::string& name, py::ssize_
 
 py::array_t<bool> bool_output(py::ssize_t n) { return py::array_t<bool>(n); }
 
+// The optional per-row arrays of the row kernels: target ids and a row mask.
+struct RowArgs {
+  bool has_targets = false, has_mask = false;
+  py::array targets, mask;  // a default py::array is an empty array, not a null handle
+};
+
+RowArgs row_args(const py::object& targets_obj, const py::object& mask_obj, py::ssize_t n,
+                 std::initializer_list<DT> target_types, const std::string& target_names) {
+  RowArgs a;
+  a.has_targets = !targets_obj.is_none();
+  a.has_mask = !mask_obj.is_none();
+  if (a.has_targets) {
+    a.targets = as_array(targets_obj, "targets");
+    require_layout(a.targets, "targets", 1);
+    require_dtype(a.targets, "targets", target_types, target_names);
+    require_len(a.targets, "targets", n, "one target id per row");
+  }
+  if (a.has_mask) {
+    a.mask = as_array(mask_obj, "mask");
+    require_layout(a.mask, "mask", 1);
+    require_dtype(a.mask, "mask", {DT::b1, DT::u8}, "bool or uint8");
+    require_len(a.mask, "mask", n, "one flag per row");
+  }
+  return a;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Information entropy
 
@@ -186,21 +212,10 @@ py::tuple row_softmax_entropy(const py::object& in_obj, const py::object& target
   const auto cols = static_cast<std::size_t>(in.shape(1));
   const auto n = static_cast<py::ssize_t>(rows);
 
-  // Note: a default py::array is an empty array, not a null handle, hence the has_* flags.
-  const bool has_targets = !targets_obj.is_none(), has_mask = !mask_obj.is_none();
-  py::array targets, mask;
-  if (has_targets) {
-    targets = as_array(targets_obj, "targets");
-    require_layout(targets, "targets", 1);
-    require_dtype(targets, "targets", {DT::i32, DT::i64}, "int32 or int64");
-    require_len(targets, "targets", n, "one target id per row");
-  }
-  if (has_mask) {
-    mask = as_array(mask_obj, "mask");
-    require_layout(mask, "mask", 1);
-    require_dtype(mask, "mask", {DT::b1, DT::u8}, "bool or uint8");
-    require_len(mask, "mask", n, "one flag per row");
-  }
+  const RowArgs args = row_args(targets_obj, mask_obj, n, {DT::i32, DT::i64}, "int32 or int64");
+  const bool has_targets = args.has_targets, has_mask = args.has_mask;
+  const py::array& targets = args.targets;
+  const py::array& mask = args.mask;
   auto entropy = output<float>(entropy_out, "entropy_out", n);
   py::object nll_obj = py::none();
   float* nll_ptr = nullptr;
@@ -494,20 +509,10 @@ py::tuple cuda_row_softmax_entropy(const py::object& in_obj, const py::object& t
   require_layout(in, "logits", 2);
   require_dtype(in, "logits", {DT::f32, DT::f16}, "float32 or float16");
   const auto n = in.shape(0);
-  const bool has_targets = !targets_obj.is_none(), has_mask = !mask_obj.is_none();
-  py::array targets, mask;
-  if (has_targets) {
-    targets = as_array(targets_obj, "targets");
-    require_layout(targets, "targets", 1);
-    require_dtype(targets, "targets", {DT::i64}, "int64");
-    require_len(targets, "targets", n, "one target id per row");
-  }
-  if (has_mask) {
-    mask = as_array(mask_obj, "mask");
-    require_layout(mask, "mask", 1);
-    require_dtype(mask, "mask", {DT::b1, DT::u8}, "bool or uint8");
-    require_len(mask, "mask", n, "one flag per row");
-  }
+  const RowArgs args = row_args(targets_obj, mask_obj, n, {DT::i64}, "int64");
+  const bool has_targets = args.has_targets, has_mask = args.has_mask;
+  const py::array& targets = args.targets;
+  const py::array& mask = args.mask;
   py::array_t<float> entropy(n);
   py::object nll_obj = py::none();
   float* nll_ptr = nullptr;

@@ -22,14 +22,9 @@ struct Avx2 {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-  // Returns b when a is NaN (the kernel relies on this to clamp NaN lanes).
+  // MAXPS: the second operand when either is NaN (the kernel relies on it).
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
-  static bool any_bad(reg x) {
-    const reg nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-    const reg pinf = _mm256_cmp_ps(x, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
-    return _mm256_movemask_ps(_mm256_or_ps(nan, pinf)) != 0;
-  }
   static bool any_inf(reg x) {
     const reg abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
     return _mm256_movemask_ps(_mm256_cmp_ps(abs, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ)) !=
@@ -53,6 +48,8 @@ struct Avx2 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     const reg r2 = _mm256_mul_ps(r, r);
     p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n through the exponent field. A NaN lane gives an integer junk exponent, but p is NaN
+    // there already and NaN * anything stays NaN.
     const __m256i e =
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));

@@ -22,14 +22,9 @@ struct Avx512 {
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  // Returns b when a is NaN (the kernel relies on this to clamp NaN lanes).
+  // MAXPS: the second operand when either is NaN (the kernel relies on it).
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
-  static bool any_bad(reg x) {
-    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    const __mmask16 pinf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ);
-    return (nan | pinf) != 0;
-  }
   static bool any_inf(reg x) {
     const __m512 abs = _mm512_abs_ps(x);
     return _mm512_cmp_ps_mask(abs, _mm512_set1_ps(__builtin_inff()), _CMP_EQ_OQ) != 0;
@@ -50,10 +45,8 @@ struct Avx512 {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     const reg r2 = _mm512_mul_ps(r, r);
     p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    // 2^n through the exponent field; n >= -116 here, so the result stays normal.
-    const __m512i e =
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    // p * 2^n in one instruction (n >= -116 here, so the result stays normal; NaN stays NaN).
+    return _mm512_scalef_ps(p, n);
   }
 };
 

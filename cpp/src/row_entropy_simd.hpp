@@ -1,9 +1,14 @@
 // The vectorised row kernel, written once over a small SIMD traits type V and instantiated in
 // row_entropy_avx2.cpp and row_entropy_avx512.cpp (each compiled with its own -m flags).
 //
-// V provides: kWidth, reg, load(const float*), load(const uint16_t*), set1, add, sub, mul, max,
-// fmadd, exp_clamped (exp of x >= -80, a Cephes-style polynomial), any_bad (NaN or +inf lanes),
-// any_inf (+-inf lanes), any_greater(a, b) and store(float*, reg).
+// V provides: kWidth, reg, load(const float*), load(const uint16_t*), set1, add, sub, mul, max
+// (returning its second operand when either is NaN, as MAXPS does), fmadd, exp_clamped (exp of
+// x >= -80, a Cephes-style polynomial; NaN in, NaN out), any_inf (+-inf lanes), any_greater(a, b)
+// and store(float*, reg).
+//
+// NaN and +inf inputs are not tested element by element: the running max starts at the lowest
+// finite float and the clamp is max(floor, x - m), so a NaN (or +inf - +inf) reaches the sums
+// and stays there; a NaN lane makes the row NaN when the lanes are merged.
 #pragma once
 
 #include <cstddef>
@@ -25,10 +30,10 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   constexpr std::size_t W = V::kWidth;
   const R floor = V::set1(kExpFloor);
   const R vscale = V::set1(scale);
-  R m = V::set1(-std::numeric_limits<float>::infinity());
+  constexpr float kLowest = std::numeric_limits<float>::lowest();
+  R m = V::set1(kLowest);  // not -inf: -inf - -inf would be a NaN that means nothing
   R s = V::set1(0.0f);
   R t = V::set1(0.0f);
-  bool bad = false;
   bool overflow = false;  // scale * x left the float32 range somewhere
 
   auto load = [&](std::size_t i) {
@@ -42,7 +47,7 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   // Moves the running max of every lane to mn, rescaling s and t.
   auto rescale = [&](R mn) {
     if (V::any_greater(mn, m)) {
-      const R dc = V::max(V::sub(m, mn), floor);
+      const R dc = V::max(floor, V::sub(m, mn));
       const R f = V::exp_clamped(dc);
       t = V::mul(f, V::fmadd(dc, s, t));
       s = V::mul(f, s);
@@ -50,7 +55,7 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
     }
   };
   auto accumulate = [&](R x) {
-    const R d = V::max(V::sub(x, m), floor);
+    const R d = V::max(floor, V::sub(x, m));  // NaN (a NaN or +inf input) passes through
     const R e = V::exp_clamped(d);
     s = V::add(s, e);
     t = V::fmadd(e, d, t);
@@ -59,7 +64,6 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   std::size_t i = 0;
   for (; i + 4 * W <= cols; i += 4 * W) {
     const R x0 = load(i), x1 = load(i + W), x2 = load(i + 2 * W), x3 = load(i + 3 * W);
-    bad |= V::any_bad(x0) | V::any_bad(x1) | V::any_bad(x2) | V::any_bad(x3);
     rescale(V::max(m, V::max(V::max(x0, x1), V::max(x2, x3))));
     accumulate(x0);
     accumulate(x1);
@@ -68,7 +72,6 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   }
   for (; i + W <= cols; i += W) {
     const R x = load(i);
-    bad |= V::any_bad(x);
     rescale(V::max(m, x));
     accumulate(x);
   }
@@ -87,7 +90,12 @@ inline void simd_row(const T* row, std::size_t cols, float scale, std::int64_t t
   V::store(lt, t);
   for (std::size_t k = 0; k < W; ++k) state.merge(lm[k], ls[k], lt[k]);
   for (; i < cols; ++i) state.add(static_cast<double>(V::scalar(row[i])) * scale);
-  state.bad |= bad;
+  if (!state.bad && state.m <= kLowest) {
+    // Only -inf (or values at the very bottom of the float range) seen: the lanes' e^-80
+    // floors would pass for a distribution. Decide exactly, in double precision.
+    scalar_row(row, cols, scale, target, entropy, nll);
+    return;
+  }
   const bool want_nll = nll != nullptr && target >= 0;
   const double target_logit = want_nll ? static_cast<double>(V::scalar(row[target])) * scale : 0.0;
   state.finish(want_nll, target_logit, entropy, nll);

@@ -44,11 +44,11 @@ struct SoftmaxState {
 
   // Folds in another state (one SIMD lane): same algebra as add() for a weighted point.
   void merge(double om, double os, double ot) {
-    if (!(os > 0.0) || om == -std::numeric_limits<double>::infinity()) return;
     if (std::isnan(om) || std::isnan(os) || std::isnan(ot)) {
-      bad = true;
+      bad = true;  // a NaN or +inf reached this lane
       return;
     }
+    if (!(os > 0.0) || om == -std::numeric_limits<double>::infinity()) return;
     if (om > m) {
       if (s > 0.0) {
         const double d = m - om;
