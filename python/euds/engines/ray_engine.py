@@ -5,20 +5,22 @@ Scoring (``score_ray``), in the same score directory format as the local engine:
 
 1. Ray Data reads the input: JSONL(.gz) as raw lines (``read_text``, decoded as Latin-1 so
    every byte survives; records are parsed with the local reader's own rules, so flags are
-   the same) or Parquet (``read_parquet``). Rows are numbered in file order (``zip`` with a
-   range), blank JSONL lines dropped first as the local reader does.
-2. Rows are grouped by shard (row // shard_size) and each group goes to an actor of a pool
-   (``map_groups`` with a callable class): the actor holds the tokenizer and the ONNX
-   sessions, scores its shard batch by batch exactly as the local engine does (same batches,
-   hence the same numbers) and writes the shard's files itself, atomically. A retried group
-   rewrites the same files, so a killed actor costs time, never rows.
+   the same) or Parquet (``read_parquet``). Blocks keep file order; blank JSONL lines are
+   dropped as the local reader drops them, and records are numbered from the block sizes.
+2. Small tasks cut the blocks into one Arrow block per shard (records row // shard_size), and
+   ``map_batches`` over those blocks (whole blocks as batches) sends each shard to an actor of
+   a pool (a callable class): the actor holds the tokenizer and the ONNX sessions, scores its
+   shard batch by batch exactly as the local engine does (same batches, hence the same
+   numbers) and writes the shard's files itself, atomically. A retried shard rewrites the
+   same files, so a killed actor costs time, never rows. (No ``groupby``: its shuffle needs
+   CPUs that a pool holding every CPU never gives back.)
 3. The driver lists the shards in the manifest, marks repeated ids (``duplicate_id`` needs the
    whole id column), then computes the late columns: k-means centroids on a sample of the kept
    embeddings, and the assignment + entropy per shard as distributed tasks.
 
 Quantiles for selection are exact: the score columns (8 bytes a record) are gathered on the
-driver. ``select_ray`` filters the input on Ray Data with the kept mask and streams the kept
-records, in input order, into the output file.
+driver. ``select_ray`` reads the input on Ray Data, filters each block in a Ray task with its
+slice of the kept mask, and streams the kept records, in input order, into the output file.
 
 Multi-node: input and output must be on a filesystem every node sees (NFS, a shared volume),
 the models prepared in a cache every node sees (``EUDS_CACHE``); see docs/ray.md.
@@ -26,6 +28,7 @@ the models prepared in a cache every node sees (``EUDS_CACHE``); see docs/ray.md
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -38,6 +41,7 @@ import numpy as np
 from euds.pipeline import (
     ScoreConfig,
     ScoreSummary,
+    _drop_stale_files,
     _fill_counts,
     _input_identity,
     _late_columns,
@@ -46,6 +50,7 @@ from euds.pipeline import (
     _Stages,
     pass_schema,
     record_flags,
+    semantic_record,
 )
 from euds.scores import ScoreDir, ShardInfo
 
@@ -79,7 +84,62 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     ray.init(**kwargs)
 
 
-def _numbered_rows(
+def _task(fn, **options):
+    """``fn`` as a Ray task (made on first use, so that importing euds never imports Ray).
+    Data-movement tasks ask for no CPU: they must run while the scoring actors hold the CPUs."""
+    ray = _ray()
+    key = (fn, tuple(sorted(options.items())))
+    if key not in _TASKS:
+        _TASKS[key] = ray.remote(**{"num_cpus": 0, "max_retries": 3, **options})(fn)
+    return _TASKS[key]
+
+
+_TASKS: dict[Any, Any] = {}
+BOM = b"\xef\xbb\xbf"
+
+
+def _num_rows(table) -> int:
+    return table.num_rows
+
+
+def _jsonl_records(table, first_line: int):
+    """Raw lines of one block -> (raw bytes, 1-based line number), blank lines dropped as the
+    local reader drops them (read as Latin-1, so every byte comes back unchanged)."""
+    import pyarrow as pa
+
+    raw = [t.encode("latin-1") for t in table.column("text").to_pylist()]
+    if first_line == 0 and raw and raw[0].startswith(BOM):
+        raw[0] = raw[0][len(BOM) :]
+    keep = np.array([bool(r.strip()) for r in raw], dtype=bool)
+    lines = np.arange(first_line + 1, first_line + 1 + len(raw), dtype=np.int64)
+    return pa.table(
+        {
+            "raw": pa.array([r for r, k in zip(raw, keep, strict=True) if k], pa.binary()),
+            "line": pa.array(lines[keep] if len(raw) else lines, pa.int64()),
+        }
+    )
+
+
+def _rows_between(lo: int, hi: int, starts: list[int], *tables):
+    """Records ``lo:hi`` of the input (numbered in ``row``) from the blocks that hold them."""
+    import pyarrow as pa
+
+    pieces = []
+    for start, table in zip(starts, tables, strict=True):
+        a, b = max(lo, start), min(hi, start + table.num_rows)
+        if a < b:
+            pieces.append(table.slice(a - start, b - a))
+    table = pa.concat_tables(pieces)
+    return table.append_column("row", pa.array(np.arange(lo, hi, dtype=np.int64)))
+
+
+def _kept_rows(table, mask: np.ndarray):
+    import pyarrow as pa
+
+    return table.filter(pa.array(mask))
+
+
+def _record_blocks(
     input_path: Path,
     fmt: str,
     gz: bool,
@@ -87,11 +147,11 @@ def _numbered_rows(
     id_field: str | None,
     *,
     all_columns: bool = False,
-):
-    """A Ray dataset of the input's records in file order, with ``row`` (record number) and
-    ``line`` (1-based line number for JSONL)."""
+) -> tuple[list[Any], list[int]]:
+    """The input's records read by Ray Data, in file order: object refs of Arrow blocks and the
+    index of each block's first record. JSONL blocks hold ``raw`` and ``line``; Parquet blocks
+    the file's columns (all, or the text and id columns)."""
     ray = _ray()
-    import pyarrow as pa
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
@@ -102,52 +162,65 @@ def _numbered_rows(
             drop_empty_lines=False,
             arrow_open_stream_args={"compression": "gzip"} if gz else None,
         )
-        lines = lines.materialize()
-        numbered = lines.zip(ray.data.range(lines.count()).rename_columns({"id": "line_index"}))
-
-        def keep_records(batch: pa.Table) -> pa.Table:
-            raw = [t.encode("latin-1") for t in batch.column("text").to_pylist()]
-            index = np.asarray(batch.column("line_index"))
-            if len(index) and index[0] == 0 and raw and raw[0].startswith(b"\xef\xbb\xbf"):
-                raw[0] = raw[0][3:]
-            keep = [bool(r.strip()) for r in raw]
-            # The final "" after the last newline is not a line of the file.
-            return pa.table(
-                {
-                    "raw": pa.array([r for r, k in zip(raw, keep, strict=True) if k], pa.binary()),
-                    "line": pa.array(index[np.array(keep, dtype=bool)] + 1, pa.int64()),
-                }
-            )
-
-        records = numbered.map_batches(keep_records, batch_format="pyarrow", zero_copy_batch=False)
+        line_blocks = lines.materialize().to_arrow_refs()
+        counts = ray.get([_task(_num_rows).remote(b) for b in line_blocks])
+        first_lines = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+        blocks = [
+            _task(_jsonl_records).remote(b, first)
+            for b, first in zip(line_blocks, first_lines, strict=True)
+        ]
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
         names = pq.read_schema(input_path).names
-        if all_columns:
-            columns = None
-        elif text_field not in names:
-            raise ValueError(f"{input_path}: no column {text_field!r}; columns: {names}")
-        else:
-            columns = [text_field] + ([id_field] if id_field and id_field in names else [])
-        records = ray.data.read_parquet(str(input_path), columns=columns)
+        records = ray.data.read_parquet(str(input_path))
+        if not all_columns:
+            if text_field not in names:
+                raise ValueError(f"{input_path}: no column {text_field!r}; columns: {names}")
+            records = records.select_columns(
+                [text_field] + ([id_field] if id_field and id_field in names else [])
+            )
+        blocks = records.materialize().to_arrow_refs()
     else:
         raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
-    records = records.materialize()
-    n = records.count()
-    return records.zip(ray.data.range(n).rename_columns({"id": "row"})), n
+    counts = ray.get([_task(_num_rows).remote(b) for b in blocks])
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int).tolist()
+    return blocks, starts
+
+
+def _shard_blocks(blocks: list[Any], starts: list[int], shard_size: int, todo: list[int]):
+    """One Arrow block per shard to score (records + ``row``), ready in the object store
+    before the scoring actors start."""
+    ray = _ray()
+    n = starts[-1]
+    refs = []
+    for index in todo:
+        lo, hi = index * shard_size, min(n, (index + 1) * shard_size)
+        holders = [k for k in range(len(blocks)) if starts[k] < hi and starts[k + 1] > lo]
+        refs.append(
+            _task(_rows_between).remote(
+                lo, hi, [starts[k] for k in holders], *[blocks[k] for k in holders]
+            )
+        )
+    ray.wait(refs, num_returns=len(refs), fetch_local=False)
+    return refs
 
 
 class _ShardScorer:
     """A Ray actor: the models, loaded once; scores one shard per call and writes it."""
 
     def __init__(
-        self, config_dict: dict[str, Any], out_dir: str, fmt: str, input_path: str
+        self, config_dict: dict[str, Any], out_dir: str, fmt: str, input_path: str, threads: int
     ) -> None:
-        from euds.pipeline import _Scorers
+        from euds import set_num_threads
+        from euds.pipeline import Models
 
         self.config = ScoreConfig(**config_dict)
-        self.scorers = _Scorers(self.config, {})
+        # As many threads as the CPUs this actor holds: actors on one node must not oversubscribe.
+        if self.config.threads is None:
+            self.config.threads = threads
+        set_num_threads(self.config.threads)
+        self.scorers = Models(self.config)
         self.sd = ScoreDir(Path(out_dir))
         self.fmt = fmt
         self.input_path = input_path
@@ -166,7 +239,8 @@ class _ShardScorer:
             parsed = [parse_jsonl_line(r) for r in group.column("raw").to_pylist()]
             where = [f"line {line}" for line in group.column("line").to_pylist()]
         else:
-            parsed = group.select([c for c in group.column_names if c != "row"]).to_pylist()
+            columns = [c for c in group.column_names if c not in ("row", "shard")]
+            parsed = group.select(columns).to_pylist()
             where = [f"row {r + 1}" for r in rows]
         schema = pass_schema(config.signals, config.information_mode)
         tables, embeddings, token_batches = [], [], []
@@ -212,15 +286,10 @@ class _ShardScorer:
                 "index": [info.index],
                 "start": [info.start],
                 "rows": [info.rows],
-                "files": [json_dumps(info.files)],
+                "files": [json.dumps(info.files)],
+                "models": [json.dumps(self.scorers.identity)],
             }
         )
-
-
-def json_dumps(x: Any) -> str:
-    import json
-
-    return json.dumps(x)
 
 
 def _score_batch(scorers, records, schema):
@@ -260,8 +329,6 @@ def score_ray(
     max_retries: int = 3,
 ) -> ScoreSummary:
     """Scores ``input_path`` on Ray into ``output_dir`` (same format as the local engine)."""
-    import json
-
     from euds.io import resolve_format
 
     config = config or ScoreConfig()
@@ -274,8 +341,6 @@ def score_ray(
         raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
     if not isinstance(actors, int) or actors < 1:
         raise ValueError(f"actors must be a positive int, got {actors!r}")
-    import pyarrow as pa
-
     connect(address)
     t_start = time.perf_counter()
     sd = ScoreDir(Path(output_dir).resolve())
@@ -284,7 +349,48 @@ def score_ray(
     )
     summary = ScoreSummary(output=str(sd.path))
     stages = _Stages(summary.stage_seconds)
+    created = not sd.path.exists()
     manifest = _open_or_create(sd, identity, overwrite=overwrite)
+    try:
+        return _score_ray(
+            input_path,
+            fmt,
+            gz,
+            sd,
+            manifest,
+            config,
+            summary,
+            stages,
+            t_start,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            max_retries=max_retries,
+        )
+    except BaseException:
+        if created and not sd.intact_shards():
+            import shutil
+
+            shutil.rmtree(sd.path, ignore_errors=True)
+        raise
+
+
+def _score_ray(
+    input_path: Path,
+    fmt: str,
+    gz: bool,
+    sd: ScoreDir,
+    manifest: dict[str, Any],
+    config: ScoreConfig,
+    summary: ScoreSummary,
+    stages: _Stages,
+    t_start: float,
+    *,
+    actors: int,
+    cpus_per_actor: float,
+    gpus_per_actor: float,
+    max_retries: int,
+) -> ScoreSummary:
     manifest["engine"] = {
         "name": "ray",
         "actors": actors,
@@ -295,24 +401,33 @@ def score_ray(
         summary.reused = True
         _fill_counts(summary, sd)
         return summary
-    done = {s.index: s for s in sd.verify_shards()}
+    done = {s.index: s for s in sd.intact_shards()}
+    _drop_stale_files(sd, list(done.values()))
+    manifest["shards"] = [asdict(s) for s in done.values()]
+    sd.write_manifest(manifest)
 
-    rows, n = _numbered_rows(input_path, fmt, gz, config.text_field, config.id_field)
+    blocks, starts = _record_blocks(input_path, fmt, gz, config.text_field, config.id_field)
+    n = starts[-1]
     if n == 0:
         raise ValueError(f"{input_path} holds no records")
     shard_size = config.shard_size
-    finished = set(done)
-
-    def shard_of(batch):
-        shard = np.asarray(batch.column("row")) // shard_size
-        batch = batch.append_column("shard", pa.array(shard, pa.int64()))
-        return batch.filter(pa.array(~np.isin(shard, list(finished)))) if finished else batch
-
-    todo = rows.map_batches(shard_of, batch_format="pyarrow")
-    results = todo.groupby("shard").map_groups(
+    todo = [k for k in range(-(-n // shard_size)) if k not in done]
+    shard_refs = _shard_blocks(blocks, starts, shard_size, todo)
+    del blocks  # the shard blocks hold the records now
+    # One block per shard, one shard per call (batch_size=None: whole blocks as batches).
+    ray = _ray()
+    results = ray.data.from_arrow_refs(shard_refs).map_batches(
         _ShardScorer,
+        batch_size=None,
         batch_format="pyarrow",
-        fn_constructor_args=(asdict(config), str(sd.path), fmt, str(input_path.resolve())),
+        zero_copy_batch=True,
+        fn_constructor_args=(
+            asdict(config),
+            str(sd.path),
+            fmt,
+            str(input_path.resolve()),
+            max(1, int(cpus_per_actor)),
+        ),
         concurrency=actors,
         num_cpus=cpus_per_actor,
         num_gpus=gpus_per_actor,
@@ -321,13 +436,16 @@ def score_ray(
     )
     t0 = time.perf_counter()
     written = []
+    # Shards are listed as their groups finish (in any order), so a killed driver resumes.
     for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
         for r in batch.to_pylist():
-            written.append(
-                ShardInfo(
-                    index=r["index"], start=r["start"], rows=r["rows"], files=json.loads(r["files"])
-                )
+            shard = ShardInfo(
+                index=r["index"], start=r["start"], rows=r["rows"], files=json.loads(r["files"])
             )
+            written.append(shard)
+            manifest["shards"].append(asdict(shard))
+            manifest.setdefault("models", json.loads(r["models"]))
+        sd.write_manifest(manifest)
     stages.seconds["ray pass"] = time.perf_counter() - t0
     shards = sorted([*done.values(), *written], key=lambda s: s.index)
     if sum(s.rows for s in shards) != n or [s.index for s in shards] != list(range(len(shards))):
@@ -436,12 +554,7 @@ def _late_columns_ray(
         late["information"] = _corpus_information(sd, shards)
     sd.write_late(late)
     manifest["semantic"] = {
-        "k": config.k,
-        "m": config.m or min(config.k, 32),
-        "temperature": config.temperature,
-        "seed": config.seed,
-        "train_points": len(sample),
-        "rule": "uniform sample without replacement, at most max_points_per_centroid * k points",
+        **semantic_record(config, len(sample)),
         "assignment": f"{len(shards)} Ray tasks",
     }
     stages.seconds["cluster"] = time.perf_counter() - t0
@@ -481,8 +594,6 @@ def select_ray(
 def _write_selected_ray(
     input_path, output_path, keep: np.ndarray, *, address, format, gzip_output
 ) -> int:
-    import pyarrow as pa
-
     from euds.cache import atomic_path
     from euds.io import _open_out, resolve_format
 
@@ -492,24 +603,31 @@ def _write_selected_ray(
         raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
     connect(address)
     ray = _ray()
-    rows, n = _numbered_rows(input_path, fmt, gz, "text", None, all_columns=True)
+    blocks, starts = _record_blocks(input_path, fmt, gz, "text", None, all_columns=True)
+    n = starts[-1]
     if n != len(keep):
         raise ValueError(
             f"{input_path} has {n} records but the selection has {len(keep)}: the scores were "
             "computed on another file"
         )
-    keep_ref = ray.put(np.asarray(keep, dtype=bool))
+    keep = np.asarray(keep, dtype=bool)
+    # The filter runs where the blocks are; each task gets its slice of the mask.
+    filtered = [
+        _task(_kept_rows, num_cpus=1).remote(block, keep[starts[k] : starts[k + 1]])
+        for k, block in enumerate(blocks)
+    ]
+    del blocks
 
-    def kept(batch: pa.Table, mask) -> pa.Table:
-        return batch.filter(pa.array(mask[np.asarray(batch.column("row"))]))
+    def kept_batches():
+        for ref in filtered:  # in input order
+            yield ray.get(ref)
 
-    filtered = rows.map_batches(kept, fn_args=(keep_ref,), batch_format="pyarrow")
     written = 0
     out_gz = gz if gzip_output is None else gzip_output
     with atomic_path(output_path) as tmp:
         if fmt == "jsonl":
             with _open_out(tmp, out_gz) as out:
-                for batch in filtered.iter_batches(batch_format="pyarrow", batch_size=4096):
+                for batch in kept_batches():
                     for raw in batch.column("raw").to_pylist():
                         out.write(raw if raw.endswith(b"\n") else raw + b"\n")
                         written += 1
@@ -518,7 +636,7 @@ def _write_selected_ray(
 
             schema = pq.read_schema(input_path)
             with pq.ParquetWriter(tmp, schema) as writer:
-                for batch in filtered.iter_batches(batch_format="pyarrow", batch_size=4096):
+                for batch in kept_batches():
                     if batch.num_rows:
                         writer.write_table(batch.select(schema.names).cast(schema))
                         written += batch.num_rows

@@ -1,0 +1,250 @@
+"""The Ray engine on a local Ray instance (2 CPUs): parity with the local engine, a killed
+actor, selection on Ray."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("torch")
+
+from euds.pipeline import ScoreConfig, score  # noqa: E402
+from euds.scores import ScoreDir, read_scores  # noqa: E402
+from euds.select import select_file  # noqa: E402
+
+BAD_LINES = [
+    b'{"id": "bad-empty", "text": ""}\n',
+    b"not json at all\n",
+    b'{"id": "sst2-train-3", "text": "a repeated id"}\n',
+    b'{"id": "bad-utf8", "text": "caf\xe9"}\n',
+    b"\n",
+]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    from euds.engines.ray_engine import connect
+
+    connect(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from euds.models import embedder_files
+
+    return embedder_files()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, data_dir) -> Path:
+    with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
+        lines = list(itertools.islice(f, 700))
+    for k, bad in enumerate(BAD_LINES):
+        lines.insert(40 + 130 * k, bad)
+    path = tmp_path_factory.mktemp("ray_corpus") / "corpus.jsonl.gz"
+    with gzip.GzipFile(path, "wb", mtime=0) as g:
+        g.write(b"".join(lines))
+    return path
+
+
+def config(tiny_lm, embedder, **extra) -> ScoreConfig:
+    base = {
+        "model": str(tiny_lm.folder),
+        "embedder": str(embedder.folder),
+        "batch_size": 32,
+        "shard_size": 128,
+        "k": 4,
+    }
+    return ScoreConfig(**{**base, **extra})
+
+
+def same_table(a, b) -> bool:
+    if a.column_names != b.column_names or a.num_rows != b.num_rows:
+        return False
+    for name in a.column_names:
+        x = a.column(name).to_numpy(zero_copy_only=False)
+        y = b.column(name).to_numpy(zero_copy_only=False)
+        ok = (
+            np.array_equal(x, y, equal_nan=True)
+            if x.dtype.kind == "f"
+            else x.tolist() == y.tolist()
+        )
+        if not ok:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def local_scores(tmp_path_factory, corpus, tiny_lm, embedder) -> Path:
+    out = tmp_path_factory.mktemp("local") / "scores"
+    score(corpus, out, config(tiny_lm, embedder), progress=False)
+    return out
+
+
+def test_ray_scores_equal_local_scores(
+    ray_local, tmp_path, corpus, tiny_lm, embedder, local_scores
+):
+    from euds.engines.ray_engine import score_ray
+
+    out = tmp_path / "ray"
+    summary = score_ray(corpus, out, config(tiny_lm, embedder), actors=2)
+    local, distributed = read_scores(local_scores), read_scores(out)
+    assert same_table(distributed, local)
+    assert summary.records == local.num_rows == 700 + len(BAD_LINES) - 1
+    flags = distributed.column("flags").to_pylist()
+    assert "duplicate_id" in flags and "invalid_json" in flags and "empty_text" in flags
+    assert np.array_equal(np.load(out / "centroids.npy"), np.load(local_scores / "centroids.npy"))
+    a, b = ScoreDir(out), ScoreDir(local_scores)
+    assert [s.rows for s in a.shards()] == [s.rows for s in b.shards()]
+    assert a.manifest()["engine"]["name"] == "ray" and a.complete()
+
+
+def test_ray_selection_equals_local_selection(ray_local, tmp_path, corpus, local_scores):
+    from euds.engines.ray_engine import select_ray
+
+    options = {"budget": 0.16, "method": "intersect"}
+    local = select_file(corpus, local_scores, tmp_path / "local.jsonl.gz", **options)
+    distributed = select_ray(corpus, local_scores, tmp_path / "ray.jsonl.gz", **options)
+    assert local.written == distributed.written == round(0.16 * local.selection.counts["input"])
+    assert (tmp_path / "local.jsonl.gz").read_bytes() == (tmp_path / "ray.jsonl.gz").read_bytes()
+    assert np.array_equal(local.selection.keep, distributed.selection.keep)
+
+
+def test_ray_parquet_input(ray_local, tmp_path, sst2_files, tiny_lm, embedder):
+    from euds.engines.ray_engine import score_ray, select_ray
+
+    cfg = config(tiny_lm, embedder, signals=("information", "generative"))
+    local = score(sst2_files["parquet"], tmp_path / "local", cfg, progress=False)
+    distributed = score_ray(sst2_files["parquet"], tmp_path / "ray", cfg, actors=1)
+    assert same_table(read_scores(distributed.output), read_scores(local.output))
+    a = select_file(sst2_files["parquet"], local.output, tmp_path / "a.parquet", budget=0.3)
+    b = select_ray(sst2_files["parquet"], local.output, tmp_path / "b.parquet", budget=0.3)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    assert a.written == b.written
+
+
+def _actor_pids() -> list[int]:
+    """Pids of the scoring actors: Ray names its worker processes after the actor
+    (``ray::MapWorker(MapBatches(_ShardScorer))``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ray::") and b"_ShardScorer" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def test_killed_actor_is_retried_without_loss_or_duplicates(
+    ray_local, tmp_path, data_dir, tiny_lm, embedder
+):
+    from euds.engines.ray_engine import score_ray
+
+    with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
+        data = b"".join(itertools.islice(f, 2500))
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(data)
+    cfg = config(tiny_lm, embedder, shard_size=128)
+    reference = score(src, tmp_path / "local", cfg, progress=False)
+
+    out = tmp_path / "ray"
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = score_ray(src, out, cfg, actors=2, max_retries=5)
+        except BaseException as e:  # surfaced below
+            result["error"] = e
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    killed = None
+    deadline = time.time() + 300
+    while time.time() < deadline and killed is None and worker.is_alive():
+        if len(list(out.glob("part-*.parquet"))) >= 2:
+            pids = _actor_pids()
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = pids[0]
+        time.sleep(0.05)
+    worker.join(timeout=900)
+    assert killed is not None, "no scoring actor was found to kill"
+    assert "error" not in result, result.get("error")
+    table = read_scores(out)
+    ids = table.column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 2500  # no loss, no duplicates
+    assert same_table(table, read_scores(reference.output))
+
+
+def test_ray_engine_refuses_csv(ray_local, tmp_path, sst2_files):
+    from euds.engines.ray_engine import score_ray
+
+    with pytest.raises(ValueError, match="local engine"):
+        score_ray(sst2_files["csv"], tmp_path / "x", ScoreConfig(signals=("information",)))
+
+
+def test_cli_engine_ray(ray_local, tmp_path, corpus, tiny_lm, embedder, local_scores, capsys):
+    from euds.cli import main
+
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "score",
+            str(corpus),
+            "-o",
+            str(out),
+            "--engine",
+            "ray",
+            "--actors",
+            "2",
+            "--model",
+            str(tiny_lm.folder),
+            "--embedder",
+            str(embedder.folder),
+            "--batch-size",
+            "32",
+            "--shard-size",
+            "128",
+            "--k",
+            "4",
+            "-q",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert same_table(read_scores(out), read_scores(local_scores))
+    code = main(
+        [
+            "select",
+            str(corpus),
+            "--scores",
+            str(out),
+            "-o",
+            str(tmp_path / "s.jsonl"),
+            "--budget",
+            "0.5",
+            "--engine",
+            "ray",
+            "-q",
+        ]
+    )
+    assert code == 0
+    manifest = json.loads((tmp_path / "s.jsonl.manifest.json").read_text())
+    assert manifest["selection"]["counts"]["kept"] == manifest["output"]["records"]
