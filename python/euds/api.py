@@ -20,10 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from euds.pipeline import ScoreConfig
+from euds.pipeline import Models, ScoreConfig
 from euds.signals import SIGNALS
-from euds.signals.information import InformationScorer
-from euds.tokenizer import TextTokenizer
 
 __all__ = ["Scorer", "score_dataset"]
 
@@ -44,36 +42,14 @@ class Scorer:
         config.check()
         self.config = config
         self.signals = config.signals
-        self.tokenizer = TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
-        self.information = InformationScorer("sample") if "information" in self.signals else None
-        self.generative = None
-        if "generative" in self.signals:
-            from euds.signals.generative import GenerativeScorer
-
-            self.generative = GenerativeScorer(
-                config.model,
-                batch_tokens=config.batch_tokens,
-                packing=config.packing,
-                pack_length=config.pack_length,
-                precision=config.precision,  # type: ignore[arg-type]
-                reduction=config.reduction,  # type: ignore[arg-type]
-                device=config.device,  # type: ignore[arg-type]
-                threads=config.threads,
-            )
-        self.embedder = None
+        models = Models(config)
+        self.tokenizer = models.tokenizer
+        self.information = models.information
+        self.generative = models.generative
+        self.embedder = models.embedder
         self.centroids: np.ndarray | None = None
-        if "semantic" in self.signals:
-            from euds.signals.semantic import Embedder
-
-            self.embedder = Embedder(
-                config.embedder,
-                batch_tokens=config.embed_batch_tokens,
-                pooling=config.pooling,  # type: ignore[arg-type]
-                precision=config.embed_precision,
-                threads=config.threads,
-            )
-            if centroids is not None:
-                self.set_centroids(centroids)
+        if self.embedder is not None and centroids is not None:
+            self.set_centroids(centroids)
 
     # -- semantic centroids ----------------------------------------------------------------------
 

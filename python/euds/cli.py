@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--overwrite", action="store_true", help="replace a score directory of another run"
     )
+    _add_engine_options(s, actors=True)
     s.set_defaults(func=_cmd_score)
 
     sel = sub.add_parser(
@@ -313,17 +314,36 @@ def _score_config(args: argparse.Namespace):
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from euds.pipeline import score
+    if args.engine == "ray":
+        from euds.engines.ray_engine import score_ray
 
-    summary = score(
-        args.input,
-        args.output,
-        _score_config(args),
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+        summary = score_ray(
+            args.input,
+            args.output,
+            _score_config(args),
+            address=args.address,
+            actors=args.actors,
+            cpus_per_actor=args.cpus_per_actor,
+            gpus_per_actor=args.gpus_per_actor,
+            overwrite=args.overwrite,
+        )
+    else:
+        from euds.pipeline import score
+
+        summary = score(
+            args.input,
+            args.output,
+            _score_config(args),
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
     _log_summary(summary)
     return 0
+
+
+def _command_line() -> list[str] | None:
+    """The command as typed, for manifests (None when euds runs inside another program)."""
+    return ["euds", *sys.argv[1:]] if sys.argv and Path(sys.argv[0]).name == "euds" else None
 
 
 def _log_summary(summary) -> None:
@@ -380,7 +400,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         args.scores,
         args.output,
         format=args.format,
-        command=["euds", *sys.argv[1:]] if sys.argv and Path(sys.argv[0]).name == "euds" else None,
+        command=_command_line(),
         **_selection_options(args),
     )
     counts = result.selection.counts
@@ -406,7 +426,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _score_config(args),
         overwrite=args.overwrite,
         progress=not args.quiet,
-        command=["euds", *sys.argv[1:]] if sys.argv and Path(sys.argv[0]).name == "euds" else None,
+        command=_command_line(),
         **_selection_options(args),
     )
     _log_summary(result.summary)

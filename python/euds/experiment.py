@@ -99,9 +99,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    atomic_write_bytes(
-        path, b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
-    )
+    data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+    # Unchanged files keep their mtime: the pool's scores are found again on a rerun.
+    if not (path.is_file() and path.read_bytes() == data):
+        atomic_write_bytes(path, data)
 
 
 def _squad_records(path: Path) -> list[dict[str, Any]]:
@@ -289,63 +290,65 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                     tuned[budget]["seconds"],
                 )
 
+    # Seed by seed, so that a run cut short has every method at the first seeds.
+    jobs = [
+        (method, budget, seed)
+        for seed in config.seeds
+        for budget in [1.0, *config.budgets]
+        for method in config.methods
+        if (method == "full") == (budget == 1.0) and (method != "auto" or tuned)
+    ]
     runs = []
-    for method in config.methods:
-        if method == "auto" and not tuned:
-            continue
-        for budget in [1.0] if method == "full" else config.budgets:
-            for seed in config.seeds:
-                keep = choose(method, budget, scores, seed=seed, tuned=tuned.get(budget))
-                chosen = [r for r, k in zip(data.records, keep, strict=True) if k]
-                ft = {**ft_base, "seed": seed}
-                key = hashlib.sha256(
-                    json.dumps(
-                        {
-                            "pool": pool_hash,
-                            "eval": eval_hash,
-                            "ids": hashlib.sha256(
-                                "\n".join(str(r["id"]) for r in chosen).encode()
-                            ).hexdigest(),
-                            "finetune": ft,
-                        },
-                        sort_keys=True,
-                    ).encode()
-                ).hexdigest()[:16]
-                cached = out / "runs" / f"{key}.json"
-                if cached.is_file():
-                    metrics = json.loads(cached.read_text())
-                else:
-                    train_path = (
-                        out
-                        / "runs"
-                        / f"{key}.train{'.jsonl' if config.task == 'classification' else '.json'}"
-                    )
-                    train_path.parent.mkdir(parents=True, exist_ok=True)
-                    if config.task == "classification":
-                        _write_jsonl(train_path, chosen)
-                    else:
-                        _write_squad(train_path, chosen)
-                    log.info(
-                        "fine-tune %s %s %.0f%% seed %d (%d records)",
-                        config.name,
-                        method,
-                        100 * budget,
-                        seed,
-                        len(chosen),
-                    )
-                    metrics = finetune(
-                        train_path, data.eval_path, FinetuneConfig(**ft), output=cached
-                    )
-                    train_path.unlink(missing_ok=True)
-                runs.append(
-                    {
-                        "method": method,
-                        "budget": budget,
-                        "seed": seed,
-                        "records": len(chosen),
-                        **_headline(metrics),
-                    }
-                )
+    for method, budget, seed in jobs:
+        keep = choose(method, budget, scores, seed=seed, tuned=tuned.get(budget))
+        chosen = [r for r, k in zip(data.records, keep, strict=True) if k]
+        ft = {**ft_base, "seed": seed}
+        key = hashlib.sha256(
+            json.dumps(
+                {
+                    "pool": pool_hash,
+                    "eval": eval_hash,
+                    "ids": hashlib.sha256(
+                        "\n".join(str(r["id"]) for r in chosen).encode()
+                    ).hexdigest(),
+                    "finetune": ft,
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
+        cached = out / "runs" / f"{key}.json"
+        if cached.is_file():
+            metrics = json.loads(cached.read_text())
+        else:
+            train_path = (
+                out
+                / "runs"
+                / f"{key}.train{'.jsonl' if config.task == 'classification' else '.json'}"
+            )
+            train_path.parent.mkdir(parents=True, exist_ok=True)
+            if config.task == "classification":
+                _write_jsonl(train_path, chosen)
+            else:
+                _write_squad(train_path, chosen)
+            log.info(
+                "fine-tune %s %s %.0f%% seed %d (%d records)",
+                config.name,
+                method,
+                100 * budget,
+                seed,
+                len(chosen),
+            )
+            metrics = finetune(train_path, data.eval_path, FinetuneConfig(**ft), output=cached)
+            train_path.unlink(missing_ok=True)
+        runs.append(
+            {
+                "method": method,
+                "budget": budget,
+                "seed": seed,
+                "records": len(chosen),
+                **_headline(metrics),
+            }
+        )
     summary = {
         "name": config.name,
         "task": config.task,

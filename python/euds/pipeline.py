@@ -225,7 +225,8 @@ def _score(
         )
         for shard in done:
             reader.seed_ids(sd.read_part(shard, ["id"]).column("id").to_pylist())
-        scorers = _Scorers(config, manifest)
+        scorers = Models(config)
+        manifest.setdefault("models", scorers.identity)
         bar = _Progress(reader, enabled=progress, start_row=start_row)
         try:
             _run_pass(
@@ -249,10 +250,11 @@ def _score(
 # -- the pass ----------------------------------------------------------------------------------
 
 
-class _Scorers:
-    """The models of one run, loaded once."""
+class Models:
+    """The tokenizer and models of a configuration, loaded once; shared by the local engine,
+    the Ray actors and the embedding API. ``identity`` describes them for manifests."""
 
-    def __init__(self, config: ScoreConfig, manifest: dict[str, Any]) -> None:
+    def __init__(self, config: ScoreConfig) -> None:
         self.config = config
         wants = set(config.signals)
         self.tokenizer = TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
@@ -261,7 +263,7 @@ class _Scorers:
             if "information" in wants
             else None
         )
-        models: dict[str, Any] = {
+        self.identity: dict[str, Any] = {
             "tokenizer": {
                 "path": str(self.tokenizer.path),
                 "sha256": sha256_file(self.tokenizer.path),
@@ -281,11 +283,11 @@ class _Scorers:
                 device=config.device,  # type: ignore[arg-type]
                 threads=config.threads,
             )
-            models["lm"] = {
+            lm_manifest = self.generative.files.manifest()
+            self.identity["lm"] = {
                 "graph": str(self.generative.graph),
-                "source_sha256": self.generative.files.manifest().get("source", {}).get("sha256"),
-                "graph_sha256": self.generative.files.manifest()
-                .get("files", {})
+                "source_sha256": lm_manifest.get("source", {}).get("sha256"),
+                "graph_sha256": lm_manifest.get("files", {})
                 .get(self.generative.graph.name, {})
                 .get("sha256"),
             }
@@ -300,17 +302,15 @@ class _Scorers:
                 precision=config.embed_precision,
                 threads=config.threads,
             )
-            emb_manifest = self.embedder.files.manifest()
-            models["embedder"] = {
+            self.identity["embedder"] = {
                 "folder": str(self.embedder.files.folder),
-                "source_sha256": emb_manifest.get("source", {}).get("sha256"),
+                "source_sha256": self.embedder.files.manifest().get("source", {}).get("sha256"),
             }
-        manifest.setdefault("models", models)
 
 
 def _run_pass(
     reader: RecordReader,
-    scorers: _Scorers,
+    scorers: Models,
     sd: ScoreDir,
     manifest: dict[str, Any],
     config: ScoreConfig,
@@ -407,15 +407,20 @@ def _semantic_column(
     for shard in shards:
         emb = np.asarray(sd.embeddings(shard), dtype=np.float32)
         out.append(semantic_entropy(top_similarities(emb, centroids, config.m), config.temperature))
-    manifest["semantic"] = {
+    manifest["semantic"] = semantic_record(config, len(sample))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def semantic_record(config: ScoreConfig, train_points: int) -> dict[str, Any]:
+    """What the manifest says of the semantic signal's clustering."""
+    return {
         "k": config.k,
         "m": config.m or min(config.k, 32),
         "temperature": config.temperature,
         "seed": config.seed,
-        "train_points": len(sample),
+        "train_points": train_points,
         "rule": "uniform sample without replacement, at most max_points_per_centroid * k points",
     }
-    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _embedding_sample(sd: ScoreDir, shards, limit: int, seed: int) -> np.ndarray:
@@ -635,4 +640,4 @@ class _Progress:
             self.bar.close()
 
 
-__all__ = ["ScoreConfig", "ScoreSummary", "pass_schema", "record_flags", "score"]
+__all__ = ["Models", "ScoreConfig", "ScoreSummary", "pass_schema", "record_flags", "score"]

@@ -103,19 +103,28 @@ class ScoreDir:
     def rows(self) -> int:
         return sum(s.rows for s in self.shards())
 
-    def verify_shards(self) -> list[ShardInfo]:
+    def intact_shards(self) -> list[ShardInfo]:
         """The shards listed in the manifest whose files are all present with their sizes
-        (a shard written but not yet listed, or listed but damaged, is not complete)."""
-        good = []
-        for shard in self.shards():
-            ok = all(
+        (a shard written but not yet listed, or listed but damaged, is not complete), by index."""
+        good = [
+            shard
+            for shard in self.shards()
+            if all(
                 (self.path / name).is_file() and (self.path / name).stat().st_size == size
                 for name, size in shard.files.items()
             )
-            if not ok:
+        ]
+        return sorted(good, key=lambda s: s.index)
+
+    def verify_shards(self) -> list[ShardInfo]:
+        """The intact shards 0, 1, ..., k-1: where a sequential run resumes (an engine that
+        writes shards out of order may leave gaps; everything after the first is redone)."""
+        prefix = []
+        for shard in self.intact_shards():
+            if shard.index != len(prefix):
                 break
-            good.append(shard)
-        return good
+            prefix.append(shard)
+        return prefix
 
     # -- writing ---------------------------------------------------------------------------------
 

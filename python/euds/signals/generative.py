@@ -5,7 +5,9 @@ token i of ``[0] + tokens(x)``; the same pass gives NLL(x) = -(1/n) sum_i ln p_i
 
 How a batch of texts is run:
 
-* **packing** (default): sequences (BOS + content tokens) are placed into rows of
+* the last content token is not fed: it predicts nothing and no position attends to it, so
+  a text of n tokens costs n positions (BOS + the first n - 1 tokens), with the same scores;
+* **packing** (default): sequences are placed into rows of
   ``pack_length`` positions by best-fit decreasing; the packed graph's block-diagonal mask keeps
   them independent and positions restart per sequence, so a row of five short sentences costs
   what one long one does and there is no padding between them.
@@ -151,7 +153,9 @@ class GenerativeScorer:
     # -- planning ----------------------------------------------------------------------------
 
     def _batches(self, tokens: TokenBatch):
-        lengths = tokens.n_tokens.astype(np.int64) + 1  # BOS + content
+        # BOS + all content tokens but the last: the last token predicts nothing and, being
+        # last, is attended to by no position, so leaving it out changes no score.
+        lengths = tokens.n_tokens.astype(np.int64)
         todo = np.flatnonzero(tokens.n_tokens > 0)
         if todo.size == 0:
             return
@@ -272,17 +276,16 @@ def _fill_batch(
         at = 0
         for seg, k in enumerate(row, start=1):
             content = tokens.row(k)
-            n = len(content)
+            n = len(content)  # positions: BOS + content[:-1]; position j predicts content[j]
             input_ids[r, at] = BOS_ID
-            input_ids[r, at + 1 : at + 1 + n] = content
-            position_ids[r, at : at + n + 1] = np.arange(n + 1)
-            segment_ids[r, at : at + n + 1] = seg
-            attention_mask[r, at : at + n + 1] = 1
-            # Position j predicts token j + 1: the first n positions of the sequence.
+            input_ids[r, at + 1 : at + n] = content[:-1]
+            position_ids[r, at : at + n] = np.arange(n)
+            segment_ids[r, at : at + n] = seg
+            attention_mask[r, at : at + n] = 1
             targets[r, at : at + n] = content
             mask[r, at : at + n] = True
             sample[r, at : at + n] = k
-            at += int(lengths[k])
+            at += n
     return _Batch(input_ids, position_ids, segment_ids, attention_mask, targets, mask, sample)
 
 

@@ -1,0 +1,196 @@
+"""The fine-tune driver (classification and QA), the SQuAD metric, and the experiment runner."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from euds.finetune import (
+    FinetuneConfig,
+    classification_metrics,
+    finetune,
+    normalize_answer,
+    read_squad,
+    squad_f1,
+    squad_metrics,
+)
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+# -- metrics (pure functions) ------------------------------------------------------------------
+
+
+def test_squad_normalisation_follows_v1_1():
+    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
+    assert normalize_answer("an apple, a pear") == "apple pear"
+    assert squad_f1("Denver Broncos", "the Denver Broncos") == 1.0
+    assert squad_f1("Broncos won", "Denver Broncos") == pytest.approx(0.5)
+    assert squad_f1("", "x") == 0.0
+    metrics = squad_metrics(
+        {"q1": ["Denver Broncos", "Broncos"], "q2": ["308"]}, {"q1": "broncos", "q2": "300"}
+    )
+    assert metrics == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_classification_metrics_against_a_hand_count():
+    gold = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    m = classification_metrics(gold, pred, 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # per class F1: c0 2*1/(2+1+1)=0.5, c1 2*2/(4+1+0)=0.8, c2 2*1/(2+0+1)=0.667
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sst2_small(tmp_path_factory, data_dir) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("ft")
+    with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
+        (folder / "train.jsonl").write_bytes(b"".join(itertools.islice(f, 96)))
+    with gzip.open(data_dir / "sst2" / "dev.jsonl.gz", "rb") as f:
+        (folder / "dev.jsonl").write_bytes(b"".join(itertools.islice(f, 64)))
+    return folder / "train.jsonl", folder / "dev.jsonl"
+
+
+def test_classification_finetune_runs_and_is_seeded(sst2_small, tmp_path):
+    train, dev = sst2_small
+    config = FinetuneConfig(epochs=1, batch_size=16, max_length=32, seed=3, device="cpu")
+    a = finetune(train, dev, config, output=tmp_path / "m.json")
+    b = finetune(train, dev, FinetuneConfig(**{**config.__dict__}))
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == a["accuracy"]
+    assert a["accuracy"] == b["accuracy"] and a["macro_f1"] == b["macro_f1"]
+    assert 0.0 <= a["accuracy"] <= 1.0 and a["classes"] == 2 and a["train_records"] == 96
+    assert a["wall_seconds"] > 0
+
+
+def test_classification_input_errors_name_the_line(tmp_path, sst2_small):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": 1}\n{"text": "no label"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2"):
+        finetune(bad, sst2_small[1], FinetuneConfig(epochs=1, device="cpu"))
+    with pytest.raises(ValueError, match="task"):
+        finetune(bad, bad, FinetuneConfig(task="ner"))  # type: ignore[arg-type]
+
+
+def test_qa_finetune_and_span_post_processing(tmp_path, data_dir):
+    examples = read_squad(data_dir / "xquad_en" / "test.json.gz")[:24]
+    from euds.experiment import _write_squad
+
+    _write_squad(tmp_path / "train.json", examples)
+    _write_squad(tmp_path / "eval.json", examples[:12])
+    config = FinetuneConfig(
+        task="qa", epochs=1, batch_size=8, max_length=192, stride=64, device="cpu"
+    )
+    metrics = finetune(tmp_path / "train.json", tmp_path / "eval.json", config)
+    assert metrics["train_questions"] == 24 and metrics["eval_questions"] == 12
+    assert metrics["train_features"] >= 24  # long paragraphs give several windows
+    assert 0.0 <= metrics["exact_match"] <= metrics["f1"] <= 100.0
+
+
+def test_qa_features_map_answers_to_token_spans(data_dir):
+    from transformers import AutoTokenizer
+
+    from euds.finetune import _qa_features
+    from euds.models import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    examples = read_squad(data_dir / "xquad_en" / "train.json.gz")[:30]
+    features = _qa_features(
+        tok, examples, FinetuneConfig(task="qa", max_length=128, stride=48), train=True
+    )
+    found = 0
+    by_id = {e["id"]: e for e in examples}
+    for f in features:
+        s, e = f["start_positions"], f["end_positions"]
+        if s == 0:
+            continue  # this window does not hold the answer
+        ex = by_id[f["example"]]
+        span = ex["context"][f["offsets"][s][0] : f["offsets"][e][1]]
+        assert normalize_answer(span) == normalize_answer(ex["answers"][0]["text"])
+        found += 1
+    assert found >= 25
+
+
+# -- the experiment ---------------------------------------------------------------------------
+
+
+def test_experiment_runs_caches_and_aggregates(tmp_path, data_dir, tiny_lm):
+    from euds.experiment import ExperimentConfig, run_experiment
+    from euds.models import embedder_files
+
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        f"""
+name = "tiny"
+task = "classification"
+pool = "{data_dir / "sst2" / "train.jsonl.gz"}"
+eval = "{data_dir / "sst2" / "dev.jsonl.gz"}"
+output = "{tmp_path / "out"}"
+pool_size = 120
+eval_size = 40
+dev_size = 60
+budgets = [0.25, 0.5]
+seeds = [0, 1]
+methods = ["full", "random", "information", "intersect", "mean-rank", "auto"]
+
+[finetune]
+epochs = 1
+batch_size = 16
+max_length = 32
+device = "cpu"
+
+[score]
+k = 4
+model = "{tiny_lm.folder}"
+embedder = "{embedder_files().folder}"
+batch_size = 32
+shard_size = 64
+"""
+    )
+    config = ExperimentConfig.from_toml(toml)
+    summary = run_experiment(config)
+    runs = summary["runs"]
+    # full: 2 seeds; the 5 other methods: 2 budgets x 2 seeds
+    assert len(runs) == 2 + 5 * 2 * 2
+    assert {r["records"] for r in runs if r["budget"] == 0.25} == {30}
+    assert set(summary["tuned"]) == {"0.25", "0.5"}
+    assert all(
+        t["method"] in ("intersect", "mean-rank", "information", "generative", "semantic")
+        for t in summary["tuned"].values()
+    )
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| mean-rank |" in md and "±" in md
+    svg = (tmp_path / "out" / "plot.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<path") == 5
+    cached = sorted((tmp_path / "out" / "runs").glob("*.json"))
+    # one cached fine-tune per distinct (training set, seed): methods that choose the same
+    # records (auto often lands on another method's interval) share it
+    distinct = {(r["seed"], r["records"], r["accuracy"], r["macro_f1"]) for r in runs}
+    assert len(distinct) <= len(cached) <= len(runs)
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = run_experiment(config)  # every run is cached: nothing is fine-tuned again
+    assert again["runs"] == runs
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+
+
+def test_experiment_config_errors(tmp_path):
+    from euds.experiment import ExperimentConfig
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name="x"\ntask="classification"\npool="p"\neval="e"\noutput="o"\nmethods=["best"]\n'
+    )
+    with pytest.raises(ValueError, match="unknown methods"):
+        ExperimentConfig.from_toml(bad)
+    bad.write_text('name="x"\ntask="classification"\npool="p"\neval="e"\noutput="o"\nbudgets=[0]\n')
+    with pytest.raises(ValueError, match="budgets"):
+        ExperimentConfig.from_toml(bad)
