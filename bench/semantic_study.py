@@ -21,7 +21,7 @@ from euds.scores import ScoreDir
 from euds.signals.semantic import fit_centroids, semantic_entropy, top_similarities
 
 KS = (8, 16, 32, 64)
-TAUS = (0.02, 0.05, 0.1, 0.2)
+TAUS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.2)
 
 
 def load_embeddings(path: Path) -> np.ndarray:

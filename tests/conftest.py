@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,28 @@ def smollm2():
     from euds.models import lm_files
 
     return lm_files()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The exported embedder's files (prepared once in the cache)."""
+    from euds.models import embedder_files
+
+    return embedder_files()
+
+
+def same_table(a, b) -> bool:
+    """Column by column, NaN equal to NaN (pyarrow's equals treats NaN as unequal)."""
+    if a.column_names != b.column_names or a.num_rows != b.num_rows:
+        return False
+    for name in a.column_names:
+        x, y = (
+            a.column(name).to_numpy(zero_copy_only=False),
+            b.column(name).to_numpy(zero_copy_only=False),
+        )
+        if x.dtype.kind == "f":
+            if not np.array_equal(x, y, equal_nan=True):
+                return False
+        elif x.tolist() != y.tolist():
+            return False
+    return True

@@ -18,6 +18,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
 
+from conftest import same_table  # noqa: E402
 from euds.pipeline import ScoreConfig, score  # noqa: E402
 from euds.scores import ScoreDir, read_scores  # noqa: E402
 from euds.select import select_file  # noqa: E402
@@ -41,13 +42,6 @@ def ray_local():
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    from euds.models import embedder_files
-
-    return embedder_files()
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir) -> Path:
     with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
         lines = list(itertools.islice(f, 700))
@@ -68,22 +62,6 @@ def config(tiny_lm, embedder, **extra) -> ScoreConfig:
         "k": 4,
     }
     return ScoreConfig(**{**base, **extra})
-
-
-def same_table(a, b) -> bool:
-    if a.column_names != b.column_names or a.num_rows != b.num_rows:
-        return False
-    for name in a.column_names:
-        x = a.column(name).to_numpy(zero_copy_only=False)
-        y = b.column(name).to_numpy(zero_copy_only=False)
-        ok = (
-            np.array_equal(x, y, equal_nan=True)
-            if x.dtype.kind == "f"
-            else x.tolist() == y.tolist()
-        )
-        if not ok:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")

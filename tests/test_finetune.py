@@ -69,7 +69,15 @@ def test_classification_finetune_runs_and_is_seeded(sst2_small, tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == a["accuracy"]
     assert a["accuracy"] == b["accuracy"] and a["macro_f1"] == b["macro_f1"]
     assert 0.0 <= a["accuracy"] <= 1.0 and a["classes"] == 2 and a["train_records"] == 96
-    assert a["wall_seconds"] > 0
+    assert a["wall_seconds"] > 0 and a["train_steps"] == 6  # 96 / 16, one epoch
+
+
+def test_min_steps_adds_epochs_over_a_small_set(sst2_small):
+    train, dev = sst2_small
+    config = FinetuneConfig(epochs=1, min_steps=14, batch_size=16, max_length=32, device="cpu")
+    assert finetune(train, dev, config)["train_steps"] == 18  # 3 whole epochs of 6 steps
+    with pytest.raises(ValueError, match="min_steps"):
+        finetune(train, dev, FinetuneConfig(min_steps=-1, device="cpu"))
 
 
 def test_classification_input_errors_name_the_line(tmp_path, sst2_small):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import same_table
 from euds.pipeline import ScoreConfig, score
 from euds.scores import ScoreDir, read_scores
 
@@ -31,13 +32,6 @@ BAD_LINES = [
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    from euds.models import embedder_files
-
-    return embedder_files()
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir) -> Path:
     """600 SST-2 lines with bad records mixed in (JSONL)."""
     with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
@@ -47,23 +41,6 @@ def corpus(tmp_path_factory, data_dir) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
     path.write_bytes(b"".join(lines))
     return path
-
-
-def same_table(a, b) -> bool:
-    """Column by column, NaN equal to NaN (pyarrow's equals treats NaN as unequal)."""
-    if a.column_names != b.column_names or a.num_rows != b.num_rows:
-        return False
-    for name in a.column_names:
-        x, y = (
-            a.column(name).to_numpy(zero_copy_only=False),
-            b.column(name).to_numpy(zero_copy_only=False),
-        )
-        if x.dtype.kind == "f":
-            if not np.array_equal(x, y, equal_nan=True):
-                return False
-        elif x.tolist() != y.tolist():
-            return False
-    return True
 
 
 def small_config(tiny_lm, embedder, **overrides) -> ScoreConfig:
@@ -138,17 +115,35 @@ def test_complete_directory_is_reused_and_other_configs_refused(
     )
     assert again.reused and (out / "part-00000.parquet").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="another input or configuration"):
-        score(
-            corpus, out, small_config(tiny_lm, embedder, signals=("information", "semantic"), k=5)
-        )
+        score(corpus, out, small_config(tiny_lm, embedder, signals=("information",)))
     redone = score(
         corpus,
         out,
-        small_config(tiny_lm, embedder, signals=("information", "semantic"), k=5),
+        small_config(tiny_lm, embedder, signals=("information",)),
         overwrite=True,
         progress=False,
     )
-    assert not redone.reused and ScoreDir(out).manifest()["semantic"]["k"] == 5
+    assert not redone.reused and "semantic" not in ScoreDir(out).manifest()["config"]["signals"]
+
+
+def test_new_clustering_parameters_recluster_without_re_embedding(
+    tmp_path, corpus, tiny_lm, embedder
+):
+    out = tmp_path / "scores"
+    signals = ("information", "semantic")
+    score(corpus, out, small_config(tiny_lm, embedder, signals=signals), progress=False)
+    embeddings = sorted(out.glob("emb-*.npy"))
+    stamps = [p.stat().st_mtime_ns for p in embeddings]
+    first = read_scores(out).column("semantic").to_numpy()
+    changed = small_config(tiny_lm, embedder, signals=signals, k=5, temperature=0.2)
+    again = score(corpus, out, changed, progress=False)
+    assert again.scored_now == 0 and "cluster" in again.stage_seconds
+    assert [p.stat().st_mtime_ns for p in embeddings] == stamps  # nothing re-embedded
+    assert ScoreDir(out).manifest()["semantic"]["k"] == 5
+    second = read_scores(out)
+    assert not np.allclose(second.column("semantic").to_numpy(), first, equal_nan=True)
+    fresh = score(corpus, tmp_path / "fresh", changed, progress=False)
+    assert same_table(second, read_scores(fresh.output))
 
 
 def test_same_input_and_config_give_identical_scores(tmp_path, corpus, tiny_lm, embedder):

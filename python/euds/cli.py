@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--eval", type=Path, required=True)
     f.add_argument("--model", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)")
     f.add_argument("--epochs", type=int, default=2)
+    f.add_argument(
+        "--min-steps", type=int, default=0, help="at least this many optimiser steps (0: off)"
+    )
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--lr", type=float, default=5e-5)
     f.add_argument("--max-length", type=int, help="default: 128 (classification), 384 (QA)")
@@ -148,6 +151,17 @@ def _parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("experiment", parents=[common], help="accuracy vs data kept, per method")
     x.add_argument("config", type=Path, help="experiment CONFIG.toml")
+    x.add_argument(
+        "--seeds",
+        type=lambda v: [int(s) for s in v.split(",")],
+        help="run only these seeds, e.g. 0 or 0,1 (the config's seeds by default); finished "
+        "runs are cached, so growing the list later only adds the new ones",
+    )
+    x.add_argument(
+        "--budgets",
+        type=lambda v: [float(s) for s in v.split(",")],
+        help="run only these budgets, e.g. 0.16 (the config's budgets by default)",
+    )
     x.set_defaults(func=_cmd_experiment)
 
     t = sub.add_parser("tune", parents=[common], help="choose the interval at a budget (proxy)")
@@ -475,6 +489,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         task=args.task,
         model=args.model,
         epochs=args.epochs,
+        min_steps=args.min_steps,
         batch_size=args.batch_size,
         lr=args.lr,
         max_length=args.max_length,
@@ -491,7 +506,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from euds.experiment import ExperimentConfig, markdown_table, run_experiment
 
-    summary = run_experiment(ExperimentConfig.from_toml(args.config))
+    config = ExperimentConfig.from_toml(args.config)
+    if args.seeds is not None:
+        config.seeds = args.seeds
+    if args.budgets is not None:
+        config.budgets = args.budgets
+    config.check()
+    summary = run_experiment(config)
     print(markdown_table(summary))
     return 0
 

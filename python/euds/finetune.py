@@ -43,6 +43,9 @@ class FinetuneConfig:
     task: Task = "classification"
     model: str | None = None  # a Hugging Face model folder; default: all-MiniLM-L6-v2
     epochs: int = 2
+    # At least this many optimiser steps (more epochs over a small training set), so that a
+    # 16% subset is not compared after a tenth of the full set's updates. 0: epochs decide.
+    min_steps: int = 0
     batch_size: int = 32
     lr: float = 5e-5
     weight_decay: float = 0.01
@@ -62,6 +65,8 @@ class FinetuneConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(f"min_steps must be an int >= 0, got {self.min_steps!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.device not in ("cpu", "cuda", "auto"):
@@ -156,7 +161,7 @@ def _run_classification(
     enc = tokenizer(train_texts, truncation=True, max_length=config.length)["input_ids"]
     y = [index[label] for label in train_labels]
     features = [{"input_ids": ids, "labels": label} for ids, label in zip(enc, y, strict=True)]
-    _train(model, features, config, device, tokenizer.pad_token_id)
+    steps = _train(model, features, config, device, tokenizer.pad_token_id)
 
     eval_enc = tokenizer(eval_texts, truncation=True, max_length=config.length)["input_ids"]
     predictions = np.zeros(len(eval_texts), dtype=np.int64)
@@ -169,6 +174,7 @@ def _run_classification(
     gold = np.array([index[label] for label in eval_labels])
     return {
         "train_records": len(train_texts),
+        "train_steps": steps,
         "eval_records": len(eval_texts),
         "classes": len(classes),
         **classification_metrics(gold, predictions, len(classes)),
@@ -270,7 +276,7 @@ def _run_qa(
         {k: f[k] for k in ("input_ids", "token_type_ids", "start_positions", "end_positions")}
         for f in train_features
     ]
-    _train(model, train_inputs, config, device, tokenizer.pad_token_id)
+    steps = _train(model, train_inputs, config, device, tokenizer.pad_token_id)
 
     eval_features = _qa_features(tokenizer, eval_examples, config, train=False)
     ids = [f["input_ids"] for f in eval_features]
@@ -292,6 +298,7 @@ def _run_qa(
     return {
         "train_questions": len(train_examples),
         "train_features": len(train_features),
+        "train_steps": steps,
         "eval_questions": len(eval_examples),
         **squad_metrics(gold, predictions),
     }
@@ -357,12 +364,14 @@ def squad_metrics(gold: dict[str, list[str]], predictions: dict[str, str]) -> di
 
 def _train(
     model, features: list[dict[str, Any]], config: FinetuneConfig, device, pad_id: int
-) -> None:
+) -> int:
+    """Trains in place; returns the number of optimiser steps taken."""
     import torch
 
     rng = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    total = steps_per_epoch * epochs
     warmup = int(config.warmup * total)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -383,7 +392,7 @@ def _train(
         ),
     )
     model.train()
-    for _ in range(config.epochs):
+    for _ in range(epochs):
         for batch in _train_batches(features, config.batch_size, rng, pad_id, device):
             loss = model(**batch).loss
             loss.backward()
@@ -391,6 +400,7 @@ def _train(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
+    return total
 
 
 def _train_batches(features, batch_size: int, rng: random.Random, pad_id: int, device):

@@ -55,6 +55,8 @@ DEFAULT_SHARD_SIZE = 4096
 # Options that only change how fast or how loudly a run goes; every other option takes part
 # in the identity of a score directory (a resumed run must use the same values).
 _RUNTIME_ONLY = {"threads", "device"}
+# Used only after the pass, on the kept embeddings: changing them re-clusters, never re-embeds.
+_CLUSTERING = {"k", "temperature", "m", "seed", "max_points_per_centroid"}
 
 
 @dataclass
@@ -489,6 +491,10 @@ def _input_identity(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _without(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in keys}
+
+
 def _open_or_create(sd: ScoreDir, identity: dict[str, Any], *, overwrite: bool) -> dict[str, Any]:
     if sd.exists():
         manifest = sd.manifest()
@@ -498,6 +504,19 @@ def _open_or_create(sd: ScoreDir, identity: dict[str, Any], *, overwrite: bool) 
             and same_input == identity["input"]
             and manifest.get("config") == identity["config"]
         ):
+            return manifest
+        if (
+            manifest.get("format") == FORMAT_VERSION
+            and same_input == identity["input"]
+            and manifest.get("pass_complete")
+            and "semantic" in identity["config"]["signals"]
+            and _without(manifest.get("config", {}), _CLUSTERING)
+            == _without(identity["config"], _CLUSTERING)
+        ):
+            log.info("%s: new clustering parameters; re-clustering the kept embeddings", sd.path)
+            manifest["config"] = identity["config"]
+            manifest["status"] = "scoring"
+            sd.write_manifest(manifest)
             return manifest
         # A directory without a single complete shard holds nothing to protect.
         nothing_scored = manifest.get("status") != "complete" and not manifest.get("shards")

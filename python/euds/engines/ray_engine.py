@@ -406,55 +406,23 @@ def _score_ray(
     manifest["shards"] = [asdict(s) for s in done.values()]
     sd.write_manifest(manifest)
 
-    blocks, starts = _record_blocks(input_path, fmt, gz, config.text_field, config.id_field)
-    n = starts[-1]
-    if n == 0:
-        raise ValueError(f"{input_path} holds no records")
-    shard_size = config.shard_size
-    todo = [k for k in range(-(-n // shard_size)) if k not in done]
-    shard_refs = _shard_blocks(blocks, starts, shard_size, todo)
-    del blocks  # the shard blocks hold the records now
-    # One block per shard, one shard per call (batch_size=None: whole blocks as batches).
-    ray = _ray()
-    results = ray.data.from_arrow_refs(shard_refs).map_batches(
-        _ShardScorer,
-        batch_size=None,
-        batch_format="pyarrow",
-        zero_copy_batch=True,
-        fn_constructor_args=(
-            asdict(config),
-            str(sd.path),
+    written: list[ShardInfo] = []
+    if not manifest.get("pass_complete"):  # else only the clustering parameters changed
+        written = _ray_pass(
+            input_path,
             fmt,
-            str(input_path.resolve()),
-            max(1, int(cpus_per_actor)),
-        ),
-        concurrency=actors,
-        num_cpus=cpus_per_actor,
-        num_gpus=gpus_per_actor,
-        max_restarts=max_retries,
-        max_task_retries=max_retries,
-    )
-    t0 = time.perf_counter()
-    written = []
-    # Shards are listed as their groups finish (in any order), so a killed driver resumes.
-    for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
-        for r in batch.to_pylist():
-            shard = ShardInfo(
-                index=r["index"], start=r["start"], rows=r["rows"], files=json.loads(r["files"])
-            )
-            written.append(shard)
-            manifest["shards"].append(asdict(shard))
-            manifest.setdefault("models", json.loads(r["models"]))
-        sd.write_manifest(manifest)
-    stages.seconds["ray pass"] = time.perf_counter() - t0
-    shards = sorted([*done.values(), *written], key=lambda s: s.index)
-    if sum(s.rows for s in shards) != n or [s.index for s in shards] != list(range(len(shards))):
-        raise RuntimeError(f"the Ray pass returned shards {[s.index for s in shards]} for {n} rows")
-    manifest["shards"] = [asdict(s) for s in shards]
-    manifest["pass_complete"] = True
-    sd.write_manifest(manifest)
-    stages.run("duplicates", _mark_duplicates, sd, shards)
-    manifest = sd.manifest()
+            gz,
+            sd,
+            manifest,
+            config,
+            done,
+            stages,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            max_retries=max_retries,
+        )
+        manifest = sd.manifest()
     _late_columns_ray(sd, manifest, config, stages)
     from euds.cache import sha256_file
 
@@ -467,6 +435,76 @@ def _score_ray(
     summary.resumed_from = sum(s.rows for s in done.values())
     _fill_counts(summary, sd)
     return summary
+
+
+def _ray_pass(
+    input_path: Path,
+    fmt: str,
+    gz: bool,
+    sd: ScoreDir,
+    manifest: dict[str, Any],
+    config: ScoreConfig,
+    done: dict[int, ShardInfo],
+    stages: _Stages,
+    *,
+    actors: int,
+    cpus_per_actor: float,
+    gpus_per_actor: float,
+    max_retries: int,
+) -> list[ShardInfo]:
+    """The scoring pass over the shards not yet ``done``; returns the shards it wrote."""
+    blocks, starts = _record_blocks(input_path, fmt, gz, config.text_field, config.id_field)
+    n = starts[-1]
+    if n == 0:
+        raise ValueError(f"{input_path} holds no records")
+    shard_size = config.shard_size
+    todo = [k for k in range(-(-n // shard_size)) if k not in done]
+    written: list[ShardInfo] = []
+    if todo:  # none left when a resumed run died after the last shard
+        shard_refs = _shard_blocks(blocks, starts, shard_size, todo)
+        del blocks  # the shard blocks hold the records now
+        # One block per shard, one shard per call (batch_size=None: whole blocks as batches).
+        ray = _ray()
+        results = ray.data.from_arrow_refs(shard_refs).map_batches(
+            _ShardScorer,
+            batch_size=None,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            fn_constructor_args=(
+                asdict(config),
+                str(sd.path),
+                fmt,
+                str(input_path.resolve()),
+                max(1, int(cpus_per_actor)),
+            ),
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus_per_actor,
+            num_gpus=gpus_per_actor,
+            max_restarts=max_retries,
+            max_task_retries=max_retries,
+        )
+        t0 = time.perf_counter()
+        # Shards are listed as their groups finish (in any order), so a killed driver resumes.
+        for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
+            for r in batch.to_pylist():
+                shard = ShardInfo(
+                    index=r["index"], start=r["start"], rows=r["rows"], files=json.loads(r["files"])
+                )
+                written.append(shard)
+                manifest["shards"].append(asdict(shard))
+                manifest.setdefault("models", json.loads(r["models"]))
+            sd.write_manifest(manifest)
+        stages.seconds["ray pass"] = time.perf_counter() - t0
+    shards = sorted([*done.values(), *written], key=lambda s: s.index)
+    if sum(s.rows for s in shards) != n or [s.index for s in shards] != list(range(len(shards))):
+        raise RuntimeError(f"the Ray pass returned shards {[s.index for s in shards]} for {n} rows")
+    manifest["shards"] = [asdict(s) for s in shards]
+    sd.write_manifest(manifest)
+    stages.run("duplicates", _mark_duplicates, sd, shards)
+    manifest = sd.manifest()  # the pass is complete once the duplicates are marked
+    manifest["pass_complete"] = True
+    sd.write_manifest(manifest)
+    return written
 
 
 def _mark_duplicates(sd: ScoreDir, shards: list[ShardInfo]) -> None:
@@ -487,9 +525,10 @@ def _mark_duplicates(sd: ScoreDir, shards: list[ShardInfo]) -> None:
         hit = False
         for k, rid in enumerate(ids):
             if rid in seen:
-                parts = [f for f in flags[k].split("|") if f] + ["duplicate_id"]
-                flags[k] = "|".join(sorted(parts, key=flag_order))
-                hit = True
+                parts = [f for f in flags[k].split("|") if f]
+                if "duplicate_id" not in parts:  # a resumed run may mark a shard twice
+                    flags[k] = "|".join(sorted([*parts, "duplicate_id"], key=flag_order))
+                    hit = True
             else:
                 seen.add(rid)
         if hit:

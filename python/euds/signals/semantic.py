@@ -27,7 +27,7 @@ from euds.models import EmbedderFiles, embedder_files
 from euds.runtime import onnx_session
 
 DEFAULT_K = 16
-DEFAULT_TEMPERATURE = 0.05
+DEFAULT_TEMPERATURE = 0.07  # the study in docs/semantic.md
 DEFAULT_SEED = 1234
 MAX_M = 32
 DEFAULT_MAX_POINTS_PER_CENTROID = 256
