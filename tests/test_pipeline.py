@@ -114,6 +114,20 @@ def test_complete_directory_is_reused_and_other_configs_refused(
         progress=False,
     )
     assert again.reused and (out / "part-00000.parquet").stat().st_mtime_ns == stamp
+    # a touched (or copied again) input with the same bytes is the same input
+    os.utime(corpus, ns=(time.time_ns(), time.time_ns() + 10**9))
+    config = small_config(tiny_lm, embedder, signals=("information", "semantic"))
+    assert score(corpus, out, config, progress=False).reused
+    changed = tmp_path / "changed.jsonl"
+    changed.write_bytes(corpus.read_bytes().replace(b"a", b"e", 1))
+    moved = out.parent / "moved"
+    out.rename(moved)
+    manifest = ScoreDir(moved).manifest()
+    manifest["input"]["path"] = str(changed.resolve())  # same path and size, other bytes
+    ScoreDir(moved).write_manifest(manifest)
+    with pytest.raises(ValueError, match="another input or configuration"):
+        score(changed, moved, config, progress=False)
+    moved.rename(out)
     with pytest.raises(ValueError, match="another input or configuration"):
         score(corpus, out, small_config(tiny_lm, embedder, signals=("information",)))
     redone = score(

@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,
     )
+    # faiss's loader reports at INFO which SIMD build it tried and failed to import.
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     if args.threads:
         from euds import set_num_threads
 

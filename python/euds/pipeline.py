@@ -491,6 +491,16 @@ def _input_identity(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _same_input(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
+    """The file a score directory was made from: same path and size, and the same mtime or,
+    once a run has completed and recorded it, the same sha256 (a copied or touched file)."""
+    if recorded.get("path") != current["path"] or recorded.get("size") != current["size"]:
+        return False
+    if recorded.get("mtime_ns") == current["mtime_ns"]:
+        return True
+    return recorded.get("sha256") is not None and sha256_file(current["path"]) == recorded["sha256"]
+
+
 def _without(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in keys}
 
@@ -498,16 +508,19 @@ def _without(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
 def _open_or_create(sd: ScoreDir, identity: dict[str, Any], *, overwrite: bool) -> dict[str, Any]:
     if sd.exists():
         manifest = sd.manifest()
-        same_input = {k: manifest.get("input", {}).get(k) for k in ("path", "size", "mtime_ns")}
+        same_input = _same_input(manifest.get("input", {}), identity["input"])
+        if same_input and manifest["input"].get("mtime_ns") != identity["input"]["mtime_ns"]:
+            manifest["input"]["mtime_ns"] = identity["input"]["mtime_ns"]
+            sd.write_manifest(manifest)
         if (
             manifest.get("format") == FORMAT_VERSION
-            and same_input == identity["input"]
+            and same_input
             and manifest.get("config") == identity["config"]
         ):
             return manifest
         if (
             manifest.get("format") == FORMAT_VERSION
-            and same_input == identity["input"]
+            and same_input
             and manifest.get("pass_complete")
             and "semantic" in identity["config"]["signals"]
             and _without(manifest.get("config", {}), _CLUSTERING)
