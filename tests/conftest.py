@@ -197,3 +197,18 @@ def same_table(a, b) -> bool:
         elif x.tolist() != y.tolist():
             return False
     return True
+
+
+def small_config(tiny_lm, embedder, **overrides):
+    """A quick scoring configuration: the tiny LM, small batches and shards, K = 4."""
+    from euds.pipeline import ScoreConfig
+
+    base = {
+        "model": str(tiny_lm.folder),
+        "embedder": str(embedder.folder),
+        "batch_size": 32,
+        "shard_size": 128,
+        "k": 4,
+    }
+    base.update(overrides)
+    return ScoreConfig(**base)

@@ -19,6 +19,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
 
 from conftest import same_table  # noqa: E402
+from conftest import small_config as config  # noqa: E402
 from euds.pipeline import ScoreConfig, score  # noqa: E402
 from euds.scores import ScoreDir, read_scores  # noqa: E402
 from euds.select import select_file  # noqa: E402
@@ -51,17 +52,6 @@ def corpus(tmp_path_factory, data_dir) -> Path:
     with gzip.GzipFile(path, "wb", mtime=0) as g:
         g.write(b"".join(lines))
     return path
-
-
-def config(tiny_lm, embedder, **extra) -> ScoreConfig:
-    base = {
-        "model": str(tiny_lm.folder),
-        "embedder": str(embedder.folder),
-        "batch_size": 32,
-        "shard_size": 128,
-        "k": 4,
-    }
-    return ScoreConfig(**{**base, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import same_table
+from conftest import same_table, small_config
 from euds.pipeline import ScoreConfig, score
 from euds.scores import ScoreDir, read_scores
 
@@ -41,18 +41,6 @@ def corpus(tmp_path_factory, data_dir) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
     path.write_bytes(b"".join(lines))
     return path
-
-
-def small_config(tiny_lm, embedder, **overrides) -> ScoreConfig:
-    base = {
-        "model": str(tiny_lm.folder),
-        "embedder": str(embedder.folder),
-        "batch_size": 32,
-        "shard_size": 128,
-        "k": 4,
-    }
-    base.update(overrides)
-    return ScoreConfig(**base)
 
 
 def test_all_signals_in_one_pass(tmp_path, corpus, tiny_lm, embedder):
