@@ -50,6 +50,7 @@ RECORD_ERRORS = (
     "duplicate_id",
 )
 DEFAULT_BATCH_SIZE = 4096
+UTF8_BOM = b"\xef\xbb\xbf"
 
 # csv fields can be large (20NG posts); the default limit of 128 KiB is too small.
 csv.field_size_limit(1 << 30)
@@ -305,8 +306,8 @@ def iter_jsonl_lines(
 
 def _jsonl_lines(f: IO[bytes], stats: ReadStats | None) -> Iterator[tuple[int, bytes]]:
     for line_no, raw in enumerate(f, start=1):
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a UTF-8 byte order mark is not part of the first record
+        if line_no == 1 and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM) :]  # a byte order mark is not part of the first record
         if not raw.strip():
             if stats is not None:
                 stats.blank_lines += 1

@@ -348,24 +348,12 @@ def _run_pass(
         buffer, emb_buffer, ids_buffer = [], [], []
 
     for records in _timed_iter(reader, stages, "read"):
-        tokens = stages.run("tokenize", scorers.tokenizer.encode, records.texts)
-        columns: dict[str, Any] = {"id": pa.array(records.ids, pa.string())}
-        if scorers.information is not None and not corpus:
-            columns["information"] = pa.array(
-                stages.run("information", scorers.information.score, tokens)
-            )
-        if scorers.generative is not None:
-            ge, nll = stages.run("generative", scorers.generative.score, tokens)
-            columns["generative"] = pa.array(ge, pa.float64())
-            columns["nll"] = pa.array(nll, pa.float64())
-        if scorers.embedder is not None:
-            emb_buffer.append(stages.run("embed", scorers.embedder.embed, records.texts))
+        batch, embeddings, tokens = score_record_batch(scorers, records, schema, stages)
+        buffer.append(batch)
+        if embeddings is not None:
+            emb_buffer.append(embeddings)
         if corpus:
             ids_buffer.append(tokens)
-        columns["n_tokens"] = pa.array(tokens.n_tokens, pa.int32())
-        columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
-        columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
-        buffer.append(pa.record_batch([columns[f.name] for f in schema], schema=schema))
         summary.scored_now += len(records)
         summary.tokens += int(tokens.offsets[-1])
         bar.update(len(records), int(tokens.offsets[-1]))
@@ -374,6 +362,33 @@ def _run_pass(
     flush()
     if reader.stats.records == 0 and start_row == 0:
         raise ValueError(f"{reader.path} holds no records")
+
+
+def score_record_batch(models: Models, records, schema, stages: _Stages):
+    """One batch of records through every signal of the pass -> (Arrow record batch of the
+    pass columns, embeddings or None, tokens): the per-batch work of the local engine and of
+    the Ray actors alike, so that both give the same numbers."""
+    import pyarrow as pa
+
+    tokens = stages.run("tokenize", models.tokenizer.encode, records.texts)
+    columns: dict[str, Any] = {"id": pa.array(records.ids, pa.string())}
+    if models.information is not None and not models.information.needs_counts:
+        columns["information"] = pa.array(
+            stages.run("information", models.information.score, tokens)
+        )
+    if models.generative is not None:
+        ge, nll = stages.run("generative", models.generative.score, tokens)
+        columns["generative"] = pa.array(ge, pa.float64())
+        columns["nll"] = pa.array(nll, pa.float64())
+    embeddings = (
+        stages.run("embed", models.embedder.embed, records.texts)
+        if models.embedder is not None
+        else None
+    )
+    columns["n_tokens"] = pa.array(tokens.n_tokens, pa.int32())
+    columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
+    columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
+    return pa.record_batch([columns[f.name] for f in schema], schema=schema), embeddings, tokens
 
 
 def _late_columns(
@@ -672,4 +687,12 @@ class _Progress:
             self.bar.close()
 
 
-__all__ = ["Models", "ScoreConfig", "ScoreSummary", "pass_schema", "record_flags", "score"]
+__all__ = [
+    "Models",
+    "ScoreConfig",
+    "ScoreSummary",
+    "pass_schema",
+    "record_flags",
+    "score",
+    "score_record_batch",
+]

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from euds.pipeline import (
     _open_or_create,
     _Stages,
     pass_schema,
-    record_flags,
+    score_record_batch,
     semantic_record,
 )
 from euds.scores import ScoreDir, ShardInfo
@@ -95,7 +95,6 @@ def _task(fn, **options):
 
 
 _TASKS: dict[Any, Any] = {}
-BOM = b"\xef\xbb\xbf"
 
 
 def _num_rows(table) -> int:
@@ -107,9 +106,11 @@ def _jsonl_records(table, first_line: int):
     local reader drops them (read as Latin-1, so every byte comes back unchanged)."""
     import pyarrow as pa
 
+    from euds.io import UTF8_BOM
+
     raw = [t.encode("latin-1") for t in table.column("text").to_pylist()]
-    if first_line == 0 and raw and raw[0].startswith(BOM):
-        raw[0] = raw[0][len(BOM) :]
+    if first_line == 0 and raw and raw[0].startswith(UTF8_BOM):
+        raw[0] = raw[0][len(UTF8_BOM) :]
     keep = np.array([bool(r.strip()) for r in raw], dtype=bool)
     lines = np.arange(first_line + 1, first_line + 1 + len(raw), dtype=np.int64)
     return pa.table(
@@ -243,7 +244,8 @@ class _ShardScorer:
             parsed = group.select(columns).to_pylist()
             where = [f"row {r + 1}" for r in rows]
         schema = pass_schema(config.signals, config.information_mode)
-        tables, embeddings, token_batches = [], [], []
+        batches, embeddings, token_batches = [], [], []
+        stages = _Stages({})  # the actor's stage times are not reported
         seen_text_field = False
         for a in range(0, len(parsed), config.batch_size):
             records = RecordBatch(start=start + a, ids=[], texts=[], flags=[])
@@ -266,8 +268,8 @@ class _ShardScorer:
                     f"{self.input_path}: no record of the first {len(records)} has the text field "
                     f"{config.text_field!r}"
                 )
-            table, emb, tokens = _score_batch(self.scorers, records, schema)
-            tables.append(table)
+            batch, emb, tokens = score_record_batch(self.scorers, records, schema, stages)
+            batches.append(batch)
             if emb is not None:
                 embeddings.append(emb)
             token_batches.append(tokens)
@@ -277,7 +279,7 @@ class _ShardScorer:
         info = self.sd.write_shard(
             index,
             start,
-            pa.concat_tables(tables).cast(schema),
+            pa.Table.from_batches(batches, schema=schema),
             np.concatenate(embeddings) if embeddings else None,
             _concat_csr(token_batches) if corpus else None,
         )
@@ -292,28 +294,14 @@ class _ShardScorer:
         )
 
 
-def _score_batch(scorers, records, schema):
-    """One batch through every signal: the local engine's per-batch work."""
-    import pyarrow as pa
+@dataclass(frozen=True)
+class _ActorPool:
+    """How the scoring actors are sized and retried."""
 
-    tokens = scorers.tokenizer.encode(records.texts)
-    columns: dict[str, Any] = {"id": pa.array(records.ids, pa.string())}
-    corpus = scorers.information is not None and scorers.information.needs_counts
-    if scorers.information is not None and not corpus:
-        columns["information"] = pa.array(scorers.information.score(tokens))
-    if scorers.generative is not None:
-        ge, nll = scorers.generative.score(tokens)
-        columns["generative"] = pa.array(ge, pa.float64())
-        columns["nll"] = pa.array(nll, pa.float64())
-    emb = scorers.embedder.embed(records.texts) if scorers.embedder is not None else None
-    columns["n_tokens"] = pa.array(tokens.n_tokens, pa.int32())
-    columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
-    columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
-    return (
-        pa.Table.from_pydict({f.name: columns[f.name] for f in schema}, schema=schema),
-        emb,
-        tokens,
-    )
+    actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float
+    max_retries: int
 
 
 def score_ray(
@@ -362,10 +350,7 @@ def score_ray(
             summary,
             stages,
             t_start,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            gpus_per_actor=gpus_per_actor,
-            max_retries=max_retries,
+            _ActorPool(actors, cpus_per_actor, gpus_per_actor, max_retries),
         )
     except BaseException:
         if created and not sd.intact_shards():
@@ -385,17 +370,13 @@ def _score_ray(
     summary: ScoreSummary,
     stages: _Stages,
     t_start: float,
-    *,
-    actors: int,
-    cpus_per_actor: float,
-    gpus_per_actor: float,
-    max_retries: int,
+    pool: _ActorPool,
 ) -> ScoreSummary:
     manifest["engine"] = {
         "name": "ray",
-        "actors": actors,
-        "cpus_per_actor": cpus_per_actor,
-        "gpus_per_actor": gpus_per_actor,
+        "actors": pool.actors,
+        "cpus_per_actor": pool.cpus_per_actor,
+        "gpus_per_actor": pool.gpus_per_actor,
     }
     if manifest.get("status") == "complete":
         summary.reused = True
@@ -417,10 +398,7 @@ def _score_ray(
             config,
             done,
             stages,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            gpus_per_actor=gpus_per_actor,
-            max_retries=max_retries,
+            pool,
         )
         manifest = sd.manifest()
     _late_columns_ray(sd, manifest, config, stages)
@@ -446,11 +424,7 @@ def _ray_pass(
     config: ScoreConfig,
     done: dict[int, ShardInfo],
     stages: _Stages,
-    *,
-    actors: int,
-    cpus_per_actor: float,
-    gpus_per_actor: float,
-    max_retries: int,
+    pool: _ActorPool,
 ) -> list[ShardInfo]:
     """The scoring pass over the shards not yet ``done``; returns the shards it wrote."""
     blocks, starts = _record_blocks(input_path, fmt, gz, config.text_field, config.id_field)
@@ -475,13 +449,13 @@ def _ray_pass(
                 str(sd.path),
                 fmt,
                 str(input_path.resolve()),
-                max(1, int(cpus_per_actor)),
+                max(1, int(pool.cpus_per_actor)),
             ),
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=cpus_per_actor,
-            num_gpus=gpus_per_actor,
-            max_restarts=max_retries,
-            max_task_retries=max_retries,
+            compute=ray.data.ActorPoolStrategy(size=pool.actors),
+            num_cpus=pool.cpus_per_actor,
+            num_gpus=pool.gpus_per_actor,
+            max_restarts=pool.max_retries,
+            max_task_retries=pool.max_retries,
         )
         t0 = time.perf_counter()
         # Shards are listed as their groups finish (in any order), so a killed driver resumes.
