@@ -82,6 +82,84 @@ def test_same_size_corruption_is_found_by_verify(cache):
     )
 
 
+def _flip_byte(path: Path) -> None:
+    """Alters one byte in place (in the middle: a graph's weights, which would load and score
+    silently wrong): same size, so only a checksum can tell."""
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_same_size_corruption_of_a_graph_is_rebuilt_before_loading(cache):
+    from euds.signals.generative import GenerativeScorer
+
+    folder, calls = cache
+    files = models.prepare_lm()
+    recorded = files.manifest()["files"]["lm_packed.onnx"]["sha256"]
+    _flip_byte(folder / "lm_packed.onnx")
+    scorer = GenerativeScorer()  # the default model: the cache entry
+    assert calls["checkpoint"] == 2
+    assert scorer.graph == folder / "lm_packed.onnx"
+    assert (
+        sha256_file(scorer.graph)
+        == recorded
+        == files.manifest()["files"]["lm_packed.onnx"]["sha256"]
+    )
+
+
+def test_same_size_corruption_in_a_given_folder_is_refused(tiny_lm, tmp_path):
+    from euds import EudsError
+    from euds.signals.generative import GenerativeScorer
+
+    folder = tmp_path / "lm"
+    shutil.copytree(tiny_lm.folder, folder)
+    _flip_byte(folder / "lm.onnx")
+    with pytest.raises(EudsError, match=r"lm\.onnx.*sha256.*euds models prepare --force"):
+        GenerativeScorer(str(folder), packing=False)
+    # The untouched graph of the same folder still loads.
+    assert GenerativeScorer(str(folder)).graph == folder / "lm_packed.onnx"
+    assert models.LmFiles(folder).config()["model_type"] == "llama"
+
+
+def test_graph_checksum_is_computed_once_per_process(tiny_lm, tmp_path, monkeypatch):
+    from euds import cache as cache_module
+
+    folder = tmp_path / "lm"
+    shutil.copytree(tiny_lm.folder, folder)
+    hashed: list[str] = []
+    real = cache_module.sha256_file
+    monkeypatch.setattr(
+        cache_module, "sha256_file", lambda p, *a: hashed.append(Path(p).name) or real(p, *a)
+    )
+    for _ in range(3):
+        assert models.LmFiles(folder).packed == folder / "lm_packed.onnx"
+    assert hashed == ["lm_packed.onnx"]
+    # A changed file (new mtime) is hashed again, and found wrong.
+    _flip_byte(folder / "lm_packed.onnx")
+    from euds import EudsError
+
+    with pytest.raises(EudsError, match=r"lm_packed\.onnx"):
+        _ = models.LmFiles(folder).packed
+    assert hashed == ["lm_packed.onnx", "lm_packed.onnx"]
+
+
+def test_embedder_graph_is_verified_too(embedder, tmp_path):
+    from euds import EudsError
+
+    folder = tmp_path / "emb"
+    folder.mkdir()
+    manifest = embedder.manifest()
+    small = {"tokenizer.json", "config.json"}
+    for name in small:
+        shutil.copyfile(embedder.folder / name, folder / name)
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if k in small}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert models.EmbedderFiles(folder).tokenizer == folder / "tokenizer.json"
+    _flip_byte(folder / "tokenizer.json")
+    with pytest.raises(EudsError, match=r"tokenizer\.json.*sha256"):
+        _ = models.EmbedderFiles(folder).tokenizer
+
+
 def test_missing_or_damaged_manifest_rebuilds(cache):
     folder, calls = cache
     models.prepare_lm()

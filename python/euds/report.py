@@ -4,6 +4,12 @@ One page, no external resources: per-signal histograms with the selected interva
 pairwise scatter plots with Pearson and Spearman correlations, the kept / dropped counts by
 reason, and example texts from the low, middle and high end of each signal. Plots are inline
 SVG written here (no plotting library needed).
+
+Example texts are read only from a file whose sha256 equals the one the score directory's
+manifest recorded for its input (a completed run records it): the manifest names a path, and
+anyone can write a manifest, so the path alone would let a report pull lines of any local file
+into a page that gets shared. Without a match the report is written without example texts and
+says why.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from euds._version import __version__
-from euds.cache import atomic_write_bytes
+from euds.cache import atomic_write_bytes, sha256_file
 from euds.scores import ScoreDir
 
 SIGNAL_COLUMNS = ("information", "generative", "nll", "semantic")
@@ -56,11 +62,13 @@ def write_report(
         if len(keep) != n:
             raise ValueError(f"{decisions} has {len(keep)} rows, the scores {n}")
 
-    source = Path(input_path or manifest["input"]["path"])
     rng = np.random.default_rng(seed)
     example_rows = _example_rows(values, examples)
     wanted = {r for by_end in example_rows.values() for rows in by_end.values() for r in rows}
-    texts = _texts_at(source, manifest, sorted(wanted))
+    texts: dict[int, str] = {}
+    source, no_texts = _scored_input(manifest, input_path) if wanted else (None, None)
+    if source is not None:
+        texts = _texts_at(source, manifest, sorted(wanted))
     ids = table.column("id").to_pylist()
 
     parts = [_header(manifest, n, selection, keep)]
@@ -77,6 +85,8 @@ def write_report(
                 parts.append(_scatter(a, b, values[a], values[b], keep, sample))
         parts.append("</div>")
     parts.append("<h2>Examples</h2>")
+    if no_texts:
+        parts.append(f"<p class='note'>Shown without example texts: {html.escape(no_texts)}.</p>")
     for s in signals:
         parts.append(_examples(s, values[s], example_rows[s], texts, ids, keep))
     page = _page("".join(parts))
@@ -252,8 +262,32 @@ def _examples(name, v, rows, texts, ids, keep) -> str:
     return "".join(out)
 
 
+def _scored_input(
+    manifest: dict[str, Any], input_path: str | os.PathLike[str] | None
+) -> tuple[Path | None, str | None]:
+    """The input to read example texts from, or None and the reason there is none: the file
+    (the manifest's, or ``input_path`` when the user says it moved) must have the sha256 that
+    the manifest recorded for the scored input."""
+    recorded = manifest.get("input") if isinstance(manifest.get("input"), dict) else {}
+    sha = recorded.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64):
+        return None, "the score directory records no sha256 of its input (an unfinished run?)"
+    named = input_path if input_path is not None else recorded.get("path")
+    if not isinstance(named, (str, os.PathLike)):
+        return None, "the score directory names no input file"
+    path = Path(named)
+    if not path.is_file():
+        return None, f"the input {path} is not found (give its new place with --input)"
+    size = recorded.get("size")
+    # A size that differs settles it without reading the file.
+    if (isinstance(size, int) and path.stat().st_size != size) or sha256_file(path) != sha:
+        return None, f"{path} is not the scored input (its sha256 differs from the manifest's)"
+    return path, None
+
+
 def _texts_at(path: Path, manifest: dict[str, Any], rows: list[int]) -> dict[int, str]:
-    """The texts of the given rows, read from the input (a single streaming pass)."""
+    """The texts of the given rows, read from the input (a single streaming pass); the caller
+    has checked that ``path`` is the scored input (:func:`_scored_input`)."""
     from euds.io import RecordReader
 
     if not rows or not path.is_file():
@@ -295,6 +329,7 @@ table.kv th {{ text-align: left; padding-right: 14px; font-weight: 600; }}
 table.ex {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
 table.ex td, table.ex th {{ border-bottom: 1px solid #eee; padding: 3px 6px; vertical-align: top; }}
 table.ex td:nth-child(4) {{ white-space: pre-wrap; }}
+p.note {{ color: #666; }}
 </style></head><body>
 {body}
 <p style="color:#888;font-size:12px">euds {__version__} · {created}</p>

@@ -291,7 +291,7 @@ def _fill_batch(
 
 def _vocab_size(files: LmFiles) -> int:
     try:
-        return int(json.loads((files.hf / "config.json").read_text())["vocab_size"])
+        return int(files.config()["vocab_size"])
     except (OSError, ValueError, KeyError) as e:
         raise EudsError(
             f"cannot read the vocabulary size from {files.hf / 'config.json'}: {e}"
