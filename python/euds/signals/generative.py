@@ -23,7 +23,6 @@ Results come back in input order; texts without content tokens get NaN.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
