@@ -623,3 +623,70 @@ def test_full_sst2_train(data_dir, tmp_path):
     assert abs(counts["kept"] / 67_349 - 0.16) <= 0.001
     assert len(lines_of(out)) == counts["kept"] == manifest["output"]["records"]
     assert manifest["output"]["sha256"] == sha256(out)
+
+
+# -- outputs euds must not replace, and errors as one line ---------------------------------------
+
+
+def test_select_never_replaces_the_input_or_a_file_it_did_not_write(sst2_files, tmp_path, capsys):
+    inp = tmp_path / "in.jsonl"
+    shutil.copy(sst2_files["jsonl"], inp)
+    original = inp.read_bytes()
+    scores = tmp_path / "s"
+    assert score_cli(inp, scores) == 0
+    # onto the input itself: refused, with or without --overwrite
+    for extra in ((), ("--overwrite",)):
+        assert select_cli(inp, scores, inp, "--budget", "0.1", "-q", *extra) == 2
+        assert "would replace the input" in capsys.readouterr().err
+        assert inp.read_bytes() == original
+    # onto a file of the user's: refused unless --overwrite
+    theirs = tmp_path / "theirs.jsonl"
+    theirs.write_bytes(b"the user's own file\n")
+    assert select_cli(inp, scores, theirs, "--budget", "0.1", "-q") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert theirs.read_bytes() == b"the user's own file\n"
+    assert select_cli(inp, scores, theirs, "--budget", "0.1", "-q", "--overwrite") == 0
+    assert len(lines_of(theirs)) == 20
+    # the same command again replaces a selection euds wrote (its manifest proves it)
+    assert select_cli(inp, scores, theirs, "--budget", "0.2", "-q") == 0
+    assert len(lines_of(theirs)) == 40
+    # ... but not once the user has edited it
+    theirs.write_bytes(theirs.read_bytes() + b"an edit\n")
+    assert select_cli(inp, scores, theirs, "--budget", "0.2", "-q") == 2
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_select_out_of_range_seed_is_one_clear_line(scored, tmp_path, capsys, seed):
+    inp, scores = scored
+    code = select_cli(inp, scores, tmp_path / "o.jsonl.gz", "--budget", "0.5", "--seed", seed)
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and err.startswith("euds select: error: seed must be") and "Traceback" not in err
+    )
+
+
+def test_an_internal_error_is_one_line_unless_debug(sst2_files, tmp_path, capsys, monkeypatch):
+    import euds.pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug\nspanning lines")
+
+    monkeypatch.setattr(euds.pipeline, "score", broken)
+    args = ("score", sst2_files["jsonl"], "-o", tmp_path / "s", *INFO, "-q")
+    assert run(*args) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "euds score: internal error: RuntimeError: a bug spanning lines (run again with --debug "
+        "for the traceback, and please report it)\n"
+    )
+    assert run(*args, "--debug") == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_threads_out_of_range_is_one_clear_line(sst2_files, tmp_path, capsys):
+    for threads in ("-3", "100000"):
+        assert score_cli(sst2_files["jsonl"], tmp_path / "s", "--threads", threads) == 2
+        err = capsys.readouterr().err
+        assert "threads" in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "s").exists()

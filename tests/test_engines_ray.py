@@ -216,3 +216,39 @@ def test_cli_engine_ray(ray_local, tmp_path, corpus, tiny_lm, embedder, local_sc
     assert code == 0
     manifest = json.loads((tmp_path / "s.jsonl.manifest.json").read_text())
     assert manifest["selection"]["counts"]["kept"] == manifest["output"]["records"]
+
+
+# Valid UTF-8 whose bytes include 0x85 (NEL in Latin-1, a line break to str.splitlines) and
+# 0x1c-0x1e, plus CRLF and a lone CR inside a record: every line below is one record.
+NON_ASCII_LINES = [
+    '{"id": "pl", "text": "zażółć gęślą jaźń, ąę"}\r\n',
+    '{"id": "ru", "text": "съешь же ещё этих мягких французских булок, х"}\n',
+    '{"id": "cjk", "text": "日本語のテキストと中文文本…"}\r\n',
+    '{"id": "emoji", "text": "so good 😅😅 Å"}\n',
+    '{"id": "sep", "text": "a\\u001cb\\u001ec\\u0085d"}\n',
+    '{"id": "cr", "text": "one\\rtwo"}\r\n',
+]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_ray_reads_non_ascii_and_crlf_like_the_local_engine(
+    ray_local, tmp_path, tiny_lm, embedder, gz
+):
+    from euds.engines.ray_engine import score_ray, select_ray
+
+    raw = "".join(NON_ASCII_LINES * 3).encode()
+    assert b"\x85" in raw and b"\r\n" in raw
+    path = tmp_path / ("mixed.jsonl.gz" if gz else "mixed.jsonl")
+    path.write_bytes(gzip.compress(raw, mtime=0) if gz else raw)
+    cfg = config(tiny_lm, embedder, signals=("information", "generative"))
+    local = read_scores(score(path, tmp_path / "local", cfg, progress=False).output)
+    distributed = read_scores(score_ray(path, tmp_path / "ray", cfg, actors=1).output)
+    assert local.num_rows == distributed.num_rows == 3 * len(NON_ASCII_LINES)
+    assert same_table(distributed, local)
+    flags = distributed.column("flags").to_pylist()
+    assert flags == ["", "", "", "", "", ""] + ["duplicate_id"] * 12
+    # the selection copies the lines byte for byte, CRLF included, on both engines
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    select_file(path, tmp_path / "local", a, budget=1.0)
+    select_ray(path, tmp_path / "ray", b, budget=1.0)
+    assert a.read_bytes() == b.read_bytes() == raw

@@ -226,11 +226,15 @@ def test_resume_ignores_unlisted_and_damaged_shards(tmp_path, corpus, tiny_lm, e
     manifest["shards"] = manifest["shards"][:2]
     sd.write_manifest(manifest)
     (out / "part-00002.parquet").write_bytes(b"PAR1 half")
-    (out / ".part-00003.parquet.x.tmp").write_bytes(b"junk")
+    # A temporary file of a run recorded in the manifest is euds's own; one without a recorded
+    # run token might be anybody's, and is left alone.
+    token = manifest["run_tokens"][-1]
+    (out / f".part-00003.parquet.{token}.x1.tmp").write_bytes(b"junk")
+    (out / ".part-00003.parquet.x.tmp").write_bytes(b"not provably ours")
     summary = score(corpus, out, config, progress=False)
     assert summary.resumed_from == 256
     assert same_table(read_scores(out), reference)
-    assert not list(out.glob(".*.tmp"))
+    assert [p.name for p in out.glob(".*.tmp")] == [".part-00003.parquet.x.tmp"]
 
 
 def test_unwritable_output_is_a_clear_error(corpus, tiny_lm, embedder):
@@ -360,3 +364,26 @@ def test_parquet_and_csv_inputs_score_like_jsonl(tmp_path, sst2_files, tiny_lm, 
     assert same_table(tables["csv"], tables["jsonl"]) and same_table(
         tables["parquet"], tables["jsonl"]
     )
+
+
+def test_a_resumed_run_succeeds_where_a_fresh_one_does(tmp_path):
+    """The text-field check belongs to the run's first batch, not to the first batch after
+    the resume point (here every record after row 40 lacks the text field)."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": k, ("text" if k < 40 else "body"): f"record {k}"}) + "\n"
+            for k in range(200)
+        )
+    )
+    config = ScoreConfig(signals=("information",), batch_size=16, shard_size=64)
+    out = tmp_path / "scores"
+    fresh = score(path, out, config, progress=False)
+    assert fresh.flags == {"missing_text": 160}
+    sd = ScoreDir(out)
+    manifest = sd.manifest()
+    manifest.update(status="scoring", pass_complete=False, writing=[1])
+    manifest["shards"] = manifest["shards"][:1]
+    sd.write_manifest(manifest)
+    resumed = score(path, out, config, progress=False)
+    assert resumed.resumed_from == 64 and resumed.flags == {"missing_text": 160}

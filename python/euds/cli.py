@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,15 +49,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # faiss's loader reports at INFO which SIMD build it tried and failed to import.
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    if args.threads:
-        from euds import set_num_threads
-
-        set_num_threads(args.threads)
+    # One line on stderr for every failure, never a traceback unless --debug: exit 2 for a
+    # bad input, argument or output (and anything euds itself reports), 1 for an internal
+    # error, 130 when interrupted.
     try:
+        if args.threads:
+            from euds import set_num_threads
+
+            set_num_threads(args.threads)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"euds {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, IndexError, EudsError, OSError) as e:
-        print(f"euds {args.command}: error: {e}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        print(f"euds {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"euds {args.command}: internal error: {type(e).__name__}: {_one_line(e)} "
+            "(run again with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     common.add_argument("--threads", type=int, default=0, help="threads for kernels and models")
+    common.add_argument(
+        "--debug", action="store_true", help="print the Python traceback of an error"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     reading = argparse.ArgumentParser(add_help=False)
@@ -101,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True, help="kept records (input's format)"
     )
     _add_selection_options(sel, budget_required=True)
+    sel.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file that is not a selection euds wrote",
+    )
     _add_engine_options(sel, actors=False)
     sel.set_defaults(func=_cmd_select)
 
@@ -122,7 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--selection", type=Path, help="a selection's .manifest.json (shades its interval)"
     )
-    rep.add_argument("--input", type=Path, help="the scored input, if it moved (for example texts)")
+    rep.add_argument(
+        "--input",
+        type=Path,
+        help="the scored input, if it moved (for example texts; its sha256 must match the "
+        "score directory's manifest)",
+    )
     rep.set_defaults(func=_cmd_report)
 
     b = sub.add_parser("bench", parents=[common, reading], help="measure this machine on your data")
@@ -417,6 +452,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         args.output,
         format=args.format,
         command=_command_line(),
+        overwrite=args.overwrite,
         **_selection_options(args),
     )
     counts = result.selection.counts

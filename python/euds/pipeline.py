@@ -22,21 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from euds._version import __version__
+from euds._core import EudsError
 from euds.cache import sha256_file
 from euds.io import DEFAULT_BATCH_SIZE, RecordBatch, RecordReader, flag_order
-from euds.scores import CENTROIDS, FORMAT_VERSION, ScoreDir
+from euds.scores import ScoreDir, ScoreRun, input_identity, now_iso, open_for_scoring
 from euds.signals import SIGNALS
 from euds.signals.generative import DEFAULT_BATCH_TOKENS, DEFAULT_PACK_LENGTH
 from euds.signals.information import InformationScorer
@@ -56,7 +54,7 @@ DEFAULT_SHARD_SIZE = 4096
 # in the identity of a score directory (a resumed run must use the same values).
 _RUNTIME_ONLY = {"threads", "device"}
 # Used only after the pass, on the kept embeddings: changing them re-clusters, never re-embeds.
-_CLUSTERING = {"k", "temperature", "m", "seed", "max_points_per_centroid"}
+CLUSTERING = frozenset({"k", "temperature", "m", "seed", "max_points_per_centroid"})
 
 
 @dataclass
@@ -162,44 +160,53 @@ def score(
     """Scores every record of ``input_path`` into the score directory ``output_dir``.
 
     Reuses a complete directory made with the same input and configuration, resumes an
-    incomplete one, and refuses one made otherwise unless ``overwrite``.
+    incomplete one, and refuses one made otherwise unless ``overwrite`` (see
+    :func:`euds.scores.open_for_scoring` for what is deleted, and when).
     """
     config = config or ScoreConfig()
     config.check()
     input_path = Path(input_path)
     if not input_path.is_file():
         raise ValueError(f"input file not found: {input_path}")
-    sd = ScoreDir(Path(output_dir))
-    # Through JSON, as the manifest stores it (tuples become lists).
-    identity = json.loads(
-        json.dumps({"input": _input_identity(input_path), "config": config.identity()})
-    )
+    identity = score_identity(input_path, config)
     t_start = time.perf_counter()
-    summary = ScoreSummary(output=str(sd.path))
-    stages = _Stages(summary.stage_seconds)
+    with open_for_scoring(
+        output_dir, identity, overwrite=overwrite, reclusterable=CLUSTERING
+    ) as run:
+        summary = ScoreSummary(output=str(run.sd.path))
+        stages = _Stages(summary.stage_seconds)
+        return _score(input_path, run, config, summary, stages, progress, t_start)
 
-    created = not sd.path.exists()
-    manifest = _open_or_create(sd, identity, overwrite=overwrite)
-    try:
-        return _score(input_path, sd, manifest, config, summary, stages, progress, t_start)
-    except BaseException:
-        # A run that failed before its first shard leaves nothing worth resuming: remove what
-        # it created, so that the corrected command is not refused as "another configuration".
-        if created and not _has_shards(sd):
-            shutil.rmtree(sd.path, ignore_errors=True)
-        raise
+
+def score_identity(input_path: Path, config: ScoreConfig) -> dict[str, Any]:
+    """What a score directory must match to be reused or resumed, through JSON as the
+    manifest stores it (tuples become lists)."""
+    return json.loads(
+        json.dumps({"input": input_identity(input_path), "config": config.identity()})
+    )
+
+
+def check_input_unchanged(input_path: Path, run: ScoreRun) -> None:
+    """Refuses to complete scores of an input that changed while it was scored."""
+    now = input_identity(input_path)
+    recorded = run.manifest["input"]
+    if (now["size"], now["mtime_ns"]) != (recorded["size"], recorded["mtime_ns"]):
+        raise EudsError(
+            f"{input_path} changed while it was being scored; score it again (the scores "
+            "of the records read so far are kept and resumed only if the input is restored)"
+        )
 
 
 def _score(
     input_path: Path,
-    sd: ScoreDir,
-    manifest: dict[str, Any],
+    run: ScoreRun,
     config: ScoreConfig,
     summary: ScoreSummary,
     stages: _Stages,
     progress: bool,
     t_start: float,
 ) -> ScoreSummary:
+    sd, manifest = run.sd, run.manifest
     if manifest.get("status") == "complete":
         log.info("%s already holds these scores: nothing to do", sd.path)
         summary.reused = True
@@ -207,15 +214,16 @@ def _score(
         return summary
     done = sd.verify_shards()
     start_row = sum(s.rows for s in done)
-    _drop_stale_files(sd, done)
+    sd.drop_stale(manifest, done)
     manifest["shards"] = [asdict(s) for s in done]
-    sd.write_manifest(manifest)
+    manifest["writing"] = [len(done)]
+    run.write()
     summary.resumed_from = start_row
     if start_row:
         log.info("resuming %s after %d records (%d complete shards)", sd.path, start_row, len(done))
 
-    pass_done = manifest.get("pass_complete", False)
-    if not pass_done:
+    input_sha256 = None
+    if not manifest.get("pass_complete", False):
         reader = RecordReader(
             input_path,
             text_field=config.text_field,
@@ -229,21 +237,22 @@ def _score(
             reader.seed_ids(sd.read_part(shard, ["id"]).column("id").to_pylist())
         scorers = Models(config)
         manifest.setdefault("models", scorers.identity)
-        bar = _Progress(reader, enabled=progress, start_row=start_row)
+        bar = _Progress(reader, enabled=progress)
         try:
-            _run_pass(
-                reader, scorers, sd, manifest, config, len(done), start_row, stages, bar, summary
-            )
+            _run_pass(reader, scorers, run, config, len(done), start_row, stages, bar, summary)
         finally:
             bar.close()
+        input_sha256 = getattr(reader, "sha256", None)  # TODO(io): reader hashes as it reads
         manifest["pass_complete"] = True
-        sd.write_manifest(manifest)
+        manifest["writing"] = []
+        run.write()
 
     _late_columns(sd, manifest, config, stages)
+    check_input_unchanged(input_path, run)
     manifest["status"] = "complete"
-    manifest["input"]["sha256"] = stages.run("checksum", sha256_file, input_path)
-    manifest["finished"] = _now()
-    sd.write_manifest(manifest)
+    manifest["input"]["sha256"] = input_sha256 or stages.run("checksum", sha256_file, input_path)
+    manifest["finished"] = now_iso()
+    run.write()
     summary.seconds = time.perf_counter() - t_start
     _fill_counts(summary, sd)
     return summary
@@ -313,8 +322,7 @@ class Models:
 def _run_pass(
     reader: RecordReader,
     scorers: Models,
-    sd: ScoreDir,
-    manifest: dict[str, Any],
+    run: ScoreRun,
     config: ScoreConfig,
     next_index: int,
     start_row: int,
@@ -324,6 +332,7 @@ def _run_pass(
 ) -> None:
     import pyarrow as pa
 
+    sd, manifest = run.sd, run.manifest
     schema = pass_schema(config.signals, config.information_mode)
     buffer: list[pa.RecordBatch] = []
     emb_buffer: list[np.ndarray] = []
@@ -342,7 +351,8 @@ def _run_pass(
             "write", sd.write_shard, next_index, shard_start, table, embeddings, token_ids
         )
         manifest["shards"].append(asdict(info))
-        sd.write_manifest(manifest)
+        manifest["writing"] = [next_index + 1]  # the only shard this run may leave unlisted
+        run.write()
         shard_start += table.num_rows
         next_index += 1
         buffer, emb_buffer, ids_buffer = [], [], []
@@ -419,7 +429,7 @@ def _semantic_column(
     centroids = fit_centroids(
         sample, config.k, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid
     )
-    np.save(sd.path / CENTROIDS, centroids)
+    sd.write_centroids(centroids)
     out = []
     for shard in shards:
         emb = np.asarray(sd.embeddings(shard), dtype=np.float32)
@@ -501,96 +511,6 @@ def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
 # -- bookkeeping -------------------------------------------------------------------------------
 
 
-def _input_identity(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _same_input(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
-    """The file a score directory was made from: same path and size, and the same mtime or,
-    once a run has completed and recorded it, the same sha256 (a copied or touched file)."""
-    if recorded.get("path") != current["path"] or recorded.get("size") != current["size"]:
-        return False
-    if recorded.get("mtime_ns") == current["mtime_ns"]:
-        return True
-    return recorded.get("sha256") is not None and sha256_file(current["path"]) == recorded["sha256"]
-
-
-def _without(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in keys}
-
-
-def _open_or_create(sd: ScoreDir, identity: dict[str, Any], *, overwrite: bool) -> dict[str, Any]:
-    if sd.exists():
-        manifest = sd.manifest()
-        same_input = _same_input(manifest.get("input", {}), identity["input"])
-        if same_input and manifest["input"].get("mtime_ns") != identity["input"]["mtime_ns"]:
-            manifest["input"]["mtime_ns"] = identity["input"]["mtime_ns"]
-            sd.write_manifest(manifest)
-        if (
-            manifest.get("format") == FORMAT_VERSION
-            and same_input
-            and manifest.get("config") == identity["config"]
-        ):
-            return manifest
-        if (
-            manifest.get("format") == FORMAT_VERSION
-            and same_input
-            and manifest.get("pass_complete")
-            and "semantic" in identity["config"]["signals"]
-            and _without(manifest.get("config", {}), _CLUSTERING)
-            == _without(identity["config"], _CLUSTERING)
-        ):
-            log.info("%s: new clustering parameters; re-clustering the kept embeddings", sd.path)
-            manifest["config"] = identity["config"]
-            manifest["status"] = "scoring"
-            sd.write_manifest(manifest)
-            return manifest
-        # A directory without a single complete shard holds nothing to protect.
-        nothing_scored = manifest.get("status") != "complete" and not manifest.get("shards")
-        if not overwrite and not nothing_scored:
-            raise ValueError(
-                f"{sd.path} holds scores of another input or configuration; choose a new "
-                "output folder or pass --overwrite"
-            )
-        shutil.rmtree(sd.path)
-    elif sd.path.exists() and any(sd.path.iterdir()) and not overwrite:
-        raise ValueError(
-            f"{sd.path} exists and is not a score directory; choose a new output folder"
-        )
-    sd.path.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "euds_version": __version__,
-        "created": _now(),
-        "status": "scoring",
-        "input": dict(identity["input"]),
-        "config": identity["config"],
-        "versions": _versions(),
-        "shards": [],
-    }
-    sd.write_manifest(manifest)
-    return manifest
-
-
-def _has_shards(sd: ScoreDir) -> bool:
-    try:
-        return bool(sd.shards())
-    except ValueError:
-        return False
-
-
-def _drop_stale_files(sd: ScoreDir, done) -> None:
-    """Removes what a killed run left beyond its complete shards (and temporary files)."""
-    keep = {name for s in done for name in s.files}
-    for path in sd.path.iterdir():
-        stale_shard = path.name.startswith(("part-", "emb-", "ids-")) and path.name not in keep
-        if stale_shard or (path.name.startswith(".") and path.name.endswith(".tmp")):
-            path.unlink(missing_ok=True)
-    for name in ("late.parquet", CENTROIDS):
-        (sd.path / name).unlink(missing_ok=True)
-
-
 def _fill_counts(summary: ScoreSummary, sd: ScoreDir) -> None:
     table = sd.read()
     summary.records = table.num_rows
@@ -628,26 +548,10 @@ def _timed_iter(it, stages: _Stages, name: str) -> Iterator[Any]:
         yield item
 
 
-def _versions() -> dict[str, str | None]:
-    import importlib.metadata
-
-    out: dict[str, str | None] = {"euds": __version__, "python": sys.version.split()[0]}
-    for pkg in ("numpy", "pyarrow", "tokenizers", "onnxruntime", "faiss-cpu"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class _Progress:
     """Progress on stderr (tqdm): input consumed, records/s, tokens/s and the ETA."""
 
-    def __init__(self, reader: RecordReader, *, enabled: bool, start_row: int) -> None:
+    def __init__(self, reader: RecordReader, *, enabled: bool) -> None:
         self.reader = reader
         self.bar = None
         self.records = 0
@@ -666,7 +570,6 @@ class _Progress:
                 dynamic_ncols=True,
                 mininterval=1.0,
             )
-            self.start_row = start_row
 
     def update(self, records: int, tokens: int) -> None:
         self.records += records

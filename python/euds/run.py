@@ -53,6 +53,7 @@ def run(
         out / f"selected{suffix or '.' + fmt}",
         format=config.format if config else None,
         command=command,
+        overwrite=overwrite,
         **selection,
     )
     report = write_report(scores_dir, out / "report.html", selection_manifest=selected.manifest)

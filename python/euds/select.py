@@ -102,6 +102,8 @@ def select(
     ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages).
     Give exactly one of ``budget`` (a share in (0, 1]) and ``intervals``.
     """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     columns = _columns(scores)
     n = _length(columns)
     if (budget is None) == (intervals is None):
@@ -335,6 +337,7 @@ def select_file(
     format: str | None = None,
     command: list[str] | None = None,
     writer: Any = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> SelectionOutput:
     """Selects from the scores of ``input_path`` and writes the kept records to
@@ -342,7 +345,11 @@ def select_file(
     ``<output>.manifest.json`` and ``<output>.decisions.parquet`` (id, kept, reason per record).
     ``options`` are those of :func:`select`. The scores must belong to this input (checked by
     sha256 where the score directory recorded it, and by record count). ``writer`` replaces
-    :func:`euds.io.write_selected` (the Ray engine filters on its workers)."""
+    :func:`euds.io.write_selected` (the Ray engine filters on its workers).
+
+    The output never replaces the input. An existing output (or its manifest or decisions
+    file) is replaced only with ``overwrite`` or when it is a selection this function wrote
+    (its manifest's checksums match the files), so that the same command can run again."""
     import json
 
     import pyarrow as pa
@@ -354,8 +361,13 @@ def select_file(
     from euds.scores import ScoreDir, read_scores
 
     input_path, scores, out = Path(input_path), Path(scores), Path(output_path)
+    if not input_path.is_file():
+        raise ValueError(f"input file not found: {input_path}")
     if not scores.exists():
         raise ValueError(f"{scores} not found: score the input first (`euds score`)")
+    decisions_path = out.with_name(out.name + ".decisions.parquet")
+    manifest_path = out.with_name(out.name + ".manifest.json")
+    _check_outputs(input_path, scores, out, manifest_path, decisions_path, overwrite=overwrite)
     input_sha = sha256_file(input_path)
     score_meta: dict[str, Any] = {}
     if scores.is_dir():
@@ -382,7 +394,6 @@ def select_file(
     counts = selection.counts
     if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
         raise RuntimeError(f"selection bookkeeping is off: wrote {written}, counts {counts}")
-    decisions_path = out.with_name(out.name + ".decisions.parquet")
     decisions = pa.table(
         {
             "id": table.column("id"),
@@ -407,9 +418,46 @@ def select_file(
         "output": {"path": str(out), "sha256": sha256_file(out), "records": written},
         "decisions": {"path": str(decisions_path), "sha256": sha256_file(decisions_path)},
     }
-    manifest_path = out.with_name(out.name + ".manifest.json")
     atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=_jsonable).encode())
     return SelectionOutput(selection, out, manifest_path, decisions_path, written)
+
+
+def _check_outputs(
+    input_path: Path,
+    scores: Path,
+    out: Path,
+    manifest_path: Path,
+    decisions_path: Path,
+    *,
+    overwrite: bool,
+) -> None:
+    """Refuses outputs that would replace the input, the scores, or files euds did not write."""
+    import json
+
+    from euds.cache import sha256_file
+
+    for path in (out, manifest_path, decisions_path):
+        for other, what in ((input_path, "the input"), (scores, "the scores")):
+            if path.exists() and path.resolve() == other.resolve():
+                raise ValueError(f"the output {path} would replace {what}: choose another -o")
+        if path.is_dir():
+            raise ValueError(f"the output {path} is a folder: give a file name")
+    existing = [p for p in (out, manifest_path, decisions_path) if p.exists()]
+    if not existing or overwrite:
+        return
+    try:  # a selection written here before: its manifest proves whose the files are
+        previous = json.loads(manifest_path.read_bytes())
+        ours = (
+            sha256_file(out) == previous["output"]["sha256"]
+            and sha256_file(decisions_path) == previous["decisions"]["sha256"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        ours = False
+    if not ours:
+        raise ValueError(
+            f"{existing[0]} exists and is not a selection euds wrote: choose another -o or "
+            "pass --overwrite to replace it"
+        )
 
 
 def _jsonable(x: object) -> object:

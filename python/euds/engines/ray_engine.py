@@ -3,10 +3,10 @@ outgrow one machine.
 
 Scoring (``score_ray``), in the same score directory format as the local engine:
 
-1. Ray Data reads the input: JSONL(.gz) as raw lines (``read_text``, decoded as Latin-1 so
-   every byte survives; records are parsed with the local reader's own rules, so flags are
-   the same) or Parquet (``read_parquet``). Blocks keep file order; blank JSONL lines are
-   dropped as the local reader drops them, and records are numbered from the block sizes.
+1. The input is read into Arrow blocks: JSONL(.gz) as raw lines split by the local reader's
+   own line rule (bytes, never decoded text: only LF ends a line) in a Ray task, Parquet by
+   Ray Data (``read_parquet``). Blocks keep file order; records are parsed with the local
+   reader's rules, so flags are the same, and numbered from the block sizes.
 2. Small tasks cut the blocks into one Arrow block per shard (records row // shard_size), and
    ``map_batches`` over those blocks (whole blocks as batches) sends each shard to an actor of
    a pool (a callable class): the actor holds the tokenizer and the ONNX sessions, scores its
@@ -39,20 +39,19 @@ from typing import Any
 import numpy as np
 
 from euds.pipeline import (
+    CLUSTERING,
     ScoreConfig,
     ScoreSummary,
-    _drop_stale_files,
     _fill_counts,
-    _input_identity,
     _late_columns,
-    _now,
-    _open_or_create,
     _Stages,
+    check_input_unchanged,
     pass_schema,
+    score_identity,
     score_record_batch,
     semantic_record,
 )
-from euds.scores import ScoreDir, ShardInfo
+from euds.scores import ScoreDir, ScoreRun, ShardInfo, now_iso, open_for_scoring
 
 log = logging.getLogger("euds")
 
@@ -101,24 +100,21 @@ def _num_rows(table) -> int:
     return table.num_rows
 
 
-def _jsonl_records(table, first_line: int):
-    """Raw lines of one block -> (raw bytes, 1-based line number), blank lines dropped as the
-    local reader drops them (read as Latin-1, so every byte comes back unchanged)."""
+def _jsonl_table(path: str, gz: bool):
+    """The records of a JSONL file as (raw bytes, 1-based line number), split into lines by
+    the local reader's own function, so that both engines see the same records: lines end
+    at LF only (bytes such as 0x85 inside a UTF-8 character, or a lone CR, are data), blank
+    lines are dropped and a leading byte order mark is removed."""
     import pyarrow as pa
 
-    from euds.io import UTF8_BOM
+    from euds.io import iter_jsonl_lines
 
-    raw = [t.encode("latin-1") for t in table.column("text").to_pylist()]
-    if first_line == 0 and raw and raw[0].startswith(UTF8_BOM):
-        raw[0] = raw[0][len(UTF8_BOM) :]
-    keep = np.array([bool(r.strip()) for r in raw], dtype=bool)
-    lines = np.arange(first_line + 1, first_line + 1 + len(raw), dtype=np.int64)
-    return pa.table(
-        {
-            "raw": pa.array([r for r, k in zip(raw, keep, strict=True) if k], pa.binary()),
-            "line": pa.array(lines[keep] if len(raw) else lines, pa.int64()),
-        }
-    )
+    raws: list[bytes] = []
+    lines: list[int] = []
+    for line, raw in iter_jsonl_lines(Path(path), gz):
+        raws.append(raw)
+        lines.append(line)
+    return pa.table({"raw": pa.array(raws, pa.binary()), "line": pa.array(lines, pa.int64())})
 
 
 def _rows_between(lo: int, hi: int, starts: list[int], *tables):
@@ -157,19 +153,9 @@ def _record_blocks(
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     if fmt == "jsonl":
-        lines = ray.data.read_text(
-            str(input_path),
-            encoding="latin-1",
-            drop_empty_lines=False,
-            arrow_open_stream_args={"compression": "gzip"} if gz else None,
-        )
-        line_blocks = lines.materialize().to_arrow_refs()
-        counts = ray.get([_task(_num_rows).remote(b) for b in line_blocks])
-        first_lines = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
-        blocks = [
-            _task(_jsonl_records).remote(b, first)
-            for b, first in zip(line_blocks, first_lines, strict=True)
-        ]
+        # One task reads the file (as Ray Data's read_text would); the shards are cut from
+        # its block by the tasks of _shard_blocks.
+        blocks = [_task(_jsonl_table).remote(str(input_path), gz)]
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -211,7 +197,13 @@ class _ShardScorer:
     """A Ray actor: the models, loaded once; scores one shard per call and writes it."""
 
     def __init__(
-        self, config_dict: dict[str, Any], out_dir: str, fmt: str, input_path: str, threads: int
+        self,
+        config_dict: dict[str, Any],
+        out_dir: str,
+        token: str | None,
+        fmt: str,
+        input_path: str,
+        threads: int,
     ) -> None:
         from euds import set_num_threads
         from euds.pipeline import Models
@@ -222,7 +214,7 @@ class _ShardScorer:
             self.config.threads = threads
         set_num_threads(self.config.threads)
         self.scorers = Models(self.config)
-        self.sd = ScoreDir(Path(out_dir))
+        self.sd = ScoreDir(Path(out_dir), token=token)
         self.fmt = fmt
         self.input_path = input_path
 
@@ -331,47 +323,36 @@ def score_ray(
         raise ValueError(f"actors must be a positive int, got {actors!r}")
     connect(address)
     t_start = time.perf_counter()
-    sd = ScoreDir(Path(output_dir).resolve())
-    identity = json.loads(
-        json.dumps({"input": _input_identity(input_path), "config": config.identity()})
-    )
-    summary = ScoreSummary(output=str(sd.path))
-    stages = _Stages(summary.stage_seconds)
-    created = not sd.path.exists()
-    manifest = _open_or_create(sd, identity, overwrite=overwrite)
-    try:
+    identity = score_identity(input_path, config)
+    with open_for_scoring(
+        Path(output_dir).resolve(), identity, overwrite=overwrite, reclusterable=CLUSTERING
+    ) as run:
+        summary = ScoreSummary(output=str(run.sd.path))
         return _score_ray(
             input_path,
             fmt,
             gz,
-            sd,
-            manifest,
+            run,
             config,
             summary,
-            stages,
+            _Stages(summary.stage_seconds),
             t_start,
             _ActorPool(actors, cpus_per_actor, gpus_per_actor, max_retries),
         )
-    except BaseException:
-        if created and not sd.intact_shards():
-            import shutil
-
-            shutil.rmtree(sd.path, ignore_errors=True)
-        raise
 
 
 def _score_ray(
     input_path: Path,
     fmt: str,
     gz: bool,
-    sd: ScoreDir,
-    manifest: dict[str, Any],
+    run: ScoreRun,
     config: ScoreConfig,
     summary: ScoreSummary,
     stages: _Stages,
     t_start: float,
     pool: _ActorPool,
 ) -> ScoreSummary:
+    sd, manifest = run.sd, run.manifest
     manifest["engine"] = {
         "name": "ray",
         "actors": pool.actors,
@@ -383,31 +364,21 @@ def _score_ray(
         _fill_counts(summary, sd)
         return summary
     done = {s.index: s for s in sd.intact_shards()}
-    _drop_stale_files(sd, list(done.values()))
+    sd.drop_stale(manifest, list(done.values()))
     manifest["shards"] = [asdict(s) for s in done.values()]
-    sd.write_manifest(manifest)
+    run.write()
 
     written: list[ShardInfo] = []
     if not manifest.get("pass_complete"):  # else only the clustering parameters changed
-        written = _ray_pass(
-            input_path,
-            fmt,
-            gz,
-            sd,
-            manifest,
-            config,
-            done,
-            stages,
-            pool,
-        )
-        manifest = sd.manifest()
+        written = _ray_pass(input_path, fmt, gz, run, config, done, stages, pool)
     _late_columns_ray(sd, manifest, config, stages)
     from euds.cache import sha256_file
 
+    check_input_unchanged(input_path, run)
     manifest["status"] = "complete"
-    manifest["input"]["sha256"] = sha256_file(input_path)
-    manifest["finished"] = _now()
-    sd.write_manifest(manifest)
+    manifest["input"]["sha256"] = stages.run("checksum", sha256_file, input_path)
+    manifest["finished"] = now_iso()
+    run.write()
     summary.seconds = time.perf_counter() - t_start
     summary.scored_now = sum(s.rows for s in written)
     summary.resumed_from = sum(s.rows for s in done.values())
@@ -419,14 +390,14 @@ def _ray_pass(
     input_path: Path,
     fmt: str,
     gz: bool,
-    sd: ScoreDir,
-    manifest: dict[str, Any],
+    run: ScoreRun,
     config: ScoreConfig,
     done: dict[int, ShardInfo],
     stages: _Stages,
     pool: _ActorPool,
 ) -> list[ShardInfo]:
     """The scoring pass over the shards not yet ``done``; returns the shards it wrote."""
+    sd, manifest = run.sd, run.manifest
     blocks, starts = _record_blocks(input_path, fmt, gz, config.text_field, config.id_field)
     n = starts[-1]
     if n == 0:
@@ -434,6 +405,8 @@ def _ray_pass(
     shard_size = config.shard_size
     todo = [k for k in range(-(-n // shard_size)) if k not in done]
     written: list[ShardInfo] = []
+    manifest["writing"] = todo  # the shards the actors may leave unlisted if killed
+    run.write()
     if todo:  # none left when a resumed run died after the last shard
         shard_refs = _shard_blocks(blocks, starts, shard_size, todo)
         del blocks  # the shard blocks hold the records now
@@ -447,6 +420,7 @@ def _ray_pass(
             fn_constructor_args=(
                 asdict(config),
                 str(sd.path),
+                sd.token,
                 fmt,
                 str(input_path.resolve()),
                 max(1, int(pool.cpus_per_actor)),
@@ -467,30 +441,30 @@ def _ray_pass(
                 written.append(shard)
                 manifest["shards"].append(asdict(shard))
                 manifest.setdefault("models", json.loads(r["models"]))
-            sd.write_manifest(manifest)
+            run.write()
         stages.seconds["ray pass"] = time.perf_counter() - t0
     shards = sorted([*done.values(), *written], key=lambda s: s.index)
     if sum(s.rows for s in shards) != n or [s.index for s in shards] != list(range(len(shards))):
         raise RuntimeError(f"the Ray pass returned shards {[s.index for s in shards]} for {n} rows")
     manifest["shards"] = [asdict(s) for s in shards]
-    sd.write_manifest(manifest)
-    stages.run("duplicates", _mark_duplicates, sd, shards)
-    manifest = sd.manifest()  # the pass is complete once the duplicates are marked
-    manifest["pass_complete"] = True
-    sd.write_manifest(manifest)
+    manifest["writing"] = []
+    run.write()
+    stages.run("duplicates", _mark_duplicates, run, shards)
+    manifest["pass_complete"] = True  # once the duplicates are marked
+    run.write()
     return written
 
 
-def _mark_duplicates(sd: ScoreDir, shards: list[ShardInfo]) -> None:
+def _mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
     """Adds ``duplicate_id`` to later occurrences of an id, as the local reader does."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    from euds.cache import atomic_path
     from euds.io import flag_order
     from euds.scores import part_name
 
+    sd, manifest = run.sd, run.manifest
     seen: set[str] = set()
-    manifest = sd.manifest()
     changed = False
     for shard in shards:
         table = sd.read_part(shard)
@@ -506,20 +480,18 @@ def _mark_duplicates(sd: ScoreDir, shards: list[ShardInfo]) -> None:
             else:
                 seen.add(rid)
         if hit:
-            import pyarrow.parquet as pq
-
             table = table.set_column(
                 table.column_names.index("flags"), "flags", pa.array(flags, pa.string())
             )
             name = part_name(shard.index)
-            with atomic_path(sd.path / name) as tmp:
+            with sd.atomic(name) as tmp:
                 pq.write_table(table, tmp, compression="zstd")
             for entry in manifest["shards"]:
                 if entry["index"] == shard.index:
                     entry["files"][name] = (sd.path / name).stat().st_size
             changed = True
     if changed:
-        sd.write_manifest(manifest)
+        run.write()
 
 
 def _late_columns_ray(
@@ -531,7 +503,6 @@ def _late_columns_ray(
         return
     ray = _ray()
     from euds.pipeline import _corpus_information, _embedding_sample
-    from euds.scores import CENTROIDS
     from euds.signals.semantic import fit_centroids
 
     shards = sd.shards()
@@ -544,7 +515,7 @@ def _late_columns_ray(
     centroids = fit_centroids(
         sample, config.k, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid
     )
-    np.save(sd.path / CENTROIDS, centroids)
+    sd.write_centroids(centroids)
     centroids_ref = ray.put(centroids)
 
     @ray.remote(num_cpus=1, max_retries=3)
