@@ -70,6 +70,10 @@ CASES = [
     (b'{"id": "dupbad", "text": 3}', "dupbad", None, ["non_string_text"]),
     # flags come in one order (euds.io.RECORD_ERRORS), not in the order they were found
     (b'{"id": "dupbad", "text": 3}', "dupbad", None, ["non_string_text", "duplicate_id"]),
+    # the last of repeated keys counts, as for other JSON readers, and the record says so
+    (b'{"id": "dk", "text": "first", "text": "last"}', "dk", "last", ["duplicate_key"]),
+    # nested beyond euds.io.MAX_JSON_DEPTH: flagged, never a RecursionError
+    (b'{"id": "deep", "text": ' + b"[" * 2000 + b"]" * 2000 + b"}", None, None, ["json_too_deep"]),
 ]
 CASES = [(line, str(k) if rid is None else rid, t, f) for k, (line, rid, t, f) in enumerate(CASES)]
 ROW_IDS = {k for k, (line, rid, _, _) in enumerate(CASES) if rid == str(k)}
@@ -156,7 +160,8 @@ def test_score_table_flags_and_nan(tmp_path):
     # the records are counted with the blank lines left out, across the shards
     manifest = ScoreDir(out).manifest()
     assert manifest["status"] == "complete"
-    assert [s["rows"] for s in manifest["shards"]] == [10, 10, 10]
+    n = len(CASES)
+    assert [s["rows"] for s in manifest["shards"]] == [min(10, n - i) for i in range(0, n, 10)]
     assert manifest["input"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 

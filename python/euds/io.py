@@ -5,20 +5,60 @@ Records are read in batches of bounded size and never all at once. Each record g
 flag saying why it has none. A record is never skipped: bad records are flagged (or, with
 ``strict=True``, raise ``ValueError`` naming the file, line and id).
 
-Record flags (also written to the score table's ``flags`` column):
+Record flags (also written to the score table's ``flags`` column), always listed in this order:
 
 ``invalid_utf8``     the text (or the line) holds bytes that are not UTF-8, or lone surrogates
 ``invalid_json``     a JSONL line that does not parse
 ``not_an_object``    a JSONL line that is valid JSON but not an object
-``malformed_row``    a CSV/TSV row with more or fewer fields than the header
 ``missing_text``     the text field is absent or null
 ``non_string_text``  the text field holds a number, list, ... instead of a string
+``malformed_row``    a CSV/TSV row with more or fewer fields than the header (a blank line too),
+                     or one the csv module cannot read: text after a closing quote, which is
+                     what a stray quote gives when a later quote closes it; the lines it spans
+                     are one record, numbered by the line it starts on
 ``invalid_id``       the id field holds something other than a string or an integer (the row
                      number is used instead)
+``json_too_deep``    a JSONL line whose arrays/objects nest deeper than ``MAX_JSON_DEPTH`` (512):
+                     no id or text. Python's parser runs out of stack somewhere near 1000
+                     levels, depending on the caller; the fixed limit gives a line the same
+                     flag wherever it is read
+``duplicate_key``    a JSONL object repeats a key, at any depth: the last value is kept, as JSON
+                     readers downstream will keep it, and the record is otherwise read as usual
 ``duplicate_id``     the id was already seen earlier in the input (scores stay aligned by row)
 
-Blank lines of a JSONL file are not records; they are counted in ``ReadStats.blank_lines``.
-The selection writer re-reads the input the same way and copies kept records verbatim
+A bad file raises one :class:`InputError` (a ``ValueError``: the CLI prints it on one line and
+exits with 2) whose message starts with the file's path; ``line`` and ``offset`` (bytes into the
+file; compressed bytes for .gz) say where, when known:
+
+* a damaged .gz: truncated, corrupt deflate data, a CRC or length error, not gzip at all, an
+  empty file, bytes other than zeros after the last member. The message names the compressed
+  byte reading stopped at (the damage lies in the chunk read just before it: 8 KiB on Python
+  3.11, 128 KiB from 3.12) and the last line read whole;
+* a CSV/TSV file that ends inside a quoted field (an unterminated quote would swallow every line
+  after it): the line its row starts on. A CSV/TSV header that repeats the text or id column;
+* a Parquet file pyarrow cannot open or read; a text or id column whose name appears more than
+  once (other repeated columns are read as usual and kept by the writer);
+* an input whose size or mtime_ns changes (or that disappears) while it is read: checked before
+  every batch and at the end ("INPUT changed while it was being read; score it again").
+
+Line endings: JSONL lines end at LF (CRLF works the same). A file whose first 64 KiB hold a CR
+but no LF has classic Mac line endings: its lines end at CR, LF or CRLF. The writer copies each
+line with its own line ending. Blank lines of a JSONL file are not records; they are counted in
+``ReadStats.blank_lines``. A UTF-8 byte order mark before the first line is dropped.
+
+CSV/TSV are read with RFC 4180 quoting, strictly (a quote closes a field only before a delimiter
+or a line end). A Parquet text column may be ``string``, ``large_string``, ``string_view`` or
+dictionary-encoded strings.
+
+Input identity: a pass that reads the whole file sets ``RecordReader.sha256``, the hex sha256
+of the file's bytes as that pass read them (the compressed bytes for .gz; the bytes of records
+passed over by ``skip`` too), so the checksum and the records come from the same bytes. Parquet
+is read by pyarrow, not sequentially: its file is hashed by a second, sequential read at the end
+of the pass, before the final size/mtime check. ``file_size`` and ``file_mtime_ns`` are the
+file's, unchanged through the pass.
+
+The selection writer re-reads the input the same way (same errors, same checks; given
+``sha256``, it refuses an input whose bytes hash otherwise) and copies kept records verbatim
 (JSONL lines byte for byte), so the output keeps the input's format.
 """
 
@@ -27,10 +67,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import hashlib
 import io
 import itertools
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +89,43 @@ RECORD_ERRORS = (
     "non_string_text",
     "malformed_row",
     "invalid_id",
+    "json_too_deep",
+    "duplicate_key",
     "duplicate_id",
 )
 DEFAULT_BATCH_SIZE = 4096
 UTF8_BOM = b"\xef\xbb\xbf"
+# Deeper JSON is flagged json_too_deep: a fixed limit well under the interpreter's recursion
+# limit, so a line is read the same way wherever it is parsed (reader, Ray actor, test).
+MAX_JSON_DEPTH = 512
+_SNIFF_BYTES = 1 << 16  # how much of a JSONL file decides its line endings
+_READ_CHUNK = 1 << 16
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 # csv fields can be large (20NG posts); the default limit of 128 KiB is too small.
 csv.field_size_limit(1 << 30)
+
+
+class InputError(ValueError):
+    """A bad input file (not a bad record). ``str()`` names the file; ``line`` (1-based) and
+    ``offset`` (bytes into the file; compressed bytes for .gz) say where, when known."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        message: str,
+        line: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        # all four in args, so that the error pickles (Ray sends it between processes)
+        super().__init__(path, message, line, offset)
+        self.path = Path(path)
+        self.message = message
+        self.line = line
+        self.offset = offset
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 def detect_format(path: str | os.PathLike[str]) -> tuple[str, bool]:
@@ -90,10 +162,6 @@ def resolve_format(
     return fmt, gz if gzip is None else gzip
 
 
-def _open_binary(path: Path, gz: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if gz else open(path, "rb")
-
-
 def _is_valid_unicode(text: str) -> bool:
     """False when the text holds lone surrogates (undecodable bytes or bad \\u escapes)."""
     if text.isascii():
@@ -103,6 +171,118 @@ def _is_valid_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# -- raw bytes: hashed as read, damage reported where it is --------------------------------------
+
+
+def _file_state(path: Path) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1  # gone: not the file a pass started with
+    return st.st_size, st.st_mtime_ns
+
+
+def _changed_error(path: Path) -> InputError:
+    return InputError(path, "INPUT changed while it was being read (size or mtime); score it again")
+
+
+def sha256_of(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw file that hashes and counts the bytes read through it. Closing it leaves the file
+    open (whoever opened it closes it), so the rest can still be hashed after a wrapper such as
+    a TextIOWrapper closed it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._h = hashlib.sha256()
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._h.update(memoryview(b)[:n])
+            self.pos += n
+        return n
+
+    def tell(self) -> int:
+        return self.pos
+
+    def drain(self) -> str:
+        """Reads (and hashes) what is left of the file; returns the file's sha256."""
+        while block := self._f.read(_READ_CHUNK):
+            self._h.update(block)
+            self.pos += len(block)
+        return self._h.hexdigest()
+
+
+class _Input:
+    """One pass over the bytes of a JSONL/CSV/TSV file, decompressed when ``gz``."""
+
+    def __init__(self, path: Path, gz: bool, state: tuple[int, int] | None = None) -> None:
+        self.path = path
+        self.state = _file_state(path) if state is None else state
+        if gz and self.state[0] == 0:
+            # GzipFile reads an empty file as empty data; gzip holds at least one member (a
+            # download or copy that never started)
+            raise InputError(
+                path, "not gzip data: the file is empty (compressed byte 0 of 0)", line=0, offset=0
+            )
+        self.file = open(path, "rb", buffering=0)
+        self.raw = _HashingReader(self.file)
+        # GzipFile reads its file object in chunks (8 KiB; 128 KiB from Python 3.12), so the
+        # offset reported for a damaged stream is near the damage; the BufferedReader around it
+        # splits lines in C (GzipFile's own readline is Python).
+        self.stream: IO[bytes] = io.BufferedReader(
+            gzip.GzipFile(fileobj=self.raw, mode="rb") if gz else self.raw,
+            buffer_size=_READ_CHUNK,
+        )
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stream.close()
+        self.file.close()
+
+    def sha256(self) -> str:
+        """The file's sha256, once the stream has been read to its end (bytes after the last
+        gzip member, which GzipFile skips only when they are zeros, are hashed too)."""
+        return self.raw.drain()
+
+    def check_unchanged(self) -> None:
+        if _file_state(self.path) != self.state:
+            raise _changed_error(self.path)
+
+    def damaged(self, err: BaseException, line: int) -> InputError:
+        """The error for a damaged gzip stream; ``line``: the last line read whole."""
+        self.check_unchanged()  # a file still being written is not damaged
+        size = self.state[0]
+        after = f"after line {line}" if line else "before its first line"
+        return InputError(
+            self.path,
+            f"damaged gzip data ({err}): reading stopped at compressed byte {self.raw.pos} of "
+            f"{size}, {after}",
+            line=line,
+            offset=self.raw.pos,
+        )
+
+
+# -- records -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -125,12 +305,76 @@ class ReadStats:
     flags: dict[str, int] = field(default_factory=dict)
 
 
+class RecordRules:
+    """The one interpretation of an input's records, for every engine: the id and text of each
+    record (:func:`interpret_record`), its flags (a repeated id among the ids this object has
+    seen gets ``duplicate_id``), ``strict`` mode, and the check that the text field exists.
+    The local reader runs every record through one of these; a Ray actor runs its shard's."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        text_field: str,
+        id_field: str | None,
+        *,
+        strict: bool = False,
+        seen_ids: Iterable[str] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.text_field = text_field
+        self.id_field = id_field
+        self.strict = strict
+        self.stats = ReadStats()
+        self._seen_ids = set(seen_ids)
+        self._fields_seen: set[str] = set()
+        self._text_field_seen = False
+
+    def fields_seen(self, names: Iterable[str]) -> None:
+        """Column names of a file with a header (CSV, Parquet): seen whatever the records hold."""
+        self._fields_seen.update(names)
+
+    def add(self, batch: RecordBatch, row: int, where: str, record: Any) -> None:
+        """Appends the record at ``row`` (``where``: "line N" / "row N", for messages)."""
+        if isinstance(record, dict):
+            if len(self._fields_seen) < 256:
+                self._fields_seen.update(record.keys())
+            if self.text_field in record:
+                self._text_field_seen = True
+        rid, text, flags = interpret_record(record, row, self.text_field, self.id_field)
+        if rid in self._seen_ids:
+            flags.append("duplicate_id")
+            flags.sort(key=flag_order)
+        else:
+            self._seen_ids.add(rid)
+        self.stats.records += 1
+        for f in flags:
+            self.stats.flags[f] = self.stats.flags.get(f, 0) + 1
+        if self.strict and flags:
+            raise ValueError(f"{self.path}:{where}: record {rid!r}: {', '.join(flags)}")
+        batch.ids.append(rid)
+        batch.texts.append(text)
+        batch.flags.append(flags)
+
+    def check_text_field(self, batch: RecordBatch) -> None:
+        """Called on the input's first batch: a text field that none of its records has is a
+        wrong ``text_field``, not bad data, so it is an error instead of a flag on each."""
+        if not self._text_field_seen and self._fields_seen:
+            raise ValueError(
+                f"{self.path}: no record of the first {len(batch)} has the text field "
+                f"{self.text_field!r}; fields seen: {sorted(self._fields_seen)}"
+            )
+
+
 class RecordReader:
     """Iterates over an input file in :class:`RecordBatch` es.
 
     ``format`` is detected from the name unless given (``jsonl``, ``csv``, ``tsv``,
     ``parquet``; ``gzip`` for the first three). With ``strict=True`` any record flag in
-    :data:`RECORD_ERRORS` raises ``ValueError`` instead.
+    :data:`RECORD_ERRORS` raises ``ValueError`` instead. A bad file raises :class:`InputError`.
+
+    After a complete pass, ``sha256`` is the hex sha256 of the file the pass read (``None``
+    before, and after a pass that stopped early), and ``file_size`` / ``file_mtime_ns`` are what
+    the file's size and mtime were, unchanged, during the whole pass.
     """
 
     def __init__(
@@ -162,12 +406,15 @@ class RecordReader:
         self.skip = skip
         self.stats = ReadStats()
         self.bytes_total = self.path.stat().st_size
-        self._raw: IO[bytes] | None = None
+        self.sha256: str | None = None
+        self.file_size: int | None = None
+        self.file_mtime_ns: int | None = None
+        self._state = (0, 0)
+        self._pass_sha256: str | None = None
+        self._raw: _HashingReader | None = None
         self._parquet_rows_read = 0
         self._seed_ids: set[str] = set()
-        self._seen_ids: set[str] = set()
-        self._fields_seen: set[str] = set()
-        self._text_field_seen = False
+        self._rules = self._new_rules()
 
     def seed_ids(self, ids: Iterable[str]) -> None:
         """Ids already seen (the records a resumed run skips), for the duplicate-id check."""
@@ -178,116 +425,101 @@ class RecordReader:
         .gz), or rows for Parquet (then ``bytes_total`` counts rows too)."""
         if self.format == "parquet":
             return self._parquet_rows_read
-        try:
-            return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
-        except (OSError, ValueError):
-            return 0
+        return self._raw.pos if self._raw is not None else 0
+
+    def _new_rules(self) -> RecordRules:
+        return RecordRules(
+            self.path, self.text_field, self.id_field, strict=self.strict, seen_ids=self._seed_ids
+        )
 
     def __iter__(self) -> Iterator[RecordBatch]:
         """Batches of records; with ``skip``, the first ``skip`` records are passed over (not
         parsed where the format allows) and rows keep their numbers in the whole file."""
-        self.stats = ReadStats()
-        self._seen_ids = set(self._seed_ids)
-        self._fields_seen = set()
-        self._text_field_seen = False
+        self._rules = rules = self._new_rules()
+        self.stats = rules.stats
+        self.sha256 = self.file_size = self.file_mtime_ns = None
+        self._state = _file_state(self.path)
         batch = RecordBatch(start=self.skip, ids=[], texts=[], flags=[])
-        checked = False
+        # A resumed pass (skip) had its first batch checked by the pass that started it.
+        checked = self.skip > 0
+        self._pass_sha256 = None
         for where, record in self._records():
             row = self.skip + self.stats.records
-            self.stats.records += 1
-            rid, text, flags = self._interpret(row, record)
-            for f in flags:
-                self.stats.flags[f] = self.stats.flags.get(f, 0) + 1
-            if self.strict and flags:
-                raise ValueError(f"{self.path}:{where}: record {rid!r}: {', '.join(flags)}")
-            batch.ids.append(rid)
-            batch.texts.append(text)
-            batch.flags.append(flags)
+            rules.add(batch, row, where, record)
             if len(batch) == self.batch_size:
-                checked = checked or self._check_text_field(batch)
+                self._check_unchanged()
+                if not checked:
+                    rules.check_text_field(batch)
+                    checked = True
                 yield batch
                 batch = RecordBatch(start=row + 1, ids=[], texts=[], flags=[])
+        # The whole file has been read: the hash is of the bytes the records came from.
+        self._check_unchanged()
+        self.sha256 = self._pass_sha256
+        self.file_size, self.file_mtime_ns = self._state
         if len(batch):
             if not checked:
-                self._check_text_field(batch)
+                rules.check_text_field(batch)
             yield batch
 
-    def _check_text_field(self, batch: RecordBatch) -> bool:
-        # A text field that no record of the first batch has is a wrong --text-field, not bad
-        # data: say so instead of flagging every record.
-        if not self._text_field_seen and self._fields_seen:
-            raise ValueError(
-                f"{self.path}: no record of the first {len(batch)} has the text field "
-                f"{self.text_field!r}; fields seen: {sorted(self._fields_seen)}"
-            )
-        return True
-
-    def _interpret(self, row: int, record: Any) -> tuple[str, str | None, list[str]]:
-        if isinstance(record, dict):
-            if len(self._fields_seen) < 256:
-                self._fields_seen.update(record.keys())
-            if self.text_field in record:
-                self._text_field_seen = True
-        rid, text, flags = interpret_record(record, row, self.text_field, self.id_field)
-        return self._unique(rid, flags), text, flags
-
-    def _unique(self, rid: str, flags: list[str]) -> str:
-        if rid in self._seen_ids:
-            flags.append("duplicate_id")
-            flags.sort(key=flag_order)
-        else:
-            self._seen_ids.add(rid)
-        return rid
+    def _check_unchanged(self) -> None:
+        if _file_state(self.path) != self._state:
+            raise _changed_error(self.path)
 
     def _records(self) -> Iterator[tuple[str, Any]]:
+        """(where, parsed record) for each record; ``_pass_sha256`` once all are read."""
         if self.format == "parquet":
             yield from self._parquet_records()
+            self._pass_sha256 = sha256_of(self.path)
             return
-        with open(self.path, "rb") as raw:
-            self._raw = raw
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if self.gzip else raw
+        with _Input(self.path, self.gzip, self._state) as src:
+            self._raw = src.raw
             if self.format == "jsonl":
-                yield from self._jsonl_records(stream)
+                yield from self._jsonl_records(src)
             else:
-                yield from self._csv_records(stream)
+                yield from self._csv_records(src)
+            self._pass_sha256 = src.sha256()
 
-    def _jsonl_records(self, stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
-        lines = _jsonl_lines(stream, self.stats)
+    def _jsonl_records(self, src: _Input) -> Iterator[tuple[str, Any]]:
+        lines = _jsonl_lines(src, self.stats)
         for _ in itertools.islice(lines, self.skip):
             pass
         for line_no, raw in lines:
             yield f"line {line_no}", parse_jsonl_line(raw)
 
-    def _csv_records(self, stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
-        header, rows = _csv_rows(stream, self.format)
-        self._fields_seen.update(header)
+    def _csv_records(self, src: _Input) -> Iterator[tuple[str, Any]]:
+        header, rows = _csv_rows(src, self.format)
+        self._rules.fields_seen(header)
+        for name in (self.text_field, self.id_field):
+            if name and header.count(name) > 1:
+                raise InputError(
+                    src.path,
+                    f"line 1: column {name!r} appears {header.count(name)} times in the header",
+                    line=1,
+                )
         for line_no, row in itertools.islice(rows, self.skip, None):
-            if len(row) != len(header):
+            if row is None or len(row) != len(header):
                 yield f"line {line_no}", _Bad("malformed_row")
             else:
                 yield f"line {line_no}", dict(zip(header, row, strict=True))
 
     def _parquet_records(self) -> Iterator[tuple[str, Any]]:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(self.path)
-        schema = pf.schema_arrow
-        self._fields_seen.update(schema.names)
-        if self.text_field not in schema.names:
-            raise ValueError(f"{self.path}: no column {self.text_field!r}; columns: {schema.names}")
-        text_type = schema.field(self.text_field).type
-        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-            raise ValueError(
-                f"{self.path}: column {self.text_field!r} has type {text_type}, expected string"
-            )
-        columns = [self.text_field]
-        if self.id_field and self.id_field in schema.names:
-            columns.append(self.id_field)
+        pf = _open_parquet(self.path)
+        self._rules.fields_seen(pf.schema_arrow.names)
+        columns = parquet_record_columns(self.path, pf.schema_arrow, self.text_field, self.id_field)
         self.bytes_total = pf.metadata.num_rows  # progress counts rows for Parquet
         row = 0
         to_skip = self.skip
-        for batch in pf.iter_batches(batch_size=self.batch_size, columns=columns):
+        batches = pf.iter_batches(batch_size=self.batch_size, columns=columns)
+        while True:
+            try:
+                batch = next(batches, None)
+            except pa.ArrowException as err:
+                raise _parquet_error(self.path, err, self._state, row) from err
+            if batch is None:
+                break
             first = min(to_skip, batch.num_rows)
             to_skip -= first
             for offset, record in enumerate(batch.slice(first).to_pylist(), start=first + 1):
@@ -296,54 +528,106 @@ class RecordReader:
             self._parquet_rows_read = row
 
 
+def parquet_record_columns(
+    path: Path, schema: Any, text_field: str, id_field: str | None
+) -> list[str]:
+    """The columns that make a Parquet file's records (text, and id when present), checked:
+    the text column exists once and holds strings, the id column is not repeated."""
+    import pyarrow as pa
+
+    names = schema.names
+    if text_field not in names:
+        raise ValueError(f"{path}: no column {text_field!r}; columns: {names}")
+    for name in (text_field, id_field):
+        # pyarrow would pick one of them without a word
+        if name and names.count(name) > 1:
+            raise InputError(
+                path,
+                f"column {name!r} appears {names.count(name)} times; rename the copies or "
+                "choose another field",
+            )
+    text_type = schema.field(text_field).type
+    if not _is_text_type(pa, text_type):
+        raise ValueError(f"{path}: column {text_field!r} has type {text_type}, expected string")
+    return [text_field] + ([id_field] if id_field and id_field in names else [])
+
+
+def _is_text_type(pa: Any, t: Any) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type  # to_pylist() decodes it
+    string_view = getattr(pa.types, "is_string_view", lambda _: False)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or string_view(t)
+
+
+def _open_parquet(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(path, f"not a readable Parquet file: {err}") from err
+
+
+def _parquet_error(path: Path, err: Exception, state: tuple[int, int], row: int) -> InputError:
+    if _file_state(path) != state:
+        return _changed_error(path)
+    return InputError(path, f"damaged Parquet data after row {row}: {err}", line=row)
+
+
+# -- JSONL ---------------------------------------------------------------------------------------
+
+
 def iter_jsonl_lines(
     path: Path, gz: bool, stats: ReadStats | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) for every non-blank line: the records of a JSONL file."""
-    with _open_binary(path, gz) as f:
-        yield from _jsonl_lines(f, stats)
+    with _Input(Path(path), gz) as src:
+        yield from _jsonl_lines(src, stats)
 
 
-def _jsonl_lines(f: IO[bytes], stats: ReadStats | None) -> Iterator[tuple[int, bytes]]:
-    for line_no, raw in enumerate(f, start=1):
-        if line_no == 1 and raw.startswith(UTF8_BOM):
-            raw = raw[len(UTF8_BOM) :]  # a byte order mark is not part of the first record
-        if not raw.strip():
-            if stats is not None:
-                stats.blank_lines += 1
-            continue
-        yield line_no, raw
-
-
-def csv_dialect(fmt: str) -> dict[str, Any]:
-    """RFC 4180 quoting for both CSV and TSV (as Python's excel-tab dialect and pandas read
-    them): a quoted field may hold the delimiter, quotes and newlines."""
-    return {"delimiter": "\t" if fmt == "tsv" else ","}
-
-
-def iter_csv_rows(
-    path: Path, gz: bool, fmt: str
-) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and an iterator of (line number, fields) of a CSV/TSV file. Undecodable bytes
-    are kept as lone surrogates (``surrogateescape``) so they round-trip when written back."""
-    return _csv_rows(_open_binary(path, gz), fmt)
-
-
-def _csv_rows(raw: IO[bytes], fmt: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text, **csv_dialect(fmt))
+def _jsonl_lines(src: _Input, stats: ReadStats | None) -> Iterator[tuple[int, bytes]]:
+    line_no = 0
     try:
-        header = next(reader)
-    except StopIteration:
-        text.close()
-        return [], iter(())
+        for line_no, raw in enumerate(_lines(src.stream), start=1):
+            if line_no == 1 and raw.startswith(UTF8_BOM):
+                raw = raw[len(UTF8_BOM) :]  # a byte order mark is not part of the first record
+            if not raw.strip():
+                if stats is not None:
+                    stats.blank_lines += 1
+                continue
+            yield line_no, raw
+    except _GZIP_ERRORS as err:
+        # line_no is the last line read whole: the error came while reading the next one
+        raise src.damaged(err, line_no) from err
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        with text:
-            for row in reader:
-                yield reader.line_num, row
 
-    return header, rows()
+def _lines(f: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a JSONL stream, line endings kept: they end at LF (CRLF too), or, when the
+    first 64 KiB hold a CR but no LF (classic Mac files), at CR, LF or CRLF."""
+    head = f.readline(_SNIFF_BYTES)
+    if head and not head.endswith(b"\n"):
+        if head.endswith(b"\r"):
+            head += f.read(1)  # a CRLF split by the sniffing limit?
+        if b"\r" in (head[:-2] if head.endswith(b"\r\n") else head):
+            return _split_any_line_end(head, f)
+        if not head.endswith(b"\n"):
+            head += f.readline()  # the rest of a first line longer than 64 KiB
+    # not a generator: lines come straight from the C line iterator
+    return itertools.chain((head,) if head else (), f)
+
+
+def _split_any_line_end(head: bytes, f: IO[bytes]) -> Iterator[bytes]:
+    pending = [head]  # the last, maybe unfinished, line; joined once a line end comes
+    while chunk := f.read(_READ_CHUNK):
+        if b"\r" not in chunk and b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        # a CR at the end of the pending line may pair with an LF at the start of the chunk
+        lines = (b"".join(pending) + chunk).splitlines(keepends=True)
+        pending = [lines.pop()]
+        yield from lines
+    yield from b"".join(pending).splitlines(keepends=True)
 
 
 @dataclass
@@ -351,6 +635,56 @@ class _Bad:
     """A row that could not be read as a record; ``flag`` says why."""
 
     flag: str
+
+
+class _RepeatedKeys(dict):
+    """A JSON object whose line repeats a key: the last value of each is kept."""
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey
+    return obj
+
+
+_DECODE_CHECKED = json.JSONDecoder(object_pairs_hook=_no_repeated_keys).decode
+_DECODE_LAST_WINS = json.JSONDecoder().decode
+
+
+# byte -> 1 for [ {, 2 for ] }, 3 for a quote, 4 for a backslash, 0 for the rest
+_JSON_TABLE = bytes(
+    {0x5B: 1, 0x7B: 1, 0x5D: 2, 0x7D: 2, 0x22: 3, 0x5C: 4}.get(b, 0) for b in range(256)
+)
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text; brackets in strings do not count.
+    Vectorised (linear time): the lines that get here hold hundreds of brackets, maybe millions."""
+    kind = np.frombuffer(raw.translate(_JSON_TABLE), dtype=np.uint8)
+    where = np.flatnonzero(kind)
+    kind = kind[where]
+    quotes = where[kind == 3]
+    backslashes = where[kind == 4]
+    if len(quotes) and len(backslashes):
+        # a quote right after an odd run of backslashes is escaped: not a string's end
+        k = np.arange(len(backslashes))
+        starts = np.diff(backslashes, prepend=-2) != 1
+        run_length = k - np.maximum.accumulate(np.where(starts, k, 0)) + 1
+        j = np.minimum(np.searchsorted(backslashes, quotes - 1), len(backslashes) - 1)
+        before = np.where(backslashes[j] == quotes - 1, run_length[j], 0)
+        quotes = quotes[before % 2 == 0]
+    brackets = kind < 3
+    steps = kind[brackets].view(np.int8)
+    if len(quotes):
+        # outside strings: an even number of (unescaped) quotes before it
+        steps = steps[np.searchsorted(quotes, where[brackets]) % 2 == 0]
+    # kind 1 (open) -> +1, kind 2 (close) -> -1
+    return int(np.cumsum(3 - 2 * steps, dtype=np.int32).max(initial=0))
 
 
 FLAG_ORDER = {name: k for k, name in enumerate((*RECORD_ERRORS, "empty_text"))}
@@ -362,12 +696,55 @@ def flag_order(flag: str) -> int:
 
 
 def parse_jsonl_line(raw: bytes) -> Any:
-    """A JSONL line's value, or ``_Bad("invalid_json")``. Undecodable bytes are kept as lone
-    surrogates (``surrogateescape``): the id stays readable and the text gets flagged."""
+    """A JSONL line's value, or ``_Bad(flag)`` (``invalid_json``, ``json_too_deep``). An object
+    that repeats a key comes back as a ``dict`` subclass that :func:`interpret_record` flags
+    ``duplicate_key``. Undecodable bytes are kept as lone surrogates (``surrogateescape``): the
+    id stays readable and the text gets flagged. Never raises."""
+    text = raw.decode("utf-8", errors="surrogateescape")
     try:
-        return json.loads(raw.decode("utf-8", errors="surrogateescape"))
+        return _depth_checked(raw, _DECODE_CHECKED(text))
+    except _RepeatedKey:
+        pass
+    except RecursionError:  # deeper than the interpreter's stack allows: deeper than the limit
+        return _Bad("json_too_deep")
     except ValueError:
-        return _Bad("invalid_json")
+        return _Bad("json_too_deep" if _too_deep(raw) else "invalid_json")
+    # A repeated key (rare): parse again keeping the last value; what follows it may be invalid.
+    try:
+        value = _depth_checked(raw, _DECODE_LAST_WINS(text))
+    except RecursionError:
+        return _Bad("json_too_deep")
+    except ValueError:
+        return _Bad("json_too_deep" if _too_deep(raw) else "invalid_json")
+    return _RepeatedKeys(value) if isinstance(value, dict) else value
+
+
+def _depth_checked(raw: bytes, value: Any) -> Any:
+    """``value``, or ``_Bad("json_too_deep")`` when it nests deeper than MAX_JSON_DEPTH: the
+    same line gets the same flag wherever it is parsed, whatever the stack depth there."""
+    # Nesting deeper than the limit takes two bytes a level; a flat object (the usual record)
+    # is one level: only what is left is counted.
+    if len(raw) <= 2 * MAX_JSON_DEPTH or _is_flat(value) or not _too_deep(raw):
+        return value
+    return _Bad("json_too_deep")
+
+
+def _is_flat(value: Any) -> bool:
+    if type(value) is not dict:
+        return False
+    for v in value.values():
+        if type(v) is dict or type(v) is list:
+            return False
+    return True
+
+
+def _too_deep(raw: bytes) -> bool:
+    # Only a line with more brackets than the limit can be too deep; counting them is cheap.
+    return (
+        len(raw) > MAX_JSON_DEPTH
+        and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+        and _json_depth(raw) > MAX_JSON_DEPTH
+    )
 
 
 def interpret_record(
@@ -400,7 +777,84 @@ def interpret_record(
     elif not _is_valid_unicode(text):
         flags.append("invalid_utf8")
         text = None
+    if type(record) is _RepeatedKeys:
+        flags.append("duplicate_key")
+    if len(flags) > 1:
+        flags.sort(key=flag_order)
     return rid, text, flags
+
+
+# -- CSV / TSV -----------------------------------------------------------------------------------
+
+
+def csv_dialect(fmt: str) -> dict[str, Any]:
+    """RFC 4180 quoting for both CSV and TSV (as Python's excel-tab dialect and pandas read
+    them): a quoted field may hold the delimiter, quotes and newlines. ``strict``: a quote
+    closes a field only before a delimiter or a line end, and the file must not end inside a
+    quoted field, so a stray quote cannot silently swallow the lines after it."""
+    return {"delimiter": "\t" if fmt == "tsv" else ",", "strict": True}
+
+
+def iter_csv_rows(
+    path: Path, gz: bool, fmt: str
+) -> tuple[list[str], Iterator[tuple[int, list[str] | None]]]:
+    """The header and an iterator of (line number, fields) of a CSV/TSV file; fields are
+    ``None`` for a row the csv module cannot read. Undecodable bytes are kept as lone surrogates
+    (``surrogateescape``) so they round-trip when written back."""
+    src = _Input(Path(path), gz)
+    try:
+        header, rows = _csv_rows(src, fmt)
+    except BaseException:
+        src.close()
+        raise
+
+    def closing() -> Iterator[tuple[int, list[str] | None]]:
+        with src:
+            yield from rows
+
+    return header, closing()
+
+
+def _csv_rows(src: _Input, fmt: str) -> tuple[list[str], Iterator[tuple[int, list[str] | None]]]:
+    text = io.TextIOWrapper(src.stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text, **csv_dialect(fmt))
+    rows = _csv_row_iter(src, reader)
+    first = next(rows, None)
+    if first is None:
+        return [], rows
+    if first[1] is None:
+        raise InputError(src.path, "line 1: the header is not valid CSV", line=1)
+    return first[1], rows
+
+
+def _csv_row_iter(src: _Input, reader: Any) -> Iterator[tuple[int, list[str] | None]]:
+    """(line the row starts on, fields or None) for each row. (The TextIOWrapper closes the
+    stream when it goes; the hash of the rest is read from the file itself.)"""
+    end = 0  # the last line read
+    try:
+        while True:
+            try:
+                for row in reader:
+                    start = end + 1
+                    end = reader.line_num
+                    yield start, row
+                return
+            except csv.Error as err:
+                start, end = end + 1, reader.line_num
+                if "unexpected end of data" in str(err):
+                    raise InputError(
+                        src.path,
+                        f"line {start}: a quoted field in the row that starts on line {start} "
+                        f"is never closed: the file ends inside it (line {end}), so every line "
+                        "after the quote would be one field",
+                        line=start,
+                    ) from None
+            yield start, None  # the csv module goes on at the next line
+    except _GZIP_ERRORS as err:
+        raise src.damaged(err, end) from err
+
+
+# -- the selection writer ------------------------------------------------------------------------
 
 
 def read_batches(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[RecordBatch]:
@@ -417,6 +871,7 @@ def write_selected(
     gzip: bool | None = None,
     gzip_output: bool | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    sha256: str | None = None,
 ) -> int:
     """Copies the records of ``path`` with ``keep[row]`` true to ``out_path`` in the input's
     format, in input order, and returns how many were written.
@@ -424,7 +879,9 @@ def write_selected(
     JSONL lines are copied byte for byte; CSV/TSV rows are re-quoted by the csv module
     (undecodable bytes round-trip); Parquet keeps the schema and its metadata. The file is
     written under a temporary name and renamed when complete. Raises ``ValueError`` when the
-    input does not have ``len(keep)`` records (the scores belong to another file).
+    input does not have ``len(keep)`` records (the scores belong to another file),
+    :class:`InputError` for a damaged input, one that changes while it is read, or, given
+    ``sha256``, one whose bytes as read have another sha256.
     """
     from euds.cache import atomic_path
 
@@ -434,46 +891,63 @@ def write_selected(
     keep = np.asarray(keep, dtype=bool)
     n_rows = 0
     written = 0
+    state = _file_state(path)
     with atomic_path(out_path) as tmp:
         if fmt == "jsonl":
-            with _open_out(tmp, out_gz) as out:
-                for _, raw in iter_jsonl_lines(path, gz):
+            with _Input(path, gz, state) as src, open_output(tmp, out_gz) as out:
+                for _, raw in _jsonl_lines(src, None):
                     if n_rows < len(keep) and keep[n_rows]:
-                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                        copy_line(out, raw)
                         written += 1
                     n_rows += 1
+                actual = src.sha256()
         elif fmt in ("csv", "tsv"):
-            header, rows = iter_csv_rows(path, gz, fmt)
-            with _open_out(tmp, out_gz) as out_bin:
+            with _Input(path, gz, state) as src, open_output(tmp, out_gz) as out_bin:
+                header, rows = _csv_rows(src, fmt)
                 out = io.TextIOWrapper(
                     out_bin, encoding="utf-8", errors="surrogateescape", newline=""
                 )
-                writer = csv.writer(out, **csv_dialect(fmt))
+                writer = csv.writer(out, delimiter=csv_dialect(fmt)["delimiter"])
                 if header:
                     writer.writerow(header)
-                for _, row in rows:
+                for line_no, row in rows:
                     if n_rows < len(keep) and keep[n_rows]:
+                        if row is None:
+                            raise InputError(
+                                path, f"line {line_no}: the row is not valid CSV", line=line_no
+                            )
                         writer.writerow(row)
                         written += 1
                     n_rows += 1
                 out.flush()
                 out.detach()
+                actual = src.sha256()
         elif fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(path)
-            with pq.ParquetWriter(tmp, pf.schema_arrow) as writer:
-                for batch in pf.iter_batches(batch_size=batch_size):
-                    part = keep[n_rows : n_rows + batch.num_rows]
-                    if len(part) == batch.num_rows:
-                        chosen = batch.filter(pa.array(part))
-                        if chosen.num_rows:
-                            writer.write_batch(chosen)
-                        written += chosen.num_rows
-                    n_rows += batch.num_rows
+            pf = _open_parquet(path)
+            try:
+                with pq.ParquetWriter(tmp, pf.schema_arrow) as writer:
+                    for batch in pf.iter_batches(batch_size=batch_size):
+                        part = keep[n_rows : n_rows + batch.num_rows]
+                        if len(part) == batch.num_rows:
+                            chosen = batch.filter(pa.array(part))
+                            if chosen.num_rows:
+                                writer.write_batch(chosen)
+                            written += chosen.num_rows
+                        n_rows += batch.num_rows
+            except pa.ArrowException as err:
+                raise _parquet_error(path, err, state, n_rows) from err
+            actual = sha256_of(path)
         else:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        if _file_state(path) != state:
+            raise _changed_error(path)
+        if sha256 is not None and actual != sha256:
+            raise InputError(
+                path, f"has sha256 {actual[:12]}…, not {sha256[:12]}… as expected: another file"
+            )
         if n_rows != len(keep):
             raise ValueError(
                 f"{path} has {n_rows} records but the selection has {len(keep)}: the scores "
@@ -482,8 +956,14 @@ def write_selected(
     return written
 
 
+def copy_line(out: IO[bytes], raw: bytes) -> None:
+    """Writes a JSONL record's line as it was read (a last line without its end gets LF)."""
+    out.write(raw if raw.endswith((b"\n", b"\r")) else raw + b"\n")
+
+
 @contextlib.contextmanager
-def _open_out(path: Path, gz: bool) -> Iterator[IO[bytes]]:
+def open_output(path: Path, gz: bool) -> Iterator[IO[bytes]]:
+    """A selection's output file, gzipped reproducibly (mtime 0) when ``gz``."""
     with open(path, "wb") as raw:
         if gz:
             # mtime=0: the same selection gives the same bytes, hence the same checksum.
