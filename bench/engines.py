@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import DATA, table, write_result
-from euds.engines.ray_engine import connect, score_ray
+from euds.engines.ray import connect, score_ray
 from euds.pipeline import ScoreConfig, score
 from euds.scores import read_scores
 

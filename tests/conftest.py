@@ -182,6 +182,18 @@ def embedder():
     return embedder_files()
 
 
+def read_all(path, **kwargs):
+    """A whole :class:`euds.io.RecordReader` pass: (reader, batches, ids, texts, flags)."""
+    from euds.io import RecordReader
+
+    reader = RecordReader(path, **kwargs)
+    batches = list(reader)
+    ids = [i for b in batches for i in b.ids]
+    texts = [t for b in batches for t in b.texts]
+    flags = [f for b in batches for f in b.flags]
+    return reader, batches, ids, texts, flags
+
+
 def same_table(a, b) -> bool:
     """Column by column, NaN equal to NaN (pyarrow's equals treats NaN as unequal)."""
     if a.column_names != b.column_names or a.num_rows != b.num_rows:

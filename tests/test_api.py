@@ -47,7 +47,7 @@ def test_bad_texts_are_flagged_not_dropped(scorer):
     assert out["flags"].tolist() == [
         "",
         "empty_text",
-        "empty_text",
+        "missing_text",  # as a record without a text is flagged in a score directory
         "non_string_text",
         "empty_text",
     ]

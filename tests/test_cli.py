@@ -667,12 +667,12 @@ def test_select_out_of_range_seed_is_one_clear_line(scored, tmp_path, capsys, se
 
 
 def test_an_internal_error_is_one_line_unless_debug(sst2_files, tmp_path, capsys, monkeypatch):
-    import euds.pipeline
+    from euds.engines import driver
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug\nspanning lines")
 
-    monkeypatch.setattr(euds.pipeline, "score", broken)
+    monkeypatch.setattr(driver, "score", broken)
     args = ("score", sst2_files["jsonl"], "-o", tmp_path / "s", *INFO, "-q")
     assert run(*args) == 1
     err = capsys.readouterr().err

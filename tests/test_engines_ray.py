@@ -35,7 +35,7 @@ BAD_LINES = [
 
 @pytest.fixture(scope="module")
 def ray_local():
-    from euds.engines.ray_engine import connect
+    from euds.engines.ray import connect
 
     connect(num_cpus=2)
     yield
@@ -64,7 +64,7 @@ def local_scores(tmp_path_factory, corpus, tiny_lm, embedder) -> Path:
 def test_ray_scores_equal_local_scores(
     ray_local, tmp_path, corpus, tiny_lm, embedder, local_scores
 ):
-    from euds.engines.ray_engine import score_ray
+    from euds.engines.ray import score_ray
 
     out = tmp_path / "ray"
     summary = score_ray(corpus, out, config(tiny_lm, embedder), actors=2)
@@ -80,7 +80,7 @@ def test_ray_scores_equal_local_scores(
 
 
 def test_ray_selection_equals_local_selection(ray_local, tmp_path, corpus, local_scores):
-    from euds.engines.ray_engine import select_ray
+    from euds.engines.ray import select_ray
 
     options = {"budget": 0.16, "method": "intersect"}
     local = select_file(corpus, local_scores, tmp_path / "local.jsonl.gz", **options)
@@ -91,7 +91,7 @@ def test_ray_selection_equals_local_selection(ray_local, tmp_path, corpus, local
 
 
 def test_ray_parquet_input(ray_local, tmp_path, sst2_files, tiny_lm, embedder):
-    from euds.engines.ray_engine import score_ray, select_ray
+    from euds.engines.ray import score_ray, select_ray
 
     cfg = config(tiny_lm, embedder, signals=("information", "generative"))
     local = score(sst2_files["parquet"], tmp_path / "local", cfg, progress=False)
@@ -124,7 +124,7 @@ def _actor_pids() -> list[int]:
 def test_killed_actor_is_retried_without_loss_or_duplicates(
     ray_local, tmp_path, data_dir, tiny_lm, embedder
 ):
-    from euds.engines.ray_engine import score_ray
+    from euds.engines.ray import score_ray
 
     with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
         data = b"".join(itertools.islice(f, 2500))
@@ -163,7 +163,7 @@ def test_killed_actor_is_retried_without_loss_or_duplicates(
 
 
 def test_ray_engine_refuses_csv(ray_local, tmp_path, sst2_files):
-    from euds.engines.ray_engine import score_ray
+    from euds.engines.ray import score_ray
 
     with pytest.raises(ValueError, match="local engine"):
         score_ray(sst2_files["csv"], tmp_path / "x", ScoreConfig(signals=("information",)))
@@ -218,6 +218,24 @@ def test_cli_engine_ray(ray_local, tmp_path, corpus, tiny_lm, embedder, local_sc
     assert manifest["selection"]["counts"]["kept"] == manifest["output"]["records"]
 
 
+def test_cli_run_engine_ray(ray_local, tmp_path, corpus, tiny_lm, embedder, local_scores, capsys):
+    """`euds run --engine ray`: the same driver, hence the same scores and selection."""
+    from euds.cli import main
+
+    common = ["--model", str(tiny_lm.folder), "--embedder", str(embedder.folder)]
+    common += ["--batch-size", "32", "--shard-size", "128", "--k", "4", "--budget", "0.3", "-q"]
+    assert main(["run", str(corpus), "-o", str(tmp_path / "ray"), "--engine", "ray", *common]) == 0
+    assert main(["run", str(corpus), "-o", str(tmp_path / "local"), *common]) == 0
+    capsys.readouterr()
+    ray_dir, local_dir = tmp_path / "ray", tmp_path / "local"
+    assert same_table(read_scores(ray_dir / "scores"), read_scores(local_scores))
+    assert ScoreDir(ray_dir / "scores").manifest()["engine"]["name"] == "ray"
+    assert (ray_dir / "selected.jsonl.gz").read_bytes() == (
+        local_dir / "selected.jsonl.gz"
+    ).read_bytes()
+    assert (ray_dir / "report.html").is_file()
+
+
 # Valid UTF-8 whose bytes include 0x85 (NEL in Latin-1, a line break to str.splitlines) and
 # 0x1c-0x1e, plus CRLF and a lone CR inside a record: every line below is one record.
 NON_ASCII_LINES = [
@@ -234,7 +252,7 @@ NON_ASCII_LINES = [
 def test_ray_reads_non_ascii_and_crlf_like_the_local_engine(
     ray_local, tmp_path, tiny_lm, embedder, gz
 ):
-    from euds.engines.ray_engine import score_ray, select_ray
+    from euds.engines.ray import score_ray, select_ray
 
     raw = "".join(NON_ASCII_LINES * 3).encode()
     assert b"\x85" in raw and b"\r\n" in raw

@@ -12,18 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import read_all
 from euds.io import RecordReader, detect_format, read_batches, resolve_format, write_selected
 
 FORMATS = ["jsonl", "jsonl.gz", "csv", "csv.gz", "tsv", "parquet"]
-
-
-def read_all(path, **kwargs):
-    reader = RecordReader(path, **kwargs)
-    batches = list(reader)
-    ids = [i for b in batches for i in b.ids]
-    texts = [t for b in batches for t in b.texts]
-    flags = [f for b in batches for f in b.flags]
-    return reader, batches, ids, texts, flags
 
 
 def output_records(path, fmt: str) -> list[dict]:

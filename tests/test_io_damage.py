@@ -16,17 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import read_all as _read_all
 from euds import io as eio
 from euds.io import RecordReader, parse_jsonl_line, write_selected
-
-
-def read_all(path, **kwargs):
-    reader = RecordReader(path, **kwargs)
-    batches = list(reader)
-    ids = [i for b in batches for i in b.ids]
-    texts = [t for b in batches for t in b.texts]
-    flags = [f for b in batches for f in b.flags]
-    return reader, ids, texts, flags
 
 
 def records(n: int) -> list[dict]:
@@ -73,16 +65,16 @@ def test_deeply_nested_json_line_is_flagged(tmp_path, depth):
         + deep
         + b'}\n{"id": "c", "text": "after"}\n'
     )
-    reader, ids, texts, flags = read_all(path, batch_size=2)
+    reader, ids, texts, flags = _read(path, batch_size=2)
     assert ids == ["a", "1", "c"]
     assert texts == ["before", None, "after"]
     assert flags == [[], ["json_too_deep"], []]
     assert reader.stats.flags == {"json_too_deep": 1}
     # a resumed run reads past it too
-    _, ids, _, flags = read_all(path, skip=1)
+    _, ids, _, flags = _read(path, skip=1)
     assert ids == ["1", "c"] and flags == [["json_too_deep"], []]
     with pytest.raises(ValueError, match=r"line 2: record '1': json_too_deep"):
-        read_all(path, strict=True)
+        _read(path, strict=True)
 
 
 def test_json_depth_limit_is_fixed_and_ignores_brackets_in_strings():
@@ -124,7 +116,7 @@ def test_damaged_gzip_is_one_clear_error(tmp_path, fmt, how):
     path = tmp_path / f"damaged.{fmt}"
     path.write_bytes(data)
     with pytest.raises(eio.InputError) as err:
-        read_all(path)
+        _read(path)
     e = err.value
     assert isinstance(e, ValueError)
     assert e.path == path and str(path) in str(e)
@@ -177,7 +169,7 @@ def test_parquet_repeated_text_or_id_column_is_an_error(tmp_path, column):
         table = table.set_column(3, "text", pa.array(["x", "y", "z"]))
     pq.write_table(table, path)
     with pytest.raises(eio.InputError, match=rf"column '{column}' appears 2 times") as err:
-        read_all(path)
+        _read(path)
     assert str(path) in str(err.value)
 
 
@@ -190,7 +182,7 @@ def test_unreadable_parquet_is_one_clear_error(tmp_path, damage):
         {"garbage": b"PAR1 not really", "truncated": data[: len(data) // 2], "empty": b""}[damage]
     )
     with pytest.raises(eio.InputError, match="not a readable Parquet file") as err:
-        read_all(path)
+        _read(path)
     assert err.value.path == path
     with pytest.raises(eio.InputError, match="not a readable Parquet file"):
         write_selected(path, tmp_path / "out.parquet", np.ones(3, dtype=bool))
@@ -199,7 +191,7 @@ def test_unreadable_parquet_is_one_clear_error(tmp_path, damage):
 def test_parquet_repeated_other_column_is_read(tmp_path):
     path = tmp_path / "dup.parquet"
     pq.write_table(_dup_table(["id", "label", "text", "label"]), path)
-    _, ids, texts, flags = read_all(path)
+    _, ids, texts, flags = _read(path)
     assert ids == ["a", "b", "c"] and texts == ["one", "two", "three"]
     assert flags == [[], [], []]
     # and the selection keeps both columns
@@ -212,9 +204,9 @@ def test_csv_repeated_text_column_is_an_error(tmp_path):
     path = tmp_path / "dup.csv"
     path.write_bytes(b"id,text,text\na,one,uno\n")
     with pytest.raises(eio.InputError, match=r"column 'text' appears 2 times"):
-        read_all(path)
+        _read(path)
     path.write_bytes(b"id,text,label,label\na,one,1,2\n")
-    _, ids, texts, _ = read_all(path)
+    _, ids, texts, _ = _read(path)
     assert ids == ["a"] and texts == ["one"]
 
 
@@ -232,7 +224,7 @@ def test_csv_unterminated_quote_is_refused(tmp_path, name, delimiter):
     path = tmp_path / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     with pytest.raises(eio.InputError, match=r"line 5.*quote") as err:
-        read_all(path)
+        _read(path)
     assert err.value.line == 5 and str(path) in str(err.value)
     with pytest.raises(eio.InputError, match=r"line 5"):
         write_selected(path, tmp_path / f"out.{name}", np.ones(10, dtype=bool))
@@ -244,12 +236,12 @@ def test_csv_stray_quote_mid_file_is_flagged_not_merged(tmp_path):
     # are read as usual
     path = tmp_path / "stray.csv"
     path.write_bytes(b'id,text\na,fine\nb,"opens here\nc,swallowed\nd,"closes here\ne,after\n')
-    _, ids, texts, flags = read_all(path)
+    _, ids, texts, flags = _read(path)
     assert ids == ["a", "1", "e"]
     assert texts == ["fine", None, "after"]
     assert flags == [[], ["malformed_row"], []]
     with pytest.raises(ValueError, match=r"line 3: record '1': malformed_row"):
-        read_all(path, strict=True)
+        _read(path, strict=True)
     out = tmp_path / "out.csv"
     assert write_selected(path, out, np.array([True, False, True])) == 2
     assert out.read_bytes() == b"id,text\r\na,fine\r\ne,after\r\n"
@@ -258,7 +250,7 @@ def test_csv_stray_quote_mid_file_is_flagged_not_merged(tmp_path):
 def test_csv_multiline_quoted_fields_still_work(tmp_path):
     path = tmp_path / "ml.csv"
     path.write_bytes(b'id,text\na,"two\nlines"\nb,"with ""quotes""\r\nand CRLF"\nc,"last\nrow"')
-    _, ids, texts, flags = read_all(path)
+    _, ids, texts, flags = _read(path)
     assert ids == ["a", "b", "c"]
     assert texts == ["two\nlines", 'with "quotes"\r\nand CRLF', "last\nrow"]
     assert flags == [[], [], []]
@@ -273,7 +265,7 @@ def test_jsonl_with_cr_line_endings(tmp_path, name):
     data = jsonl(recs, b"\r")
     path = tmp_path / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    _, ids, texts, flags = read_all(path)
+    _, ids, texts, flags = _read(path)
     assert ids == [r["id"] for r in recs]
     assert texts == [r["text"] for r in recs]
     assert flags == [[] for _ in recs]
@@ -290,17 +282,17 @@ def test_jsonl_line_endings_decided_on_the_first_64_kib(tmp_path):
     first = b'{"text": "' + b"a" * (65535 - 12) + b'"}'
     assert len(first + b"\r") == 1 << 16
     path.write_bytes(first + b"\r\n" + b'{"text": "b",\r"id": "z"}\r\n')
-    _, ids, texts, flags = read_all(path)
+    _, ids, texts, flags = _read(path)
     assert ids == ["0", "z"] and [len(t) for t in texts] == [65535 - 12, 1]
     assert flags == [[], []]
     # a first line longer than that, LF-terminated, with no CR in the first 64 KiB
     path.write_bytes(b'{"text": "' + b"a" * 70_000 + b'",\r"id": "q"}\n{"text": "b"}\n')
-    _, ids, texts, _ = read_all(path)
+    _, ids, texts, _ = _read(path)
     assert ids == ["q", "1"] and [len(t) for t in texts] == [70_000, 1]
     # CR line endings with lines longer than a read chunk
     recs = [{"id": str(i), "text": "w" * (i * 40_000)} for i in range(6)]
     path.write_bytes(b"\r".join(json.dumps(r).encode() for r in recs))
-    _, ids, texts, _ = read_all(path)
+    _, ids, texts, _ = _read(path)
     assert ids == [r["id"] for r in recs] and texts == [r["text"] for r in recs]
 
 
@@ -310,7 +302,7 @@ def test_jsonl_mixed_line_endings(tmp_path):
     path.write_bytes(
         b'{"id": "a", "text": "x"}\r\n{"id": "b",\r"text": "y"}\n\r\n{"id": "c", "text": "z"}'
     )
-    _, ids, texts, flags = read_all(path)
+    _, ids, texts, flags = _read(path)
     assert ids == ["a", "b", "c"] and texts == ["x", "y", "z"] and flags == [[], [], []]
 
 
@@ -328,7 +320,7 @@ def test_jsonl_mixed_line_endings(tmp_path):
 def test_repeated_json_key_is_flagged(tmp_path, line, text):
     path = tmp_path / "dup.jsonl"
     path.write_bytes(b'{"id": "ok", "text": "fine", "meta": {"k": 1}}\n' + line + b"\n")
-    reader, ids, texts, flags = read_all(path)
+    reader, ids, texts, flags = _read(path)
     assert ids == ["ok", "a"]
     assert texts == ["fine", text]  # the last value, as every JSON reader keeps it
     assert flags == [[], ["duplicate_key"]]
@@ -349,7 +341,7 @@ def test_repeated_key_in_invalid_json_is_invalid_json(line):
 def test_repeated_key_and_id_flags_in_documented_order(tmp_path):
     path = tmp_path / "dup.jsonl"
     path.write_bytes(b'{"id": "a", "text": "x"}\n{"id": "a", "text": "y", "text": 5}\n')
-    _, _, texts, flags = read_all(path)
+    _, _, texts, flags = _read(path)
     assert texts == ["x", None]
     assert flags[1] == sorted(flags[1], key=eio.flag_order)
     assert set(flags[1]) == {"non_string_text", "duplicate_key", "duplicate_id"}
@@ -372,7 +364,7 @@ def test_parquet_text_column_encodings(tmp_path, make):
     texts = ["a film", None, "a film", "another"]
     path = tmp_path / "enc.parquet"
     pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "text": make(texts)}), path)
-    _, ids, got, flags = read_all(path)
+    _, ids, got, flags = _read(path)
     assert ids == ["a", "b", "c", "d"] and got == texts
     assert flags == [[], ["missing_text"], [], []]
 
@@ -459,3 +451,8 @@ def test_write_selected_checks_the_expected_sha256(tmp_path, fmt):
     with pytest.raises(eio.InputError, match="sha256"):
         write_selected(path, out_dir / path.name, keep, sha256="0" * 64)
     assert list(out_dir.iterdir()) == []
+
+
+def _read(path, **kwargs):
+    reader, _, ids, texts, flags = _read_all(path, **kwargs)
+    return reader, ids, texts, flags

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -197,7 +198,8 @@ def test_a_second_run_on_a_locked_directory_fails_at_once_naming_the_holder(tmp_
 
 
 def test_two_processes_never_share_a_score_directory(tmp_path, corpus):
-    """A real second `euds score` with another configuration while the first runs."""
+    """A real second `euds score` with another configuration while the first runs (held
+    still with SIGSTOP once it has the lock, so the second surely meets it running)."""
     big = tmp_path / "big.jsonl"
     big.write_bytes(_records(20000))
     out = tmp_path / "scores"
@@ -208,22 +210,22 @@ def test_two_processes_never_share_a_score_directory(tmp_path, corpus):
     )
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not (
-            (out / LOCK).exists() and (out / LOCK).read_text().strip()
-        ):
-            time.sleep(0.05)
+        while time.time() < deadline and not (out / MANIFEST).exists():
+            time.sleep(0.01)
+        os.kill(first.pid, signal.SIGSTOP)
+        listed = ScoreDir(out).manifest()["shards"]
         second = subprocess.run(
             [*base, "--signals", "information", "--max-tokens", "8", "--overwrite"],
             capture_output=True,
             timeout=120,
         )
-        first_running = first.poll() is None
+        assert ScoreDir(out).manifest()["shards"] == listed  # the first run's work is intact
     finally:
+        os.kill(first.pid, signal.SIGCONT)
         _, err = first.communicate(timeout=600)
+    assert second.returncode == 2
+    assert f"in use by another euds run (pid {first.pid})".encode() in second.stderr
     assert first.returncode == 0, err.decode()
-    if first_running:  # the usual case; on a very slow machine the first may be done already
-        assert second.returncode == 2
-        assert f"pid {first.pid}".encode() in second.stderr
     assert ScoreDir(out).complete() and read_scores(out).num_rows == 20000
 
 
@@ -247,16 +249,16 @@ def test_a_manifest_that_is_not_an_object_is_one_clear_line(tmp_path, corpus, ca
 
 
 def test_an_input_changed_while_it_is_scored_is_not_completed(tmp_path, corpus, monkeypatch):
-    import euds.pipeline as pipeline
+    from euds.engines import driver
 
-    late_columns = pipeline._late_columns
+    late_columns = driver.late_columns
 
     def edit_then_late_columns(*args):
         with open(corpus, "ab") as f:
             f.write(b'{"id": "new", "text": "appended while scoring"}\n')
         return late_columns(*args)
 
-    monkeypatch.setattr(pipeline, "_late_columns", edit_then_late_columns)
+    monkeypatch.setattr(driver, "late_columns", edit_then_late_columns)
     with pytest.raises(EudsError, match="changed while it was being scored"):
         score(corpus, tmp_path / "scores", INFO, progress=False)
     assert not ScoreDir(tmp_path / "scores").complete()

@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from euds.pipeline import Models, ScoreConfig
+from euds.batch import Models, Stages, pass_schema, score_record_batch
+from euds.config import ScoreConfig
+from euds.io import RecordBatch, RecordRules
 from euds.signals import SIGNALS
+from euds.signals.semantic import assign
 
 __all__ = ["Scorer", "score_dataset"]
 
@@ -43,6 +46,8 @@ class Scorer:
         self.config = config
         self.signals = config.signals
         models = Models(config)
+        self._models = models
+        self._schema = pass_schema(config.signals, config.information_mode)
         self.tokenizer = models.tokenizer
         self.information = models.information
         self.generative = models.generative
@@ -84,37 +89,31 @@ class Scorer:
 
     def score_texts(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
         """Scores one batch of texts; keys: the signals (``generative`` adds ``nll``), plus
-        ``n_tokens``, ``truncated`` and ``flags`` (``empty_text`` / ``non_string_text``)."""
-        texts = list(texts)
-        flags = []
-        clean: list[str | None] = []
-        for t in texts:
-            if t is None or isinstance(t, str):
-                clean.append(t)
-                flags.append("" if t is not None and t.strip() else "empty_text")
-            else:
-                clean.append(None)
-                flags.append("non_string_text")
-        tokens = self.tokenizer.encode(clean)
+        ``n_tokens``, ``truncated`` and ``flags`` (as a score directory's: ``missing_text``
+        for None, ``non_string_text``, ``invalid_utf8``, ``empty_text``)."""
+        if self.embedder is not None and self.centroids is None:
+            raise ValueError(
+                "semantic entropy needs centroids: pass centroids= (e.g. an earlier score "
+                "directory) or call fit_semantic() on a sample first"
+            )
+        # Each text read as a record of a file would be: one rule for flags everywhere.
+        records = RecordBatch(start=0, ids=[], texts=[], flags=[])
+        rules = RecordRules("<texts>", "text", None)
+        for k, text in enumerate(texts):
+            rules.add(records, k, f"text {k}", {"text": text})
+        batch, embeddings, _ = score_record_batch(self._models, records, self._schema, Stages({}))
+        columns = {name: batch.column(name) for name in batch.schema.names}
         out: dict[str, np.ndarray] = {}
-        if self.information is not None:
-            out["information"] = self.information.score(tokens)
-        if self.generative is not None:
-            out["generative"], out["nll"] = self.generative.score(tokens)
-        if self.embedder is not None:
-            if self.centroids is None:
-                raise ValueError(
-                    "semantic entropy needs centroids: pass centroids= (e.g. an earlier score "
-                    "directory) or call fit_semantic() on a sample first"
-                )
-            from euds.signals.semantic import semantic_entropy, top_similarities
-
-            emb = self.embedder.embed(clean)
-            sims = top_similarities(emb, self.centroids, self.config.m)
-            out["semantic"] = semantic_entropy(sims, self.config.temperature)
-        out["n_tokens"] = tokens.n_tokens.copy()
-        out["truncated"] = tokens.truncated.copy()
-        out["flags"] = np.array(flags, dtype=object)
+        for name in ("information", "generative", "nll"):
+            if name in columns:
+                out[name] = columns[name].to_numpy(zero_copy_only=False)
+        if embeddings is not None:
+            out["semantic"] = assign(
+                embeddings, self.centroids, self.config.m, self.config.temperature
+            )
+        out["n_tokens"] = columns["n_tokens"].to_numpy(zero_copy_only=False)
+        out["truncated"] = columns["truncated"].to_numpy(zero_copy_only=False)
+        out["flags"] = np.array(columns["flags"].to_pylist(), dtype=object)
         return out
 
     def score_batches(

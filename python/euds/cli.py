@@ -8,32 +8,15 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from euds._core import EudsError
 from euds._version import __version__
-from euds.io import DEFAULT_BATCH_SIZE
-from euds.pipeline import DEFAULT_SHARD_SIZE
+from euds.config import GENERATIVE, INFORMATION, READING, SCORING, SEMANTIC, ScoreConfig
 from euds.signals import SIGNALS
-from euds.signals.generative import (
-    DEFAULT_BATCH_TOKENS,
-    DEFAULT_PACK_LENGTH,
-    DEVICES,
-    PRECISIONS,
-    REDUCTIONS,
-)
-from euds.signals.information import MODES
-from euds.signals.semantic import (
-    DEFAULT_EMBED_BATCH_TOKENS,
-    DEFAULT_K,
-    DEFAULT_MAX_POINTS_PER_CENTROID,
-    DEFAULT_SEED,
-    DEFAULT_TEMPERATURE,
-    EMBED_PRECISIONS,
-    POOLINGS,
-)
-from euds.tokenizer import DEFAULT_MAX_TOKENS
 
 log = logging.getLogger("euds")
 
@@ -95,17 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     reading = argparse.ArgumentParser(add_help=False)
-    reading.add_argument(
-        "--text-field", default="text", help="field holding the text (default: text)"
-    )
-    reading.add_argument(
-        "--id-field", default="id", help="field holding the record id; row numbers when absent"
-    )
-    reading.add_argument(
-        "--format",
-        choices=["jsonl", "csv", "tsv", "parquet"],
-        help="input format (default: from the name)",
-    )
+    _add_config_options(reading, (READING,))
 
     s = sub.add_parser("score", parents=[common, reading], help="score every record of a file")
     s.add_argument("input", type=Path)
@@ -144,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_scoring_options(r)
     r.add_argument("--overwrite", action="store_true", help="replace scores of another run")
     _add_selection_options(r, budget_required=True, alone=False)
+    _add_engine_options(r, actors=True)
     r.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", parents=[common], help="an HTML report of a score directory")
@@ -236,65 +210,47 @@ def _add_engine_options(p: argparse.ArgumentParser, *, actors: bool) -> None:
 
 
 def _add_scoring_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument(
-        "--signals",
-        default=",".join(SIGNALS),
-        help=f"comma-separated subset of {','.join(SIGNALS)} (default: all three)",
-    )
-    s.add_argument(
-        "--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="BOS + content tokens"
-    )
-    s.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per batch")
-    s.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="records per shard")
-    s.add_argument("--tokenizer", help="a tokenizer.json to use instead of SmolLM2's")
-    s.add_argument(
-        "--strict", action="store_true", help="fail on the first bad record instead of flagging it"
-    )
-    i = s.add_argument_group("information signal")
-    i.add_argument("--information-mode", choices=MODES, default="sample")
-    g = s.add_argument_group("generative signal")
-    g.add_argument("--model", help="a prepared LM folder (default: SmolLM2 from the cache)")
-    g.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=DEFAULT_BATCH_TOKENS,
-        help="positions per ONNX Runtime call",
-    )
-    g.add_argument(
-        "--no-packing", dest="packing", action="store_false", help="one text per row (padded)"
-    )
-    g.add_argument(
-        "--pack-length", type=int, default=DEFAULT_PACK_LENGTH, help="positions per packed row"
-    )
-    g.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    g.add_argument(
-        "--reduction", choices=REDUCTIONS, default="kernel", help="C++ kernel or in-graph"
-    )
-    g.add_argument("--device", choices=DEVICES, default="cpu")
-    e = s.add_argument_group("semantic signal")
-    e.add_argument("--embedder", help="a prepared embedder folder (default: MiniLM from the cache)")
-    e.add_argument(
-        "--embed-batch-tokens",
-        type=int,
-        default=DEFAULT_EMBED_BATCH_TOKENS,
-        help="word pieces per call",
-    )
-    e.add_argument(
-        "--pooling", choices=POOLINGS, default="core", help="mean pooling in C++ or in-graph"
-    )
-    e.add_argument("--embed-precision", choices=EMBED_PRECISIONS, default="fp32")
-    e.add_argument("--k", type=int, default=DEFAULT_K, help="k-means centroids")
-    e.add_argument(
-        "--temperature", type=float, default=DEFAULT_TEMPERATURE, help="softmax temperature"
-    )
-    e.add_argument("--m", type=int, help="nearest centroids per text (default: min(k, 32))")
-    e.add_argument("--seed", type=int, default=DEFAULT_SEED, help="k-means seed")
-    e.add_argument(
-        "--max-points-per-centroid",
-        type=int,
-        default=DEFAULT_MAX_POINTS_PER_CENTROID,
-        help="k-means trains on at most this many points per centroid",
-    )
+    _add_config_options(s, (SCORING, INFORMATION, GENERATIVE, SEMANTIC))
+
+
+def _add_config_options(p: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """The options of :class:`euds.config.ScoreConfig`'s fields in ``groups``, read from the
+    fields themselves (their metadata holds help, flag and choices)."""
+    made: dict[str, Any] = {}
+    for f in fields(ScoreConfig):
+        cli = f.metadata.get("cli")
+        if not cli or cli["group"] not in groups:
+            continue
+        name = cli["group"]
+        if name not in made:
+            made[name] = p if name in (SCORING, READING) else p.add_argument_group(name)
+        target = made[name]
+        kwargs: dict[str, Any] = {"dest": f.name, "help": cli["help"], "default": f.default}
+        if "action" in cli:
+            kwargs["action"] = cli["action"]
+        elif isinstance(f.default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            named = cli.get("type")
+            kwargs["type"] = _OPTION_TYPES.get(named, named or _plain(f.default))
+            if "choices" in cli:
+                kwargs["choices"] = cli["choices"]
+        target.add_argument(cli.get("flag", "--" + f.name.replace("_", "-")), **kwargs)
+
+
+def _plain(default: Any) -> Callable[[str], Any]:
+    return str if default is None else type(default)
+
+
+def _signal_list(value: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in value.split(",") if s.strip())
+
+
+# Option types named in ScoreConfig's metadata.
+_OPTION_TYPES: dict[Any, Callable[[str], Any]] = {
+    "signals": _signal_list,
+    "optional": lambda value: value or None,  # an empty value means "none"
+}
 
 
 def _add_selection_options(
@@ -330,64 +286,37 @@ def _add_selection_options(
     )
 
 
-def _score_config(args: argparse.Namespace):
-    from euds.pipeline import ScoreConfig
-
-    return ScoreConfig(
-        signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
-        text_field=args.text_field,
-        id_field=args.id_field or None,
-        format=args.format,
-        strict=args.strict,
-        batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        max_tokens=args.max_tokens,
-        tokenizer=args.tokenizer,
-        information_mode=args.information_mode,
-        model=args.model,
-        batch_tokens=args.batch_tokens,
-        packing=args.packing,
-        pack_length=args.pack_length,
-        precision=args.precision,
-        reduction=args.reduction,
-        device=args.device,
-        threads=args.threads or None,
-        embedder=args.embedder,
-        embed_batch_tokens=args.embed_batch_tokens,
-        pooling=args.pooling,
-        embed_precision=args.embed_precision,
-        k=args.k,
-        temperature=args.temperature,
-        m=args.m,
-        seed=args.seed,
-        max_points_per_centroid=args.max_points_per_centroid,
-    )
+def _score_config(args: argparse.Namespace) -> ScoreConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(ScoreConfig) if f.metadata.get("cli")}
+    return ScoreConfig(**values, threads=args.threads or None)
 
 
-def _cmd_score(args: argparse.Namespace) -> int:
+def _engine(args: argparse.Namespace):
     if args.engine == "ray":
-        from euds.engines.ray_engine import score_ray
+        from euds.engines.ray import RayEngine
 
-        summary = score_ray(
-            args.input,
-            args.output,
-            _score_config(args),
-            address=args.address,
+        return RayEngine(
+            args.address,
             actors=args.actors,
             cpus_per_actor=args.cpus_per_actor,
             gpus_per_actor=args.gpus_per_actor,
-            overwrite=args.overwrite,
         )
-    else:
-        from euds.pipeline import score
+    from euds.engines.local import LocalEngine
 
-        summary = score(
-            args.input,
-            args.output,
-            _score_config(args),
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
+    return LocalEngine()
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from euds.engines import driver
+
+    summary = driver.score(
+        args.input,
+        args.output,
+        _score_config(args),
+        _engine(args),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     _log_summary(summary)
     return 0
 
@@ -440,7 +369,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from functools import partial
 
-        from euds.engines.ray_engine import select_ray
+        from euds.engines.ray import select_ray
 
         select_file = partial(select_ray, address=args.address)
     else:
@@ -476,6 +405,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         _score_config(args),
+        engine=_engine(args),
         overwrite=args.overwrite,
         progress=not args.quiet,
         command=_command_line(),
@@ -542,7 +472,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from euds.experiment import ExperimentConfig, markdown_table, run_experiment
+    from euds.experiment import ExperimentConfig, run_experiment
+    from euds.experiment_report import markdown_table
 
     config = ExperimentConfig.from_toml(args.config)
     if args.seeds is not None:

@@ -21,7 +21,6 @@ windows of a question among the 20 best starts and ends, at most 30 tokens long.
 from __future__ import annotations
 
 import collections
-import gzip
 import json
 import math
 import os
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from euds.provenance import open_text
 
 Task = Literal["classification", "qa"]
 
@@ -126,9 +127,8 @@ def read_labelled(
 ) -> tuple[list[str], list[Any]]:
     """Texts and labels of a classification JSONL(.gz) file; a record missing either is an
     error naming its line (a fine-tune must not silently train on less)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     texts, labels = [], []
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -202,8 +202,7 @@ def classification_metrics(
 
 def read_squad(path: Path) -> list[dict[str, Any]]:
     """The questions of a SQuAD v1.1 JSON(.gz) file: id, question, context, answers."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         data = json.load(f)
     out = []
     for article in data.get("data", []):

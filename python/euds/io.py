@@ -39,7 +39,7 @@ file; compressed bytes for .gz) say where, when known:
 * a Parquet file pyarrow cannot open or read; a text or id column whose name appears more than
   once (other repeated columns are read as usual and kept by the writer);
 * an input whose size or mtime_ns changes (or that disappears) while it is read: checked before
-  every batch and at the end ("INPUT changed while it was being read; score it again").
+  every batch and at the end ("INPUT: changed while it was being read ...; score it again").
 
 Line endings: JSONL lines end at LF (CRLF works the same). A file whose first 64 KiB hold a CR
 but no LF has classic Mac line endings: its lines end at CR, LF or CRLF. The writer copies each
@@ -79,6 +79,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from euds.cache import sha256_file
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet")
 RECORD_ERRORS = (
@@ -185,15 +187,7 @@ def _file_state(path: Path) -> tuple[int, int]:
 
 
 def _changed_error(path: Path) -> InputError:
-    return InputError(path, "INPUT changed while it was being read (size or mtime); score it again")
-
-
-def sha256_of(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return InputError(path, "changed while it was being read (size or mtime); score it again")
 
 
 class _HashingReader(io.RawIOBase):
@@ -470,7 +464,7 @@ class RecordReader:
         """(where, parsed record) for each record; ``_pass_sha256`` once all are read."""
         if self.format == "parquet":
             yield from self._parquet_records()
-            self._pass_sha256 = sha256_of(self.path)
+            self._pass_sha256 = sha256_file(self.path)
             return
         with _Input(self.path, self.gzip, self._state) as src:
             self._raw = src.raw
@@ -939,7 +933,7 @@ def write_selected(
                         n_rows += batch.num_rows
             except pa.ArrowException as err:
                 raise _parquet_error(path, err, state, n_rows) from err
-            actual = sha256_of(path)
+            actual = sha256_file(path)
         else:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         if _file_state(path) != state:

@@ -50,7 +50,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from euds.cache import (
     sha256_file,
     sha256_file_cached,
 )
+from euds.provenance import now_iso, versions
 from euds.tokenizer import smollm2_gguf_path, smollm2_tokenizer_path
 
 log = logging.getLogger("euds")
@@ -73,6 +73,8 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 OPSET = 18
 EXPORT_PACKAGES = ("torch", "transformers", "optimum-onnx", "onnx")
+# What a cache entry's manifest records the versions of.
+_CACHE_PACKAGES = (*EXPORT_PACKAGES, "onnxruntime", "tokenizers", "gguf", "accelerate")
 # name -> (file suffix, builder(src, dst)); the builders are defined below.
 VARIANTS = {"int8": "_int8", "int8-block": "_int8_block", "reduced": "_reduced"}
 EMBEDDER_VARIANTS = {"int8": "_int8", "int8-block": "_int8_block"}
@@ -441,16 +443,6 @@ def add_graph_reduction(src: Path, dst: Path) -> None:
 # -- cache bookkeeping ---------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for pkg in (*EXPORT_PACKAGES, "onnxruntime", "tokenizers", "gguf", "accelerate"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def _require_export_packages() -> None:
     missing = []
     for pkg in EXPORT_PACKAGES:
@@ -475,9 +467,9 @@ def _write_manifest(folder: Path, name: str, *, source: dict[str, Any], seconds:
     manifest = {
         "format": FORMAT_VERSION,
         "model": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now_iso(),
         "source": source,
-        "versions": _versions(),
+        "versions": versions(_CACHE_PACKAGES),
         "export": {"opset": OPSET, "dtype": "float32", "graphs": EXPORT_NOTES},
         "build_seconds": round(seconds, 1),
         "files": files,
@@ -519,7 +511,7 @@ def _record_file(folder: Path, path: Path) -> None:
         "size": path.stat().st_size,
         "sha256": sha256_file_cached(path),
     }
-    manifest["versions"] = {**manifest.get("versions", {}), **_versions()}
+    manifest["versions"] = {**manifest.get("versions", {}), **versions(_CACHE_PACKAGES)}
     atomic_write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from euds._version import __version__
 from euds.cache import atomic_write_bytes, sha256_file
+from euds.provenance import now_iso
 from euds.scores import ScoreDir
 
 SIGNAL_COLUMNS = ("information", "generative", "nll", "semantic")
@@ -317,7 +317,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def _page(body: str) -> str:
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = now_iso()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>euds report</title>
 <style>

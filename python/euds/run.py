@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from euds.config import ScoreConfig
+from euds.engines import driver
+from euds.engines.driver import Engine, ScoreSummary
+from euds.engines.local import LocalEngine
 from euds.io import detect_format
-from euds.pipeline import ScoreConfig, ScoreSummary, score
 from euds.report import write_report
 from euds.select import SelectionOutput, select_file
 
@@ -29,6 +32,7 @@ def run(
     out_dir: str | os.PathLike[str],
     config: ScoreConfig | None = None,
     *,
+    engine: Engine | None = None,
     overwrite: bool = False,
     progress: bool = True,
     command: list[str] | None = None,
@@ -36,11 +40,19 @@ def run(
 ) -> RunResult:
     """Scores ``input_path`` into ``out_dir/scores`` (a complete directory with the same input and
     configuration is reused as it is), selects into ``out_dir/selected.<input's extension>`` and
-    writes ``out_dir/report.html``. ``selection`` takes :func:`euds.select.select`'s options."""
+    writes ``out_dir/report.html``. ``selection`` takes :func:`euds.select.select`'s options;
+    ``engine`` scores (default: the local engine; the selection is written locally)."""
     input_path, out = Path(input_path), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores_dir = out / "scores"
-    summary = score(input_path, scores_dir, config, overwrite=overwrite, progress=progress)
+    summary = driver.score(
+        input_path,
+        scores_dir,
+        config,
+        engine or LocalEngine(),
+        overwrite=overwrite,
+        progress=progress,
+    )
     fmt = (config.format if config else None) or detect_format(input_path)[0]
     suffix = (
         "".join(input_path.suffixes[-2:])

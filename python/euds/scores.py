@@ -36,10 +36,8 @@ import logging
 import os
 import re
 import secrets
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ import numpy as np
 from euds._core import EudsError
 from euds._version import __version__
 from euds.cache import atomic_path, atomic_write_bytes, sha256_file
+from euds.provenance import now_iso, to_json, versions
 
 log = logging.getLogger("euds")
 
@@ -127,7 +126,7 @@ class ScoreDir:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(
             self.manifest_path,
-            json.dumps(manifest, indent=2, default=_json).encode(),
+            to_json(manifest),
             tag=self.token,
         )
 
@@ -573,28 +572,3 @@ class _DirLock:
             os.ftruncate(self.fd, 0)
         os.close(self.fd)  # closing the last descriptor releases the flock
         self.fd = None
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of euds, Python and the libraries behind the scores (for manifests)."""
-    import importlib.metadata
-
-    out: dict[str, str | None] = {"euds": __version__, "python": sys.version.split()[0]}
-    for pkg in ("numpy", "pyarrow", "tokenizers", "onnxruntime", "faiss-cpu"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -350,7 +349,6 @@ def select_file(
     The output never replaces the input. An existing output (or its manifest or decisions
     file) is replaced only with ``overwrite`` or when it is a selection this function wrote
     (its manifest's checksums match the files), so that the same command can run again."""
-    import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -358,6 +356,7 @@ def select_file(
     from euds._version import __version__
     from euds.cache import atomic_path, atomic_write_bytes, sha256_file
     from euds.io import write_selected
+    from euds.provenance import now_iso, to_json
     from euds.scores import ScoreDir, read_scores
 
     input_path, scores, out = Path(input_path), Path(scores), Path(output_path)
@@ -390,6 +389,7 @@ def select_file(
         selection.keep,
         format=format or config.get("format"),
         gzip_output=out.name.lower().endswith(".gz"),
+        sha256=input_sha,  # the kept records come from the bytes that were checked
     )
     counts = selection.counts
     if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
@@ -405,7 +405,7 @@ def select_file(
         pq.write_table(decisions, tmp)
     manifest = {
         "euds_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now_iso(),
         "command": command,
         "input": {"path": str(input_path), "sha256": input_sha, "records": counts["input"]},
         "scores": {
@@ -418,7 +418,7 @@ def select_file(
         "output": {"path": str(out), "sha256": sha256_file(out), "records": written},
         "decisions": {"path": str(decisions_path), "sha256": sha256_file(decisions_path)},
     }
-    atomic_write_bytes(manifest_path, json.dumps(manifest, indent=2, default=_jsonable).encode())
+    atomic_write_bytes(manifest_path, to_json(manifest))
     return SelectionOutput(selection, out, manifest_path, decisions_path, written)
 
 
@@ -458,9 +458,3 @@ def _check_outputs(
             f"{existing[0]} exists and is not a selection euds wrote: choose another -o or "
             "pass --overwrite to replace it"
         )
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")

@@ -195,6 +195,18 @@ def semantic_entropy(
     return ent.astype(np.float64)
 
 
+def assign(
+    embeddings: np.ndarray,
+    centroids: np.ndarray,
+    m: int | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> np.ndarray:
+    """SE of each embedding against the pool's centroids: the entropy of its soft assignment
+    to the m nearest (NaN rows give NaN)."""
+    emb = np.asarray(embeddings, dtype=np.float32)
+    return semantic_entropy(top_similarities(emb, centroids, m), temperature)
+
+
 def _valid_rows(embeddings: np.ndarray) -> np.ndarray:
     if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2:
         raise ValueError("embeddings must be a 2-D numpy array [n, d]")

@@ -1,7 +1,8 @@
 """The Ray engine: the scoring pass and the selection filter on Ray Data, for corpora that
 outgrow one machine.
 
-Scoring (``score_ray``), in the same score directory format as the local engine:
+Scoring (:class:`RayEngine`, run by the one driver :mod:`euds.engines.driver`; ``score_ray`` is
+the shorthand), in the same score directory format as the local engine:
 
 1. The input is read into Arrow blocks: JSONL(.gz) as raw lines split by the local reader's
    own line rule (bytes, never decoded text: only LF ends a line) in a Ray task, Parquet by
@@ -14,9 +15,9 @@ Scoring (``score_ray``), in the same score directory format as the local engine:
    numbers) and writes the shard's files itself, atomically. A retried shard rewrites the
    same files, so a killed actor costs time, never rows. (No ``groupby``: its shuffle needs
    CPUs that a pool holding every CPU never gives back.)
-3. The driver lists the shards in the manifest, marks repeated ids (``duplicate_id`` needs the
-   whole id column), then computes the late columns: k-means centroids on a sample of the kept
-   embeddings, and the assignment + entropy per shard as distributed tasks.
+3. The driver lists the shards in the manifest as they finish; then (as for every engine) it
+   marks repeated ids and computes the late columns, the per-shard assignment + entropy running
+   as Ray tasks (``map_shards``).
 
 Quantiles for selection are exact: the score columns (8 bytes a record) are gathered on the
 driver. ``select_ray`` reads the input on Ray Data, filters each block in a Ray task with its
@@ -32,26 +33,20 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from euds.pipeline import (
-    CLUSTERING,
-    ScoreConfig,
-    ScoreSummary,
-    _fill_counts,
-    _late_columns,
-    _Stages,
-    check_input_unchanged,
-    pass_schema,
-    score_identity,
-    score_record_batch,
-    semantic_record,
-)
-from euds.scores import ScoreDir, ScoreRun, ShardInfo, now_iso, open_for_scoring
+from euds.batch import Models, Stages, concat_csr, pass_schema, score_record_batch
+from euds.cache import sha256_file
+from euds.config import ScoreConfig
+from euds.engines import driver
+from euds.engines.driver import Pass, ScoreSummary
+from euds.io import InputError
+from euds.scores import ScoreDir, ScoreRun, ShardInfo
 
 log = logging.getLogger("euds")
 
@@ -102,9 +97,10 @@ def _num_rows(table) -> int:
 
 def _jsonl_table(path: str, gz: bool):
     """The records of a JSONL file as (raw bytes, 1-based line number), split into lines by
-    the local reader's own function, so that both engines see the same records: lines end
-    at LF only (bytes such as 0x85 inside a UTF-8 character, or a lone CR, are data), blank
-    lines are dropped and a leading byte order mark is removed."""
+    the local reader's own function, so that both engines see the same records: bytes are
+    split, never decoded text (0x85 inside a UTF-8 character is data), at LF (or at CR in a
+    file whose first 64 KiB hold CRs but no LF), blank lines are dropped and a leading byte
+    order mark is removed."""
     import pyarrow as pa
 
     from euds.io import iter_jsonl_lines
@@ -159,13 +155,13 @@ def _record_blocks(
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
-        names = pq.read_schema(input_path).names
+        from euds.io import parquet_record_columns
+
         records = ray.data.read_parquet(str(input_path))
         if not all_columns:
-            if text_field not in names:
-                raise ValueError(f"{input_path}: no column {text_field!r}; columns: {names}")
+            schema = pq.read_schema(input_path)
             records = records.select_columns(
-                [text_field] + ([id_field] if id_field and id_field in names else [])
+                parquet_record_columns(input_path, schema, text_field, id_field)
             )
         blocks = records.materialize().to_arrow_refs()
     else:
@@ -206,7 +202,6 @@ class _ShardScorer:
         threads: int,
     ) -> None:
         from euds import set_num_threads
-        from euds.pipeline import Models
 
         self.config = ScoreConfig(**config_dict)
         # As many threads as the CPUs this actor holds: actors on one node must not oversubscribe.
@@ -221,7 +216,7 @@ class _ShardScorer:
     def __call__(self, group):
         import pyarrow as pa
 
-        from euds.io import RecordBatch, interpret_record, parse_jsonl_line
+        from euds.io import RecordBatch, RecordRules, parse_jsonl_line
 
         config = self.config
         group = group.sort_by("row")
@@ -235,45 +230,33 @@ class _ShardScorer:
             columns = [c for c in group.column_names if c not in ("row", "shard")]
             parsed = group.select(columns).to_pylist()
             where = [f"row {r + 1}" for r in rows]
+        # The local reader's rules; ids repeated across shards are marked by the driver.
+        rules = RecordRules(
+            self.input_path, config.text_field, config.id_field, strict=config.strict
+        )
+        if self.fmt != "jsonl":
+            rules.fields_seen(columns)
         schema = pass_schema(config.signals, config.information_mode)
         batches, embeddings, token_batches = [], [], []
-        stages = _Stages({})  # the actor's stage times are not reported
-        seen_text_field = False
+        stages = Stages({})  # the actor's stage times are not reported
         for a in range(0, len(parsed), config.batch_size):
             records = RecordBatch(start=start + a, ids=[], texts=[], flags=[])
             for k in range(a, min(a + config.batch_size, len(parsed))):
-                record = parsed[k]
-                if isinstance(record, dict) and config.text_field in record:
-                    seen_text_field = True
-                rid, text, flags = interpret_record(
-                    record, int(rows[k]), config.text_field, config.id_field
-                )
-                if config.strict and flags:
-                    raise ValueError(
-                        f"{self.input_path}:{where[k]}: record {rid!r}: {', '.join(flags)}"
-                    )
-                records.ids.append(rid)
-                records.texts.append(text)
-                records.flags.append(flags)
-            if start == 0 and a == 0 and not seen_text_field:
-                raise ValueError(
-                    f"{self.input_path}: no record of the first {len(records)} has the text field "
-                    f"{config.text_field!r}"
-                )
+                rules.add(records, int(rows[k]), where[k], parsed[k])
+            if start == 0 and a == 0:
+                rules.check_text_field(records)
             batch, emb, tokens = score_record_batch(self.scorers, records, schema, stages)
             batches.append(batch)
             if emb is not None:
                 embeddings.append(emb)
             token_batches.append(tokens)
-        from euds.pipeline import _concat_csr
-
         corpus = self.scorers.information is not None and self.scorers.information.needs_counts
         info = self.sd.write_shard(
             index,
             start,
             pa.Table.from_batches(batches, schema=schema),
             np.concatenate(embeddings) if embeddings else None,
-            _concat_csr(token_batches) if corpus else None,
+            concat_csr(token_batches) if corpus else None,
         )
         return pa.table(
             {
@@ -296,6 +279,59 @@ class _ActorPool:
     max_retries: int
 
 
+class RayEngine:
+    """Scores on Ray (see the module docstring): ``actors`` actors holding the models, each
+    with ``cpus_per_actor`` CPUs (and ``gpus_per_actor`` GPUs), retried ``max_retries`` times."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        actors: int = 1,
+        cpus_per_actor: float = 1,
+        gpus_per_actor: float = 0,
+        max_retries: int = 3,
+    ) -> None:
+        if not isinstance(actors, int) or isinstance(actors, bool) or actors < 1:
+            raise ValueError(f"actors must be a positive int, got {actors!r}")
+        self.address = address
+        self.pool = _ActorPool(actors, cpus_per_actor, gpus_per_actor, max_retries)
+
+    def check(self, input_path: Path, config: ScoreConfig) -> None:
+        from euds.io import resolve_format
+
+        fmt, _ = resolve_format(input_path, config.format, None)
+        if fmt not in SUPPORTED:
+            raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
+        connect(self.address)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": "ray",
+            "actors": self.pool.actors,
+            "cpus_per_actor": self.pool.cpus_per_actor,
+            "gpus_per_actor": self.pool.gpus_per_actor,
+        }
+
+    def resume_point(self, sd: ScoreDir) -> list[ShardInfo]:
+        return sd.intact_shards()  # shards finish in any order: keep every intact one
+
+    def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        ray = _ray()
+        return ray.get([_task(fn, num_cpus=1).remote(*a) for a in args])
+
+    def run_pass(self, job: Pass) -> str | None:
+        from euds.io import resolve_format
+
+        fmt, gz = resolve_format(job.input_path, job.config.format, None)
+        done = {s.index: s for s in job.done}
+        written = _ray_pass(
+            job.input_path, fmt, gz, job.run, job.config, done, job.stages, self.pool
+        )
+        job.summary.scored_now = sum(s.rows for s in written)
+        return None  # Ray read the input: the driver hashes it
+
+
 def score_ray(
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -309,81 +345,14 @@ def score_ray(
     max_retries: int = 3,
 ) -> ScoreSummary:
     """Scores ``input_path`` on Ray into ``output_dir`` (same format as the local engine)."""
-    from euds.io import resolve_format
-
-    config = config or ScoreConfig()
-    config.check()
-    input_path = Path(input_path)
-    if not input_path.is_file():
-        raise ValueError(f"input file not found: {input_path}")
-    fmt, gz = resolve_format(input_path, config.format, None)
-    if fmt not in SUPPORTED:
-        raise ValueError(f"the Ray engine reads {SUPPORTED}, not {fmt!r}: use the local engine")
-    if not isinstance(actors, int) or actors < 1:
-        raise ValueError(f"actors must be a positive int, got {actors!r}")
-    connect(address)
-    t_start = time.perf_counter()
-    identity = score_identity(input_path, config)
-    with open_for_scoring(
-        Path(output_dir).resolve(), identity, overwrite=overwrite, reclusterable=CLUSTERING
-    ) as run:
-        summary = ScoreSummary(output=str(run.sd.path))
-        return _score_ray(
-            input_path,
-            fmt,
-            gz,
-            run,
-            config,
-            summary,
-            _Stages(summary.stage_seconds),
-            t_start,
-            _ActorPool(actors, cpus_per_actor, gpus_per_actor, max_retries),
-        )
-
-
-def _score_ray(
-    input_path: Path,
-    fmt: str,
-    gz: bool,
-    run: ScoreRun,
-    config: ScoreConfig,
-    summary: ScoreSummary,
-    stages: _Stages,
-    t_start: float,
-    pool: _ActorPool,
-) -> ScoreSummary:
-    sd, manifest = run.sd, run.manifest
-    manifest["engine"] = {
-        "name": "ray",
-        "actors": pool.actors,
-        "cpus_per_actor": pool.cpus_per_actor,
-        "gpus_per_actor": pool.gpus_per_actor,
-    }
-    if manifest.get("status") == "complete":
-        summary.reused = True
-        _fill_counts(summary, sd)
-        return summary
-    done = {s.index: s for s in sd.intact_shards()}
-    sd.drop_stale(manifest, list(done.values()))
-    manifest["shards"] = [asdict(s) for s in done.values()]
-    run.write()
-
-    written: list[ShardInfo] = []
-    if not manifest.get("pass_complete"):  # else only the clustering parameters changed
-        written = _ray_pass(input_path, fmt, gz, run, config, done, stages, pool)
-    _late_columns_ray(sd, manifest, config, stages)
-    from euds.cache import sha256_file
-
-    check_input_unchanged(input_path, run)
-    manifest["status"] = "complete"
-    manifest["input"]["sha256"] = stages.run("checksum", sha256_file, input_path)
-    manifest["finished"] = now_iso()
-    run.write()
-    summary.seconds = time.perf_counter() - t_start
-    summary.scored_now = sum(s.rows for s in written)
-    summary.resumed_from = sum(s.rows for s in done.values())
-    _fill_counts(summary, sd)
-    return summary
+    engine = RayEngine(
+        address,
+        actors=actors,
+        cpus_per_actor=cpus_per_actor,
+        gpus_per_actor=gpus_per_actor,
+        max_retries=max_retries,
+    )
+    return driver.score(input_path, output_dir, config, engine, overwrite=overwrite)
 
 
 def _ray_pass(
@@ -393,7 +362,7 @@ def _ray_pass(
     run: ScoreRun,
     config: ScoreConfig,
     done: dict[int, ShardInfo],
-    stages: _Stages,
+    stages: Stages,
     pool: _ActorPool,
 ) -> list[ShardInfo]:
     """The scoring pass over the shards not yet ``done``; returns the shards it wrote."""
@@ -404,9 +373,9 @@ def _ray_pass(
         raise ValueError(f"{input_path} holds no records")
     shard_size = config.shard_size
     todo = [k for k in range(-(-n // shard_size)) if k not in done]
-    written: list[ShardInfo] = []
     manifest["writing"] = todo  # the shards the actors may leave unlisted if killed
     run.write()
+    written: list[ShardInfo] = []
     if todo:  # none left when a resumed run died after the last shard
         shard_refs = _shard_blocks(blocks, starts, shard_size, todo)
         del blocks  # the shard blocks hold the records now
@@ -419,7 +388,7 @@ def _ray_pass(
             zero_copy_batch=True,
             fn_constructor_args=(
                 asdict(config),
-                str(sd.path),
+                str(sd.path.resolve()),  # the actors may run in another working folder
                 sd.token,
                 fmt,
                 str(input_path.resolve()),
@@ -447,101 +416,8 @@ def _ray_pass(
     if sum(s.rows for s in shards) != n or [s.index for s in shards] != list(range(len(shards))):
         raise RuntimeError(f"the Ray pass returned shards {[s.index for s in shards]} for {n} rows")
     manifest["shards"] = [asdict(s) for s in shards]
-    manifest["writing"] = []
-    run.write()
-    stages.run("duplicates", _mark_duplicates, run, shards)
-    manifest["pass_complete"] = True  # once the duplicates are marked
     run.write()
     return written
-
-
-def _mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
-    """Adds ``duplicate_id`` to later occurrences of an id, as the local reader does."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from euds.io import flag_order
-    from euds.scores import part_name
-
-    sd, manifest = run.sd, run.manifest
-    seen: set[str] = set()
-    changed = False
-    for shard in shards:
-        table = sd.read_part(shard)
-        ids = table.column("id").to_pylist()
-        flags = table.column("flags").to_pylist()
-        hit = False
-        for k, rid in enumerate(ids):
-            if rid in seen:
-                parts = [f for f in flags[k].split("|") if f]
-                if "duplicate_id" not in parts:  # a resumed run may mark a shard twice
-                    flags[k] = "|".join(sorted([*parts, "duplicate_id"], key=flag_order))
-                    hit = True
-            else:
-                seen.add(rid)
-        if hit:
-            table = table.set_column(
-                table.column_names.index("flags"), "flags", pa.array(flags, pa.string())
-            )
-            name = part_name(shard.index)
-            with sd.atomic(name) as tmp:
-                pq.write_table(table, tmp, compression="zstd")
-            for entry in manifest["shards"]:
-                if entry["index"] == shard.index:
-                    entry["files"][name] = (sd.path / name).stat().st_size
-            changed = True
-    if changed:
-        run.write()
-
-
-def _late_columns_ray(
-    sd: ScoreDir, manifest: dict[str, Any], config: ScoreConfig, stages: _Stages
-) -> None:
-    """Late columns with the assignment spread over Ray tasks (one per shard)."""
-    if "semantic" not in config.signals:
-        _late_columns(sd, manifest, config, stages)
-        return
-    ray = _ray()
-    from euds.pipeline import _corpus_information, _embedding_sample
-    from euds.signals.semantic import fit_centroids
-
-    shards = sd.shards()
-    t0 = time.perf_counter()
-    sample = _embedding_sample(sd, shards, config.max_points_per_centroid * config.k, config.seed)
-    if len(sample) < config.k:
-        raise ValueError(
-            f"semantic entropy with k={config.k} needs at least {config.k} embedded texts"
-        )
-    centroids = fit_centroids(
-        sample, config.k, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid
-    )
-    sd.write_centroids(centroids)
-    centroids_ref = ray.put(centroids)
-
-    @ray.remote(num_cpus=1, max_retries=3)
-    def assign(emb_path: str, centroids: np.ndarray, m: int | None, tau: float) -> np.ndarray:
-        from euds.signals.semantic import semantic_entropy, top_similarities
-
-        emb = np.asarray(np.load(emb_path, mmap_mode="r"), dtype=np.float32)
-        return semantic_entropy(top_similarities(emb, centroids, m), tau)
-
-    from euds.scores import embedding_name
-
-    refs = [
-        assign.remote(
-            str(sd.path / embedding_name(s.index)), centroids_ref, config.m, config.temperature
-        )
-        for s in shards
-    ]
-    late = {"semantic": np.concatenate(ray.get(refs))}
-    if "information" in config.signals and config.information_mode == "corpus":
-        late["information"] = _corpus_information(sd, shards)
-    sd.write_late(late)
-    manifest["semantic"] = {
-        **semantic_record(config, len(sample)),
-        "assignment": f"{len(shards)} Ray tasks",
-    }
-    stages.seconds["cluster"] = time.perf_counter() - t0
 
 
 def select_ray(
@@ -559,10 +435,13 @@ def select_ray(
     filtered there, and the kept records stream back in input order into the output file."""
     from euds import select as selection
 
-    def ray_writer(path, out, keep, *, format=None, gzip_output=None):
-        return _write_selected_ray(
+    def ray_writer(path, out, keep, *, format=None, gzip_output=None, sha256=None):
+        written = _write_selected_ray(
             path, out, keep, address=address, format=format, gzip_output=gzip_output
         )
+        if sha256 is not None and sha256_file(path) != sha256:  # Ray read it in parts
+            raise InputError(Path(path), "changed while the selection was written; select again")
+        return written
 
     return selection.select_file(
         input_path,
@@ -579,7 +458,7 @@ def _write_selected_ray(
     input_path, output_path, keep: np.ndarray, *, address, format, gzip_output
 ) -> int:
     from euds.cache import atomic_path
-    from euds.io import _open_out, resolve_format
+    from euds.io import copy_line, open_output, resolve_format
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt, gz = resolve_format(input_path, format, None)
@@ -610,10 +489,10 @@ def _write_selected_ray(
     out_gz = gz if gzip_output is None else gzip_output
     with atomic_path(output_path) as tmp:
         if fmt == "jsonl":
-            with _open_out(tmp, out_gz) as out:
+            with open_output(tmp, out_gz) as out:
                 for batch in kept_batches():
                     for raw in batch.column("raw").to_pylist():
-                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                        copy_line(out, raw)
                         written += 1
         else:
             import pyarrow.parquet as pq
