@@ -129,26 +129,25 @@ def score(
             log.info("%s already holds these scores: nothing to do", run.sd.path)
             summary.reused = True
         else:
-            _complete(input_path, run, config, engine, summary, stages, progress)
+            _complete(Pass(input_path, run, config, [], stages, summary, progress), engine)
         summary.seconds = time.perf_counter() - t_start
         fill_counts(summary, run.sd)
         return summary
 
 
-def _complete(
-    input_path: Path,
-    run: ScoreRun,
-    config: ScoreConfig,
-    engine: Engine,
-    summary: ScoreSummary,
-    stages: Stages,
-    progress: bool,
-) -> None:
+def _complete(job: Pass, engine: Engine) -> None:
+    input_path, run, config, stages, summary = (
+        job.input_path,
+        job.run,
+        job.config,
+        job.stages,
+        job.summary,
+    )
     sd, manifest = run.sd, run.manifest
     described = engine.describe()
     if described is not None:
         manifest["engine"] = described
-    done = engine.resume_point(sd)
+    job.done = done = engine.resume_point(sd)
     sd.drop_stale(manifest, done)
     manifest["shards"] = [asdict(s) for s in done]
     run.write()
@@ -162,7 +161,6 @@ def _complete(
         )
     input_sha256 = None
     if not manifest.get("pass_complete"):  # else only the clustering parameters changed
-        job = Pass(input_path, run, config, done, stages, summary, progress)
         input_sha256 = engine.run_pass(job)
         shards = sd.shards()
         indices = [s.index for s in shards]
