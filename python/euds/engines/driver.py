@@ -74,6 +74,10 @@ class Pass:
 class Engine(Protocol):
     """Where a scoring run's work happens."""
 
+    # True when the pass itself flags every repeated id (it sees the ids in order);
+    # otherwise the driver marks them after the pass (:func:`mark_duplicates`).
+    marks_duplicate_ids: bool
+
     def check(self, input_path: Path, config: ScoreConfig) -> None:
         """Refuses what this engine cannot do (before the score directory is touched)."""
 
@@ -167,7 +171,8 @@ def _complete(job: Pass, engine: Engine) -> None:
         if indices != list(range(len(shards))):
             raise EudsError(f"the pass left shards {indices}: not one run of 0..{len(shards) - 1}")
         manifest["writing"] = []
-        stages.run("duplicates", mark_duplicates, run, shards)
+        if not engine.marks_duplicate_ids:
+            stages.run("duplicates", mark_duplicates, run, shards)
         manifest["pass_complete"] = True  # once the duplicates are marked
         run.write()
     late_columns(run, config, stages, engine)
@@ -193,9 +198,9 @@ def check_input_unchanged(input_path: Path, run: ScoreRun) -> None:
 
 
 def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
-    """Adds ``duplicate_id`` to every later occurrence of an id (the rule of
-    :class:`euds.io.RecordReader`, which marks them while reading; an engine whose pass sees
-    only part of the ids leaves them to this pass). Rewrites only the shards it changes."""
+    """Adds ``duplicate_id`` to every later occurrence of an id, as
+    :class:`euds.io.RecordRules` does while reading, for an engine whose pass sees only part
+    of the ids at a time. Rewrites only the shards it changes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -206,9 +211,9 @@ def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
     seen: set[str] = set()
     changed = False
     for shard in shards:
-        table = sd.read_part(shard)
-        ids = table.column("id").to_pylist()
-        flags = table.column("flags").to_pylist()
+        columns = sd.read_part(shard, ["id", "flags"])  # the whole part only when it changes
+        ids = columns.column("id").to_pylist()
+        flags = columns.column("flags").to_pylist()
         hit = False
         for k, rid in enumerate(ids):
             if rid in seen:
@@ -219,6 +224,7 @@ def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
             else:
                 seen.add(rid)
         if hit:
+            table = sd.read_part(shard)
             table = table.set_column(
                 table.column_names.index("flags"), "flags", pa.array(flags, pa.string())
             )

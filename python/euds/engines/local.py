@@ -30,6 +30,8 @@ from euds.tokenizer import TokenBatch
 class LocalEngine:
     """Scores in this process: one pass, batch after batch (see the module docstring)."""
 
+    marks_duplicate_ids = True  # the reader sees every id in order
+
     def check(self, input_path: Path, config: ScoreConfig) -> None:
         return None
 

@@ -283,6 +283,8 @@ class RayEngine:
     """Scores on Ray (see the module docstring): ``actors`` actors holding the models, each
     with ``cpus_per_actor`` CPUs (and ``gpus_per_actor`` GPUs), retried ``max_retries`` times."""
 
+    marks_duplicate_ids = False  # an actor sees one shard: the driver marks them after
+
     def __init__(
         self,
         address: str | None = None,
