@@ -58,3 +58,40 @@ lint: setup
 
 clean:
 	rm -rf build $(OUT) .pytest_cache
+
+# The kernel and reader tests against an AddressSanitizer + UBSan build of the core. It is built
+# apart (build/sanitize, never installed) and imported from a copy of python/euds through
+# PYTHONPATH; a sitecustomize.py there drops an editable install's import hook, which would
+# otherwise win. libasan (part of gcc) is preloaded since python itself is not instrumented;
+# libstdc++ too, or ASan cannot find the real __cxa_throw (python does not link libstdc++); leak
+# checks are off because CPython keeps memory alive at exit by design. --capture=sys leaves a
+# sanitizer report on the terminal instead of in pytest's captured file descriptor.
+SANITIZE_DIR := build/sanitize
+SANITIZE_CXX ?= g++
+SANITIZE_TESTS ?= tests/test_kernels_*.py tests/test_io.py
+SANITIZE_PRELOAD = $(shell $(SANITIZE_CXX) -print-file-name=libasan.so) \
+	$(shell $(SANITIZE_CXX) -print-file-name=libstdc++.so)
+SANITIZE_HOOK := [f for f in sys.meta_path if not type(f).__module__.startswith('_editable_')]
+
+.PHONY: test-sanitize
+test-sanitize:
+	@test -x $(PY) || $(MAKE) setup
+	@$(PY) -c "import pybind11" 2>/dev/null || $(PIP) install -q "pybind11>=2.12"
+	@command -v cmake >/dev/null || $(PIP) install -q "cmake>=3.24"
+	@test -f "$(word 1,$(SANITIZE_PRELOAD))" || \
+		(echo "no libasan for $(SANITIZE_CXX) (Debian: apt-get install libasan8)"; exit 1)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake -S . -B $(SANITIZE_DIR) -DEUDS_BUILD_PYTHON=ON \
+		-DEUDS_SANITIZE=ON -DEUDS_ENABLE_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCMAKE_CXX_COMPILER=$(SANITIZE_CXX) -DPython_EXECUTABLE=$(CURDIR)/$(PY) \
+		-Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cmake --build $(SANITIZE_DIR) -j 2
+	rm -rf $(SANITIZE_DIR)/site && mkdir -p $(SANITIZE_DIR)/site
+	cp -r python/euds $(SANITIZE_DIR)/site/euds
+	cp $(SANITIZE_DIR)/_core*.so $(SANITIZE_DIR)/site/euds/
+	printf '%s\n' "import sys" "sys.meta_path[:] = $(SANITIZE_HOOK)" \
+		> $(SANITIZE_DIR)/site/sitecustomize.py
+	export PYTHONPATH="$(CURDIR)/$(SANITIZE_DIR)/site" LD_PRELOAD="$(SANITIZE_PRELOAD)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 && \
+	$(PY) -c "import euds._core as c; print('sanitized core:', c.__file__); \
+		assert '$(SANITIZE_DIR)/site/' in c.__file__, 'not the sanitized build'" && \
+	$(PY) -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_TESTS)

@@ -8,8 +8,11 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "euds/build_info.hpp"
 #include "euds/information.hpp"
@@ -76,6 +79,11 @@ void require_layout(const py::array& a, const std::string& name, py::ssize_t ndi
                           std::to_string(a.ndim()) + " dimensions");
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(name + " must be C-contiguous; pass np.ascontiguousarray(" + name + ")");
+  // The kernels read through typed pointers; a view at an odd byte offset would make that
+  // undefined behaviour (fine on x86 in practice, but the sanitizer build rightly aborts).
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(name + " is not aligned to its dtype (a view at an odd byte offset); " +
+                          "pass " + name + ".copy()");
 }
 
 void require_native(const py::array& a, const std::string& name) {
@@ -119,6 +127,33 @@ py::array_t<T> output(const py::object& out, const std::string& name, py::ssize_
 }
 
 py::array_t<bool> bool_output(py::ssize_t n) { return py::array_t<bool>(n); }
+
+// The bytes [first, last) an array's elements span (exact for the contiguous arrays taken here).
+std::pair<std::uintptr_t, std::uintptr_t> byte_extent(const py::array& a) {
+  if (a.size() == 0) return {0, 0};
+  auto first = reinterpret_cast<std::uintptr_t>(a.data());
+  auto last = first + static_cast<std::uintptr_t>(a.itemsize());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    const auto step = static_cast<std::intptr_t>(a.strides(d)) * (a.shape(d) - 1);
+    if (step < 0)
+      first -= static_cast<std::uintptr_t>(-step);
+    else
+      last += static_cast<std::uintptr_t>(step);
+  }
+  return {first, last};
+}
+
+// The kernels write outputs while threads still read the inputs: an output sharing memory with
+// an input (say a float view of the offsets) would corrupt the values being read, and bounds
+// already checked, into out-of-range reads.
+void require_no_overlap(const py::array& out, const std::string& out_name, const py::array& in,
+                        const std::string& in_name) {
+  const auto o = byte_extent(out), i = byte_extent(in);
+  if (o.first < i.second && i.first < o.second)
+    throw py::value_error(out_name + " overlaps " + in_name + " in memory; pass a separate " +
+                          "array for " + out_name + " (a new np.empty of the same shape and " +
+                          "dtype) or leave it None");
+}
 
 // The optional per-row arrays of the row kernels: target ids and a row mask.
 struct RowArgs {
@@ -186,10 +221,20 @@ void with_ids(const Csr& c, F&& f) {
   }
 }
 
+// The per-sample output of the CSR kernels, checked against both inputs.
+py::array_t<double> csr_output(const Csr& c, const py::object& out) {
+  auto result = output<double>(out, "out", static_cast<py::ssize_t>(c.n_samples));
+  if (!out.is_none()) {
+    require_no_overlap(result, "out", c.offsets, "offsets");
+    require_no_overlap(result, "out", c.ids, "ids");
+  }
+  return result;
+}
+
 py::array_t<double> information_entropy(const py::object& offsets, const py::object& ids,
                                         const py::object& out) {
   const Csr c = check_csr(offsets, ids);
-  auto result = output<double>(out, "out", static_cast<py::ssize_t>(c.n_samples));
+  auto result = csr_output(c, out);
   const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
   double* dst = result.mutable_data();
   with_ids(c, [&](auto* id) {
@@ -217,10 +262,21 @@ py::tuple row_softmax_entropy(const py::object& in_obj, const py::object& target
   const py::array& targets = args.targets;
   const py::array& mask = args.mask;
   auto entropy = output<float>(entropy_out, "entropy_out", n);
+  // Each given output against every array the kernel reads or writes besides it.
+  auto check_out = [&](const py::array& out, const std::string& name) {
+    require_no_overlap(out, name, in, "logits");
+    if (has_targets) require_no_overlap(out, name, targets, "targets");
+    if (has_mask) require_no_overlap(out, name, mask, "mask");
+  };
+  if (!entropy_out.is_none()) check_out(entropy, "entropy_out");
   py::object nll_obj = py::none();
   float* nll_ptr = nullptr;
   if (has_targets) {
     auto nll = output<float>(nll_out, "nll_out", n);
+    if (!nll_out.is_none()) {
+      check_out(nll, "nll_out");
+      require_no_overlap(nll, "nll_out", entropy, "entropy_out");
+    }
     nll_ptr = nll.mutable_data();
     nll_obj = nll;
   }
@@ -311,6 +367,8 @@ py::array_t<float> mean_pool_normalize(const py::object& hidden_obj, const py::o
     if (o.shape(0) != hidden.shape(0) || o.shape(1) != hidden.shape(2))
       throw py::value_error("out must have shape [batch, dim]");
     if (!o.writeable()) throw py::value_error("out must be writeable");
+    require_no_overlap(o, "out", hidden, "hidden");
+    require_no_overlap(o, "out", mask, "mask");
     out = py::reinterpret_borrow<py::array_t<float>>(o);
   }
   const auto* h = static_cast<const float*>(hidden.data());
@@ -428,15 +486,19 @@ py::tuple band_select(const py::object& ranks_obj, double position, py::ssize_t 
 // ---------------------------------------------------------------------------------------------
 // UnigramCounts
 
+// One counter may be shared by Python threads: every method takes the object's mutex, always
+// after releasing the GIL (a thread holding the mutex never waits for the GIL, so the two
+// locks cannot deadlock). add() may grow the table, so even readers must take it.
 class PyUnigramCounts {
  public:
-  explicit PyUnigramCounts(std::size_t vocab_size) : counts_(vocab_size) {}
+  explicit PyUnigramCounts(std::size_t vocab_size) : counts_(checked_vocab(vocab_size)) {}
 
   void add(const py::object& offsets, const py::object& ids) {
     const Csr c = check_csr(offsets, ids);
     const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
     with_ids(c, [&](auto* id) {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       counts_.add(c.n_samples, off, c.n_ids, id);
     });
   }
@@ -444,23 +506,52 @@ class PyUnigramCounts {
   py::array_t<double> self_information(const py::object& offsets, const py::object& ids,
                                        double alpha, const py::object& out) const {
     const Csr c = check_csr(offsets, ids);
-    auto result = output<double>(out, "out", static_cast<py::ssize_t>(c.n_samples));
+    auto result = csr_output(c, out);
     const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
     double* dst = result.mutable_data();
     with_ids(c, [&](auto* id) {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       counts_.self_information(c.n_samples, off, c.n_ids, id, alpha, dst);
     });
     return result;
   }
 
-  void merge(const PyUnigramCounts& other) { counts_.merge(other.counts_); }
-  std::uint64_t total() const { return counts_.total(); }
-  std::size_t vocab_size() const { return counts_.vocab_size(); }
+  void merge(const PyUnigramCounts& other) {
+    py::gil_scoped_release release;
+    if (&other == this) {  // a.merge(a) doubles the counts; one lock, taken once
+      std::lock_guard<std::mutex> lock(mutex_);
+      const euds::UnigramCounts copy = counts_;
+      counts_.merge(copy);
+      return;
+    }
+    // Both locks at once, in an order std::scoped_lock picks: a.merge(b) racing b.merge(a)
+    // cannot deadlock.
+    std::scoped_lock lock(mutex_, other.mutex_);
+    counts_.merge(other.counts_);
+  }
+
+  std::uint64_t total() const {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return counts_.total();
+  }
+
+  std::size_t vocab_size() const {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return counts_.vocab_size();
+  }
 
   py::array_t<std::uint64_t> counts() const {
-    py::array_t<std::uint64_t> out(static_cast<py::ssize_t>(counts_.vocab_size()));
-    std::copy(counts_.data(), counts_.data() + counts_.vocab_size(), out.mutable_data());
+    std::vector<std::uint64_t> copy;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
+      copy.assign(counts_.data(), counts_.data() + counts_.vocab_size());
+    }
+    py::array_t<std::uint64_t> out(static_cast<py::ssize_t>(copy.size()));
+    std::copy(copy.begin(), copy.end(), out.mutable_data());
     return out;
   }
 
@@ -470,14 +561,27 @@ class PyUnigramCounts {
     require_native(a, "counts");
     if (!same_dtype(a.dtype(), py::dtype::of<std::uint64_t>()))
       throw py::value_error("counts must have dtype uint64, got " + dtype_str(a));
+    checked_vocab(static_cast<std::size_t>(a.shape(0)));
     PyUnigramCounts result(0);
     result.counts_.assign(static_cast<std::size_t>(a.shape(0)),
                           static_cast<const std::uint64_t*>(a.data()));
     return result;
   }
 
+  // pybind11 moves the object returned by from_counts; a std::mutex cannot move, and a fresh
+  // object needs none of the old one's lock state.
+  PyUnigramCounts(PyUnigramCounts&& other) noexcept : counts_(std::move(other.counts_)) {}
+
  private:
+  static std::size_t checked_vocab(std::size_t vocab_size) {
+    if (vocab_size > static_cast<std::size_t>(euds::UnigramCounts::kMaxVocab))
+      throw py::value_error("vocab_size must be at most 2^31 (token ids are below 2^31), got " +
+                            std::to_string(vocab_size));
+    return vocab_size;
+  }
+
   euds::UnigramCounts counts_;
+  mutable std::mutex mutex_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -577,6 +681,25 @@ void cuda_row_softmax_entropy_ptr(std::uintptr_t in, std::size_t rows, std::size
 #endif
 }
 
+// Takes any Python integer: one beyond 64 bits is out of range like any other, a ValueError
+// rather than pybind11's TypeError for a failed conversion.
+void set_num_threads(const py::object& n_obj) {
+  if (!PyIndex_Check(n_obj.ptr()))
+    throw py::type_error("set_num_threads: n must be an integer, got " +
+                         py::str(py::type::of(n_obj).attr("__name__")).cast<std::string>());
+  const auto n = py::reinterpret_steal<py::object>(PyNumber_Index(n_obj.ptr()));
+  if (!n) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  if (overflow != 0 || v < 0 || v > euds::kMaxThreads)
+    throw py::value_error("set_num_threads: n must be 0 (the default) or 1 to " +
+                          std::to_string(euds::kMaxThreads) + ", got " +
+                          py::str(n).cast<std::string>());
+  py::gil_scoped_release release;  // may join idle workers
+  euds::set_num_threads(v);
+}
+
 py::dict build_info() {
   const euds::BuildInfo info = euds::build_info();
   py::dict d;
@@ -656,7 +779,8 @@ PYBIND11_MODULE(_core, m) {
         "cols"_a, "dtype"_a, "scale"_a, "targets_ptr"_a, "target_dtype"_a, "mask_ptr"_a,
         "entropy_ptr"_a, "nll_ptr"_a, "stream"_a = 0);
 
+  m.attr("MAX_THREADS") = euds::kMaxThreads;
   m.def("num_threads", &euds::num_threads);
-  m.def("set_num_threads", &euds::set_num_threads, "n"_a);
+  m.def("set_num_threads", &set_num_threads, "n"_a);
   m.def("build_info", &build_info);
 }

@@ -1,13 +1,17 @@
 #include "euds/parallel.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
-#include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -16,24 +20,37 @@ namespace {
 
 int default_threads() {
   if (const char* env = std::getenv("EUDS_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);  // LONG_MAX on overflow: clamped below
+    while (*end == ' ' || *end == '\t' || *end == '\n') ++end;
+    if (end != env && *end == '\0' && n > 0)
+      return static_cast<int>(std::min<long>(n, kMaxThreads));
   }
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
+  return hw == 0 ? 1 : static_cast<int>(std::min<unsigned>(hw, kMaxThreads));
 }
 
 thread_local bool tls_in_worker = false;
 
+// Never destroyed (see pool()): joining threads from a static destructor at interpreter exit
+// can hang, and a pool abandoned at fork() holds handles of threads the child does not have.
 class Pool {
  public:
-  ~Pool() { stop_workers(); }
+  explicit Pool(int threads) : threads_(threads) {}
 
   int threads() const { return threads_.load(); }
+
+  // Around fork(): see pool().
+  void hold() { run_mutex_.lock(); }
+  void release() { run_mutex_.unlock(); }
+
   void set_threads(int n) {
-    std::lock_guard<std::mutex> run(run_mutex_);
-    stop_workers();
-    threads_.store(n > 0 ? n : default_threads());
+    threads_.store(n);
+    // Never waits: the caller may hold the GIL while another Python thread's kernel holds the
+    // pool. An idle pool shrinks at once; a running job keeps its workers and the next job
+    // resizes the pool, since run() reads the count only under run_mutex_.
+    std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
+    if (run.owns_lock() && static_cast<int>(workers_.size()) > n - 1) stop_workers();
   }
 
   void run(std::size_t n, std::size_t grain,
@@ -41,19 +58,30 @@ class Pool {
     if (n == 0) return;
     grain = std::max<std::size_t>(grain, 1);
     const std::size_t chunks = (n + grain - 1) / grain;
-    const int want = static_cast<int>(std::min<std::size_t>(chunks, threads_.load()));
-    std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
-    if (want <= 1 || tls_in_worker || !run.owns_lock()) {
+    if (chunks <= 1 || tls_in_worker || threads_.load() <= 1) {
       body(0, n);
       return;
     }
-    ensure_workers(threads_.load() - 1);
+    std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
+    if (!run.owns_lock()) {
+      body(0, n);
+      return;
+    }
+    const int threads = threads_.load();  // once: the job and the pool size must agree
+    const int want = static_cast<int>(std::min<std::size_t>(chunks, threads));
+    if (want > 1) ensure_workers(threads - 1);
+    const int participants = std::min(want - 1, static_cast<int>(workers_.size()));
+    if (participants <= 0) {
+      run.unlock();
+      body(0, n);
+      return;
+    }
 
     Job job;
     job.n = n;
     job.grain = grain;
     job.body = &body;
-    job.participants = want - 1;
+    job.participants = participants;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &job;
@@ -119,13 +147,22 @@ class Pool {
     }
   }
 
+  // Called with run_mutex_ held. Starts fewer workers when the system refuses more threads;
+  // `target_` then keeps later jobs from retrying on every call.
   void ensure_workers(int n) {
-    if (static_cast<int>(workers_.size()) == n) return;
+    if (n == target_) return;
     stop_workers();
-    stopping_ = false;
-    for (int i = 0; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+    target_ = n;
+    for (int i = 0; i < n; ++i) {
+      try {
+        workers_.emplace_back([this] { worker_loop(); });
+      } catch (const std::system_error&) {
+        break;
+      }
+    }
   }
 
+  // Called with run_mutex_ held, so no job is running.
   void stop_workers() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -134,29 +171,55 @@ class Pool {
     cv_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
+    target_ = 0;
+    std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = false;
   }
 
-  std::atomic<int> threads_{default_threads()};
+  std::atomic<int> threads_;
   std::mutex run_mutex_;  // one job at a time; other callers run inline
   std::mutex mutex_;
   std::condition_variable cv_, done_cv_;
-  std::vector<std::thread> workers_;
+  std::vector<std::thread> workers_;  // guarded by run_mutex_
+  int target_ = 0;                    // workers asked for; guarded by run_mutex_
   Job* job_ = nullptr;
   std::uint64_t generation_ = 0;
   bool stopping_ = false;
 };
 
+std::atomic<Pool*> g_pool{nullptr};
+std::once_flag g_pool_once;
+
+// fork() first waits for a running job (jobs never need the GIL, so this cannot deadlock) and
+// keeps new ones inline meanwhile: no worker is inside malloc or halfway through a job when the
+// process is copied. (glibc's malloc survives that anyway; GCC 12's AddressSanitizer allocator
+// does not, and hung children of the sanitizer build.)
+void hold_pool_for_fork() { g_pool.load()->hold(); }
+void release_pool_after_fork() { g_pool.load()->release(); }
+
+// In the child only the forking thread exists: the parent's workers are gone. The old pool is
+// abandoned (leaked: its thread handles must never be joined or destroyed, its run lock stays
+// held) and a fresh one keeps the parent's thread count.
+void reset_pool_in_child() { g_pool.store(new Pool(g_pool.load()->threads())); }
+
 Pool& pool() {
-  // Leaked on purpose: joining threads from a static destructor at interpreter exit can hang.
-  static Pool* p = new Pool();
-  return *p;
+  std::call_once(g_pool_once, [] {
+    g_pool.store(new Pool(default_threads()));
+    pthread_atfork(hold_pool_for_fork, release_pool_after_fork, reset_pool_in_child);
+  });
+  return *g_pool.load();
 }
 
 }  // namespace
 
 int num_threads() { return pool().threads(); }
-void set_num_threads(int n) { pool().set_threads(n); }
+
+void set_num_threads(long long n) {
+  if (n < 0 || n > kMaxThreads)
+    throw std::invalid_argument("set_num_threads: n must be 0 (the default) or 1 to " +
+                                std::to_string(kMaxThreads) + ", got " + std::to_string(n));
+  pool().set_threads(n == 0 ? default_threads() : static_cast<int>(n));
+}
 
 void parallel_for(std::size_t n, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& body) {

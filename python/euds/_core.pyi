@@ -5,6 +5,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+MAX_THREADS: int
+
 class EudsError(RuntimeError): ...
 
 def information_entropy(
@@ -46,6 +48,8 @@ def band_select(
 def tie_key(i: int, seed: int = 0) -> int: ...
 
 class UnigramCounts:
+    """Thread-safe: methods on one counter from several threads run one at a time."""
+
     def __init__(self, vocab_size: int = 0) -> None: ...
     def add(
         self,
@@ -90,5 +94,8 @@ def cuda_row_softmax_entropy_ptr(
     stream: int = 0,
 ) -> None: ...
 def num_threads() -> int: ...
-def set_num_threads(n: int) -> None: ...
+def set_num_threads(n: int) -> None:
+    """0 = the default; ValueError outside 0..MAX_THREADS; never waits for a running kernel
+    (takes effect for the next one)."""
+
 def build_info() -> dict[str, Any]: ...

@@ -7,12 +7,19 @@ float64 array where float32 is needed raises ``ValueError`` naming the fix.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from euds import _core
-from euds._core import EudsError, UnigramCounts, build_info, num_threads, set_num_threads
+from euds._core import EudsError, UnigramCounts, build_info, num_threads
+
+#: The largest thread count ``set_num_threads`` accepts. Far above any useful count (the
+#: kernels are memory-bound well before), low enough that a typo cannot exhaust the process.
+MAX_THREADS: int = _core.MAX_THREADS
 
 __all__ = [
+    "MAX_THREADS",
     "EudsError",
     "UnigramCounts",
     "band_select",
@@ -29,6 +36,22 @@ __all__ = [
     "soft_assignment_entropy",
     "softmax_entropy",
 ]
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the kernels' thread count (the calling thread included); ``0`` restores the default
+    (``EUDS_NUM_THREADS``, else the machine's hardware threads, at most ``MAX_THREADS``).
+
+    Raises ``ValueError`` for ``n < 0`` or ``n > MAX_THREADS`` (1024) and ``TypeError`` for a
+    non-integer. Safe from any thread, also while kernels run: it never waits; a running kernel
+    keeps its threads and the next one uses ``n``. A ``fork()``ed child inherits the count.
+    """
+    n = operator.index(n)
+    if not 0 <= n <= MAX_THREADS:
+        raise ValueError(
+            f"set_num_threads: n must be 0 (the default) or 1 to {MAX_THREADS}, got {n}"
+        )
+    _core.set_num_threads(n)
 
 
 def information_entropy(offsets: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -10,16 +10,24 @@
 
 namespace euds {
 
+// The largest thread count accepted. Far above any useful count (the kernels are memory-bound
+// well before) but low enough that a typo such as 100000 cannot exhaust the process's threads.
+constexpr int kMaxThreads = 1024;
+
 // Number of threads parallel_for uses (the caller's thread included). Defaults to the
-// EUDS_NUM_THREADS environment variable, else std::thread::hardware_concurrency().
+// EUDS_NUM_THREADS environment variable (clamped to kMaxThreads), else
+// std::thread::hardware_concurrency().
 int num_threads();
-// Sets the thread count; n <= 0 restores the default. Takes effect on the next parallel_for.
-void set_num_threads(int n);
+// Sets the thread count; 0 restores the default. Throws std::invalid_argument for n < 0 or
+// n > kMaxThreads. Never waits for a running job: it keeps its threads, the next one uses n.
+// Safe to call from any thread, also while kernels run.
+void set_num_threads(long long n);
 
 // Calls body(begin, end) over [0, n) in chunks of at least `grain` items, spread over the pool.
 // Runs inline when n is small, when called from inside a pool worker (no nested parallelism) or
 // while another caller holds the pool. The first exception thrown by a chunk is rethrown here
-// after every chunk has finished.
+// after every chunk has finished. fork() waits for a running job to end; in the child the pool
+// starts afresh (the parent's workers do not exist there), with the parent's thread count.
 void parallel_for(std::size_t n, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& body);
 
