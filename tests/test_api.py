@@ -34,6 +34,7 @@ def test_scores_match_the_scorers_they_wrap(scorer, sst2_records):
         "n_tokens",
         "truncated",
         "flags",
+        "text_hash",
     }
     tokens = scorer.tokenizer.encode(texts)
     np.testing.assert_array_equal(out["information"], scorer.information.score(tokens))

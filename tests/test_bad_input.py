@@ -191,7 +191,9 @@ def test_cases_end_to_end_through_cli(tmp_path, capsys, budget):
         cli("score", path, "-o", scores, *INFO, "-q", "--batch-size", "4", "--shard-size", "8") == 0
     )
     assert len(ScoreDir(scores).shards()) == 4
-    assert cli("select", path, "--scores", scores, "-o", out, "-q", "--budget", budget) == 0
+    # every copy of a repeated text counts here (its own test is in test_select_methods)
+    args = ("-q", "--budget", budget, "--keep-duplicates")
+    assert cli("select", path, "--scores", scores, "-o", out, *args) == 0
     manifest = json.loads((tmp_path / "kept.jsonl.manifest.json").read_text())
     counts = manifest["selection"]["counts"]
     n = len(CASES)

@@ -58,6 +58,7 @@ def test_all_signals_in_one_pass(tmp_path, corpus, tiny_lm, embedder):
         "n_tokens",
         "truncated",
         "flags",
+        "text_hash",
     ]
     sd = ScoreDir(out)
     manifest = sd.manifest()

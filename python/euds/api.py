@@ -89,8 +89,9 @@ class Scorer:
 
     def score_texts(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
         """Scores one batch of texts; keys: the signals (``generative`` adds ``nll``), plus
-        ``n_tokens``, ``truncated`` and ``flags`` (as a score directory's: ``missing_text``
-        for None, ``non_string_text``, ``invalid_utf8``, ``empty_text``)."""
+        ``n_tokens``, ``truncated``, ``flags`` (as a score directory's: ``missing_text``
+        for None, ``non_string_text``, ``invalid_utf8``, ``empty_text``) and ``text_hash``
+        (equal for exact duplicates, so that a selection keeps one copy)."""
         if self.embedder is not None and self.centroids is None:
             raise ValueError(
                 "semantic entropy needs centroids: pass centroids= (e.g. an earlier score "
@@ -114,6 +115,7 @@ class Scorer:
         out["n_tokens"] = columns["n_tokens"].to_numpy(zero_copy_only=False)
         out["truncated"] = columns["truncated"].to_numpy(zero_copy_only=False)
         out["flags"] = np.array(columns["flags"].to_pylist(), dtype=object)
+        out["text_hash"] = np.array(columns["text_hash"].to_pylist(), dtype=object)
         return out
 
     def score_batches(

@@ -2,13 +2,16 @@
 
 :class:`Models` loads a configuration's tokenizer and models once; :func:`score_record_batch`
 sends one batch of records through every signal of the pass and returns the pass columns
-(:func:`pass_schema`) with the flags of :func:`record_flags`. The local engine, the Ray actors
+(:func:`pass_schema`) with the flags of :func:`record_flags` and the exact-duplicate key of
+:func:`text_hashes`. The local engine, the Ray actors
 and :class:`euds.api.Scorer` all score through here, so they give the same numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,6 +120,7 @@ def score_record_batch(models: Models, records, schema, stages: Stages):
     columns["n_tokens"] = pa.array(tokens.n_tokens, pa.int32())
     columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
     columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
+    columns["text_hash"] = pa.array(text_hashes(records.texts), pa.string())
     return pa.record_batch([columns[f.name] for f in schema], schema=schema), embeddings, tokens
 
 
@@ -133,8 +137,25 @@ def pass_schema(signals, information_mode: str = "sample"):
         pa.field("n_tokens", pa.int32()),
         pa.field("truncated", pa.bool_()),
         pa.field("flags", pa.string()),
+        pa.field("text_hash", pa.string()),
     ]
     return pa.schema(fields_)
+
+
+def text_hashes(texts: list[str | None]) -> list[str | None]:
+    """The ``text_hash`` column: 16 hex digits (64-bit BLAKE2b) of each text after Unicode NFKC
+    normalisation and whitespace folding (runs of whitespace become one space, none at the
+    ends), so that texts differing only in such form share a hash; None for a record without
+    text. Case is kept: a change of case can change what a text says (or its label)."""
+    return [
+        None
+        if text is None
+        else hashlib.blake2b(
+            " ".join(unicodedata.normalize("NFKC", text).split()).encode("utf-8"),
+            digest_size=8,
+        ).hexdigest()
+        for text in texts
+    ]
 
 
 def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
@@ -179,5 +200,6 @@ __all__ = [
     "pass_schema",
     "record_flags",
     "score_record_batch",
+    "text_hashes",
     "timed_iter",
 ]

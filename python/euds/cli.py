@@ -270,9 +270,29 @@ def _add_selection_options(
     sel.add_argument(
         *names, dest="select_signals", help="signals to select on (default: all scored)"
     )
-    sel.add_argument("--method", choices=["single", "intersect", "mean-rank"])
+    sel.add_argument("--method", choices=["single", "intersect", "mean-rank", "filter-random"])
     sel.add_argument(
-        "--position", type=float, default=0.5, help="band position, 0 = lowest entropies"
+        "--position",
+        default="0.5",
+        metavar="P | SIGNAL=P,...",
+        help="band position, 0 = lowest entropies; one number, or one per signal "
+        "(e.g. information=0.7,generative=0.4)",
+    )
+    sel.add_argument(
+        "--stratify",
+        metavar="clusters | FIELD",
+        help="a quota per k-means cluster (clusters) or per value of an input field, in "
+        "proportion to its size, the band inside each",
+    )
+    sel.add_argument(
+        "--tails",
+        metavar="LO:HI",
+        help="filter-random: the quantiles of each signal kept before sampling (default 0.05:0.95)",
+    )
+    sel.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep every copy of an exact-duplicate text (default: the first one only)",
     )
     sel.add_argument("--absolute", action="store_true", help="--interval gives score values")
     sel.add_argument("--on-nonfinite", choices=["raise", "drop"], default="raise")
@@ -357,12 +377,45 @@ def _selection_options(args: argparse.Namespace) -> dict:
         else None,
         "method": args.method,
         "budget": args.budget,
-        "position": args.position,
+        "position": _parse_position(args.position),
         "intervals": _parse_intervals(args.interval) if args.interval else None,
         "absolute": args.absolute,
         "on_nonfinite": args.on_nonfinite,
         "seed": args.tie_seed,
+        "stratify": args.stratify,
+        "tails": _parse_tails(args.tails) if args.tails else None,
+        "keep_duplicates": args.keep_duplicates,
     }
+
+
+def _parse_position(text: str) -> float | dict[str, float]:
+    """``--position``: ``0.5`` or ``information=0.7,generative=0.4``."""
+    try:
+        if "=" not in text:
+            return float(text)
+        out: dict[str, float] = {}
+        for item in text.split(","):
+            name, sep, value = item.partition("=")
+            if not sep or name.strip() in out:
+                raise ValueError
+            out[name.strip()] = float(value)
+        return out
+    except ValueError:
+        raise ValueError(
+            f"--position {text!r} is not a number or SIGNAL=P,... "
+            "(e.g. 0.5 or information=0.7,generative=0.4)"
+        ) from None
+
+
+def _parse_tails(text: str) -> tuple[float, float]:
+    """``--tails LO:HI``."""
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(lo), float(hi)
+    except ValueError:
+        raise ValueError(f"--tails {text!r} is not LO:HI (e.g. 0.05:0.95)") from None
 
 
 def _cmd_select(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
+from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -38,8 +39,6 @@ DEFAULT_SHARD_SIZE = 4096
 RUNTIME_ONLY = frozenset({"threads", "device"})
 # Used only after the pass, on the kept embeddings: changing them re-clusters, never re-embeds.
 CLUSTERING = frozenset({"k", "temperature", "m", "seed", "max_points_per_centroid"})
-# The most threads a run may ask for (kernels and ONNX Runtime alike).
-MAX_THREADS = 1024
 
 # Option groups of ``euds score --help``.
 SCORING, READING, INFORMATION, GENERATIVE, SEMANTIC = (
@@ -149,4 +148,4 @@ class ScoreConfig:
         return {k: v for k, v in asdict(self).items() if k not in RUNTIME_ONLY}
 
 
-__all__ = ["CLUSTERING", "DEFAULT_SHARD_SIZE", "MAX_THREADS", "RUNTIME_ONLY", "ScoreConfig"]
+__all__ = ["CLUSTERING", "DEFAULT_SHARD_SIZE", "RUNTIME_ONLY", "ScoreConfig"]

@@ -40,7 +40,8 @@ def run(
 ) -> RunResult:
     """Scores ``input_path`` into ``out_dir/scores`` (a complete directory with the same input and
     configuration is reused as it is), selects into ``out_dir/selected.<input's extension>`` and
-    writes ``out_dir/report.html``. ``selection`` takes :func:`euds.select.select`'s options;
+    writes ``out_dir/report.html``. ``selection`` takes :func:`euds.select.select_file`'s
+    options (``stratify`` may name ``"clusters"`` or an input field);
     ``engine`` scores (default: the local engine; the selection is written locally)."""
     input_path, out = Path(input_path), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@ Layout of ``SCORES_DIR``::
     _manifest.json        config, input identity, model hashes, library versions, shard list,
                           status ("scoring" until the pass and the late columns are done)
     part-00000.parquet    rows [0, shard_size): id, information, generative, nll, n_tokens,
-                          truncated, flags (the signals scored in the pass)
+                          truncated, flags (the signals scored in the pass), text_hash (the
+                          exact-duplicate key of :func:`euds.batch.text_hashes`; absent in
+                          directories scored before it existed)
     emb-00000.npy         float16 embeddings of those rows (semantic signal), kept so that
                           clustering or re-selection never re-embeds
     ids-00000.npz         content token ids of those rows (corpus-mode information only)
@@ -64,6 +66,7 @@ COLUMN_ORDER = (
     "n_tokens",
     "truncated",
     "flags",
+    "text_hash",
 )
 
 
@@ -243,6 +246,30 @@ class ScoreDir:
     def embeddings(self, shard: ShardInfo) -> np.ndarray:
         return np.load(self.path / embedding_name(shard.index), mmap_mode="r")
 
+    def cluster_labels(self) -> np.ndarray:
+        """The k-means cluster of every record, in input order: the index of the centroid
+        nearest (largest inner product, the lowest index on a tie) to its stored embedding,
+        -1 for a record without one (no text). Computed from ``emb-*.npy`` and
+        ``centroids.npy``, so a directory scored with the semantic signal needs no rescoring."""
+        if not (self.path / CENTROIDS).is_file():
+            raise ValueError(
+                f"{self.path} has no k-means centroids: score with the semantic signal to "
+                "stratify by cluster"
+            )
+        centroids = np.ascontiguousarray(self.centroids(), dtype=np.float32)
+        labels = []
+        for shard in self.shards():
+            if embedding_name(shard.index) not in shard.files:
+                raise ValueError(f"{self.path}: shard {shard.index} kept no embeddings")
+            emb = self.embeddings(shard)
+            out = np.full(shard.rows, -1, dtype=np.int64)
+            for a in range(0, shard.rows, 1 << 16):  # bounded float32 copies of the mmap
+                e = np.asarray(emb[a : a + (1 << 16)], dtype=np.float32)
+                ok = ~np.isnan(e).any(axis=1)
+                out[a : a + len(e)][ok] = np.argmax(e[ok] @ centroids.T, axis=1)
+            labels.append(out)
+        return np.concatenate(labels)
+
     def token_ids(self, shard: ShardInfo) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.path / ids_name(shard.index)) as z:
             return z["offsets"], z["ids"]
@@ -261,7 +288,11 @@ class ScoreDir:
         if not shards:
             raise ValueError(f"{self.path} holds no scores yet")
         tables = [self.read_part(s) for s in shards]
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        # A run resumed across versions may mix shards with and without text_hash: the
+        # missing column reads as nulls (duplicates not detected there).
+        table = (
+            pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        )
         late_path = self.path / LATE
         if late_path.is_file():
             late = pq.read_table(late_path)

@@ -1,4 +1,5 @@
-"""Interval selection over score columns: single signal, IGSE ``intersect`` and ``mean-rank``.
+"""Selection over score columns: bands (single signal, IGSE ``intersect`` and ``mean-rank``),
+cluster- or group-stratified bands, filter-then-sample, and one copy of exact duplicates.
 
 Two ways to say what to keep:
 
@@ -7,10 +8,32 @@ Two ways to say what to keep:
   ``mean-rank`` takes one interval, on the percentile rank of the mean of the signals'
   percentile ranks; ``single`` takes one signal.
 * **budget**: keep exactly ``round(budget * n)`` records with a band at ``position`` (0 = the
-  lowest entropies, 0.5 = centred on the median, 1 = the highest). For ``intersect`` the bands
-  of all signals widen together until the intersection holds the budget. Records tied at the
-  last admitted width (common: short texts share entropy values) are chosen by a hash of
-  their row seeded with ``seed``, not by input order, so no part of the file is favoured.
+  lowest entropies, 0.5 = centred on the median, 1 = the highest), one number for every signal
+  or one per signal. For ``intersect`` the bands of all signals widen together, each at its
+  own position, until the intersection holds the budget: a record enters at the largest of its
+  signals' normalised distances from their positions (``(p - u) / p`` below, ``(u - p) /
+  (1 - p)`` above, u its percentile rank). For ``mean-rank`` with one position for all, the
+  band sits at that position of the rank of the mean percentile rank; with positions that
+  differ, the records kept are those with the smallest *mean* of those normalised distances
+  (the band starts at 0 of its rank): intersect bounds the worst signal, mean-rank lets one
+  signal's distance be made up by the others. Records tied at the last admitted width
+  (common: short texts share entropy values) are chosen by a hash of their row seeded with
+  ``seed``, not by input order, so no part of the file is favoured.
+* ``method="filter-random"`` (budget only): drop each signal's tails (outside the quantiles
+  ``tails``, default 0.05-0.95; reason ``tail``), then draw the budget uniformly from the rest
+  by the same seeded row hash (reason ``not_sampled`` for the others); ``position`` plays no
+  part.
+
+``stratify`` (budget only): one label per record (a k-means cluster, a source, a language...);
+every stratum gets a quota in proportion to its eligible records (largest remainder; ties go to
+the larger stratum, then to the stratum seen first in input order), and the band (or the draw)
+is chosen inside each stratum on its own ranks, so small budgets keep every stratum.
+
+Exact duplicates: where the scores have a ``text_hash`` column, later copies of a text (in input
+order) are dropped before the band is chosen (reason ``duplicate_text``), so the kept records
+are distinct texts and the budget (a share of all input records) stays exact;
+``keep_duplicates=True`` keeps them all (identical texts have identical scores,
+so a band then keeps all copies or none).
 
 A record whose score is NaN in a used signal (empty text, unreadable record, ...) is never kept;
 its reason is ``unscored``. Infinite scores raise ``ValueError`` naming the first such record,
@@ -20,6 +43,8 @@ with a reason: kept + dropped = input.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,15 +56,22 @@ import numpy as np
 from euds import _core
 from euds.signals import SIGNALS
 
-Method = Literal["single", "intersect", "mean-rank"]
-METHODS: tuple[str, ...] = ("single", "intersect", "mean-rank")
+Method = Literal["single", "intersect", "mean-rank", "filter-random"]
+METHODS: tuple[str, ...] = ("single", "intersect", "mean-rank", "filter-random")
 SELECTABLE = (*SIGNALS, "nll")
 MEAN_RANK = "mean-rank"
+FILTER_RANDOM = "filter-random"
+DEFAULT_TAILS = (0.05, 0.95)
+TEXT_HASH = "text_hash"
+CLUSTERS = "clusters"
 
 REASON_KEPT = ""
 REASON_OUTSIDE = "outside_interval"
 REASON_UNSCORED = "unscored"
 REASON_NONFINITE = "nonfinite"
+REASON_DUPLICATE = "duplicate_text"
+REASON_TAIL = "tail"
+REASON_NOT_SAMPLED = "not_sampled"
 
 
 @dataclass
@@ -51,12 +83,18 @@ class Selection:
     method: str
     signals: list[str]
     budget: float | None
-    position: float | None
+    position: float | dict[str, float] | None
     absolute: bool
     # Per signal (and "mean-rank"): {"q_lo", "q_hi"} in quantiles and {"lo", "hi"} in values.
     intervals: dict[str, dict[str, float]] = field(default_factory=dict)
     band_width: float | None = None
     seed: int | None = None
+    tails: tuple[float, float] | None = None
+    # What was stratified on ("clusters", a field name, "labels") and each stratum's quota,
+    # band width and intervals.
+    stratify: str | None = None
+    strata: list[dict[str, Any]] | None = None
+    duplicates: dict[str, Any] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -78,7 +116,11 @@ class Selection:
             "absolute": self.absolute,
             "band_width": self.band_width,
             "seed": self.seed,
+            "tails": list(self.tails) if self.tails is not None else None,
             "intervals": self.intervals,
+            "stratify": self.stratify,
+            "strata": self.strata,
+            "duplicates": self.duplicates,
             "counts": self.counts,
         }
 
@@ -89,17 +131,24 @@ def select(
     signals: Sequence[str] | None = None,
     method: Method | None = None,
     budget: float | None = None,
-    position: float = 0.5,
+    position: float | Mapping[str, float] = 0.5,
     intervals: Mapping[str, tuple[float, float]] | None = None,
     absolute: bool = False,
     on_nonfinite: Literal["raise", "drop"] = "raise",
     seed: int = 0,
+    stratify: Any = None,
+    tails: tuple[float, float] | None = None,
+    keep_duplicates: bool = False,
 ) -> Selection:
     """Selects records from score columns.
 
     ``scores``: a mapping of column name to array, a ``pyarrow.Table`` or a
-    ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages).
-    Give exactly one of ``budget`` (a share in (0, 1]) and ``intervals``.
+    ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages;
+    ``text_hash``, for exact duplicates). Give exactly one of ``budget`` (a share in (0, 1])
+    and ``intervals``. ``position``: one number, or one per signal (a mapping naming every
+    used signal; it names the signals when ``signals`` is not given). ``stratify``: one label
+    per record (None/NaN labels form their own stratum). ``tails``: the kept quantile range of
+    each signal for ``method="filter-random"``.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
@@ -110,6 +159,8 @@ def select(
     if intervals is not None and signals is None:
         # Per-signal intervals name their signals; a mean-rank interval uses every scored one.
         signals = [s for s in intervals if s != MEAN_RANK] or None
+    if isinstance(position, Mapping) and signals is None:
+        signals = list(position)
     if signals is None:
         signals = [s for s in SIGNALS if s in columns]
     signals = list(signals)
@@ -130,6 +181,17 @@ def select(
         raise ValueError(f"method 'single' takes one signal, got {signals}")
     if on_nonfinite not in ("raise", "drop"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
+    if budget is None and (method == FILTER_RANDOM or stratify is not None):
+        raise ValueError(f"method {method!r} and stratify= need budget=, not intervals=")
+    if tails is not None and method != FILTER_RANDOM:
+        raise ValueError(f"tails= is for method {FILTER_RANDOM!r}, not {method!r}")
+    positions = _positions(position, signals)
+    if isinstance(stratify, str):
+        raise ValueError(
+            f"stratify={stratify!r} needs the score directory or the input: use select_file; "
+            "select takes one label per record"
+        )
+    strata = _strata(stratify, n) if stratify is not None else None
 
     values = {s: _score_column(columns, s) for s in signals}
     reason = np.full(n, REASON_KEPT, dtype=object)
@@ -151,65 +213,254 @@ def select(
             values[s] = np.where(inf, np.nan, v)
         reason[nan & usable] = REASON_UNSCORED
         usable &= ~nan
+    duplicates = _drop_duplicates(columns.get(TEXT_HASH), usable, reason, keep_duplicates)
     # Every used signal ranks the same pool: the records scorable on all of them.
     masked = {s: np.where(usable, v, np.nan) for s, v in values.items()}
 
     if budget is not None:
-        sel = _by_budget(masked, n, method, budget, position, seed)
+        sel = _by_budget(masked, n, method, budget, positions, seed, strata, tails, reason)
     else:
         assert intervals is not None
         sel = _by_intervals(masked, method, intervals, absolute)
         sel.position = None
     sel.signals = signals
+    sel.duplicates = duplicates
+    if strata is not None:
+        sel.stratify = "labels"
     sel.reason = reason
-    sel.reason[usable & ~sel.keep] = REASON_OUTSIDE
+    sel.reason[usable & ~sel.keep & (reason == REASON_KEPT)] = REASON_OUTSIDE
     return sel
 
 
+def _positions(position: float | Mapping[str, float], signals: list[str]) -> dict[str, float]:
+    """The band position of every used signal, checked."""
+    if isinstance(position, Mapping):
+        missing = [s for s in signals if s not in position]
+        extra = [s for s in position if s not in signals]
+        if missing or extra:
+            raise ValueError(f"give one position per signal: missing {missing}, unexpected {extra}")
+        out = {s: position[s] for s in signals}
+    else:
+        out = dict.fromkeys(signals, position)
+    for s, p in out.items():
+        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1):
+            raise ValueError(f"position must lie in [0, 1], got {p!r} for {s}")
+    return {s: float(p) for s, p in out.items()}
+
+
+def _drop_duplicates(
+    hashes: Any, usable: np.ndarray, reason: np.ndarray, keep_duplicates: bool
+) -> dict[str, Any]:
+    """Marks every usable record whose text hash an earlier usable record has (reason
+    ``duplicate_text``, no longer usable); returns the manifest's account of it."""
+    if keep_duplicates:
+        return {"policy": "keep-all", "detected": False, "dropped": 0}
+    if hashes is None:
+        return {
+            "policy": "keep-first",
+            "detected": False,
+            "dropped": 0,
+            "note": f"the scores have no {TEXT_HASH} column (scored before euds computed it): "
+            "exact duplicates were not detected; rescore to detect them",
+        }
+    hashes = np.asarray(hashes, dtype=object)
+    rows = np.flatnonzero(usable & np.array([isinstance(h, str) for h in hashes], dtype=bool))
+    _, first = np.unique(hashes[rows].astype(str), return_index=True)
+    later = np.ones(len(rows), dtype=bool)
+    later[first] = False
+    dup = rows[later]
+    reason[dup] = REASON_DUPLICATE
+    usable[dup] = False
+    return {"policy": "keep-first", "detected": True, "dropped": len(dup)}
+
+
+def _strata(labels: Any, n: int) -> tuple[np.ndarray, list[Any]]:
+    """(stratum index of every record, the strata's labels) in order of first appearance;
+    None or NaN labels form one stratum labelled None."""
+    labels = np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"stratify needs one label per record ({n}), got shape {np.shape(labels)}")
+    index: dict[Any, int] = {}
+    names: list[Any] = []
+    codes = np.empty(n, dtype=np.int64)
+    for i, value in enumerate(labels.tolist()):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            key, name = None, None
+        elif isinstance(value, (str, int, float, bool)):
+            key, name = (type(value).__name__, value), value
+        else:  # lists, dicts: compared by their JSON
+            name = json.dumps(value, sort_keys=True, default=str)
+            key = ("json", name)
+        code = index.get(key)
+        if code is None:
+            code = index[key] = len(names)
+            names.append(name)
+        codes[i] = code
+    return codes, names
+
+
+def largest_remainder(sizes: np.ndarray, total: int) -> np.ndarray:
+    """Integer quotas in proportion to ``sizes`` that sum to ``total`` (<= sum of sizes):
+    each gets the floor of its share, and the rest go one each to the largest remainders, ties
+    to the larger size, then to the earlier index. Exact integer arithmetic."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    whole = int(sizes.sum())
+    if not 0 <= total <= whole:
+        raise ValueError(f"cannot share {total} among strata of {whole} records")
+    if whole == 0:
+        return np.zeros_like(sizes)
+    quota = sizes * total // whole
+    remainder = sizes * total - quota * whole
+    order = np.lexsort((np.arange(len(sizes)), -sizes, -remainder))
+    quota[order[: total - int(quota.sum())]] += 1
+    return quota
+
+
 def _by_budget(
-    values: dict[str, np.ndarray], n: int, method: str, budget: float, position: float, seed: int
+    values: dict[str, np.ndarray],
+    n: int,
+    method: str,
+    budget: float,
+    positions: dict[str, float],
+    seed: int,
+    strata: tuple[np.ndarray, list[Any]] | None,
+    tails: tuple[float, float] | None,
+    reason: np.ndarray,
 ) -> Selection:
     if not (isinstance(budget, (int, float)) and 0 < budget <= 1):
         raise ValueError(f"budget must be a share in (0, 1], got {budget!r}")
-    if not (isinstance(position, (int, float)) and 0 <= position <= 1):
-        raise ValueError(f"position must lie in [0, 1], got {position!r}")
     keep_n = round(budget * n)
-    ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
-    if method == "mean-rank":
-        ranks = _core.mean_rank(ranks)[None, :]
-    n_valid = int((~np.isnan(ranks).any(axis=0)).sum())
-    if keep_n > n_valid:
-        raise ValueError(
-            f"budget {budget} asks for {keep_n} of {n} records but only {n_valid} have every "
-            "score; lower the budget"
-        )
-    keep, width = _core.band_select(np.ascontiguousarray(ranks), float(position), keep_n, seed)
-    q_lo = position * (1.0 - width)
-    q_hi = q_lo + width
     intervals: dict[str, dict[str, float]] = {}
-    if method == "mean-rank":
-        intervals[MEAN_RANK] = {"q_lo": q_lo, "q_hi": q_hi}
+    pool = values
+    if method == FILTER_RANDOM:
+        tails = _check_tails(DEFAULT_TAILS if tails is None else tails)
+        survives = np.ones(n, dtype=bool)
+        for s, v in values.items():
+            mask, intervals[s] = _apply(v, tails, absolute=False)
+            survives &= mask
+        scored = ~np.isnan(np.stack(list(values.values()))).any(axis=0)
+        reason[scored & ~survives] = REASON_TAIL
+        # The draw needs no ranks: one constant column makes every survivor a tie, and the
+        # kernel's seeded row hash breaks the ties.
+        pool = {FILTER_RANDOM: np.where(survives, 0.5, np.nan)}
+    eligible = ~np.isnan(np.stack(list(pool.values()))).any(axis=0)
+    n_valid = int(eligible.sum())
+    if keep_n > n_valid:
+        if method == FILTER_RANDOM:
+            what = f"survive the tails {tails[0]}:{tails[1]}; lower the budget or widen the tails"
+        else:
+            what = "have every score (and are not a later copy of a text); lower the budget"
+        raise ValueError(
+            f"budget {budget} asks for {keep_n} of {n} records but only {n_valid} {what}"
+        )
+    codes, names = strata if strata is not None else (np.zeros(n, dtype=np.int64), [None])
+    sizes = np.bincount(codes[eligible], minlength=len(names))
+    quotas = largest_remainder(sizes, keep_n)
+    keep = np.zeros(n, dtype=bool)
+    per_stratum = []
+    for k, name in enumerate(names):
+        rows = np.flatnonzero(codes == k) if strata is not None else np.arange(n)
+        part = {s: v[rows] for s, v in pool.items()}
+        chosen, width, band = _band(part, method, positions, int(quotas[k]), seed)
+        keep[rows[chosen]] = True
+        per_stratum.append(
+            {
+                "stratum": name,
+                "records": len(rows),
+                "eligible": int(sizes[k]),
+                "quota": int(quotas[k]),
+                "band_width": width,
+                "intervals": band,
+            }
+        )
+    if method == FILTER_RANDOM:
+        reason[eligible & ~keep] = REASON_NOT_SAMPLED
+    elif strata is None:
+        intervals = per_stratum[0]["intervals"]
     for s, v in values.items():
-        entry: dict[str, float] = {}
-        if method != "mean-rank":
-            lo, hi = _core.nan_quantiles(v, np.array([q_lo, q_hi]))
-            entry.update(q_lo=q_lo, q_hi=q_hi, lo=float(lo), hi=float(hi))
+        entry = intervals.setdefault(s, {})
+        if method not in (FILTER_RANDOM, MEAN_RANK):
+            entry["position"] = positions[s]
         kept = v[keep]
         if kept.size:
             entry.update(kept_min=float(np.min(kept)), kept_max=float(np.max(kept)))
-        intervals[s] = entry
+    uniform = len(set(positions.values())) == 1
     return Selection(
         keep=keep,
         reason=np.empty(0, dtype=object),
         method=method,
         signals=[],
         budget=float(budget),
-        position=float(position),
+        position=None
+        if method == FILTER_RANDOM
+        else (next(iter(positions.values())) if uniform else positions),
         absolute=False,
         intervals=intervals,
-        band_width=float(width),
+        band_width=per_stratum[0]["band_width"] if strata is None else None,
         seed=seed,
+        tails=tails,
+        strata=per_stratum if strata is not None else None,
     )
+
+
+def _band(
+    values: dict[str, np.ndarray],
+    method: str,
+    positions: dict[str, float],
+    keep_n: int,
+    seed: int,
+) -> tuple[np.ndarray, float | None, dict[str, dict[str, float]]]:
+    """The ``keep_n`` records of one pool (NaN = not eligible) nearest the band's positions:
+    (mask, band width, the band of each signal in quantiles and values). For filter-random's
+    constant column the band is a seeded uniform draw (no width, no band)."""
+    if method == FILTER_RANDOM:
+        ranks = np.ascontiguousarray(next(iter(values.values()))[None, :])
+        keep, _ = _core.band_select(ranks, 0.5, keep_n, seed)
+        return keep, None, {}
+    ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
+    ps = np.array([positions[s] for s in values])
+    at = float(ps[0])
+    if not (ps == at).all():
+        # _centre maps each position to 0.5, linearly on either side, so a mapped rank's
+        # distance from 0.5 is the rank's normalised distance from its own position: one
+        # band at 0.5 is every signal's band at its own position.
+        ranks = np.stack([_centre(r, p) for r, p in zip(ranks, ps, strict=True)])
+        at = 0.5
+        if method == MEAN_RANK:
+            # Folded around 0.5: each signal's normalised distance from its position; the
+            # band starts at the smallest mean distance.
+            ranks = np.abs(2.0 * ranks - 1.0)
+            at = 0.0
+    if method == MEAN_RANK:
+        ranks = _core.mean_rank(ranks)[None, :]
+    keep, width = _core.band_select(np.ascontiguousarray(ranks), at, keep_n, seed)
+    band: dict[str, dict[str, float]] = {}
+    if method == MEAN_RANK:
+        band[MEAN_RANK] = {"q_lo": at * (1.0 - width), "q_hi": at * (1.0 - width) + width}
+    else:
+        for s, v in values.items():
+            q_lo = positions[s] * (1.0 - width)
+            q_hi = q_lo + width
+            lo, hi = _core.nan_quantiles(v, np.array([q_lo, q_hi]))
+            band[s] = {"q_lo": q_lo, "q_hi": q_hi, "lo": float(lo), "hi": float(hi)}
+    return keep, float(width), band
+
+
+def _centre(ranks: np.ndarray, p: float) -> np.ndarray:
+    """Percentile ranks mapped piecewise-linearly so that ``p`` lands on 0.5 (0 -> 0, 1 -> 1)."""
+    below = 0.5 * ranks / p if p > 0 else np.zeros_like(ranks)
+    above = 0.5 + 0.5 * (ranks - p) / (1.0 - p) if p < 1 else np.full_like(ranks, 0.5)
+    return np.where(ranks < p, below, above)
+
+
+def _check_tails(tails: Any) -> tuple[float, float]:
+    try:
+        lo, hi = float(tails[0]), float(tails[1])
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"tails must be a (lo, hi) pair of quantiles, got {tails!r}") from None
+    if len(tails) != 2 or not 0 <= lo < hi <= 1:
+        raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1, got {tails!r}")
+    return lo, hi
 
 
 def _by_intervals(
@@ -346,6 +597,10 @@ def select_file(
     sha256 where the score directory recorded it, and by record count). ``writer`` replaces
     :func:`euds.io.write_selected` (the Ray engine filters on its workers).
 
+    ``stratify`` may also be ``"clusters"`` (the k-means clusters of the semantic signal, from
+    the score directory's embeddings) or the name of a field of the input's records
+    (:func:`read_field`).
+
     The output never replaces the input. An existing output (or its manifest or decisions
     file) is replaced only with ``overwrite`` or when it is a selection this function wrote
     (its manifest's checksums match the files), so that the same command can run again."""
@@ -381,8 +636,19 @@ def select_file(
                 f"has {input_sha[:12]}…): rescore it with `euds score`"
             )
     table = read_scores(scores)
-    selection = select(table, **options)
     config = score_meta.get("config", {})
+    stratify = options.pop("stratify", None)
+    if isinstance(stratify, str):
+        if stratify == CLUSTERS:
+            if not scores.is_dir():
+                raise ValueError(f"--stratify {CLUSTERS} needs a score directory, not {scores}")
+            labels = ScoreDir(scores).cluster_labels()
+        else:
+            labels = read_field(input_path, stratify, format=format or config.get("format"))
+        selection = select(table, stratify=labels, **options)
+        selection.stratify = stratify
+    else:
+        selection = select(table, stratify=stratify, **options)
     written = (writer or write_selected)(
         input_path,
         out,
@@ -458,3 +724,36 @@ def _check_outputs(
             f"{existing[0]} exists and is not a selection euds wrote: choose another -o or "
             "pass --overwrite to replace it"
         )
+
+
+def read_field(path: str | os.PathLike[str], name: str, *, format: str | None = None) -> np.ndarray:
+    """The value of the field ``name`` of every record of an input, in input order, as euds's
+    reader counts records (object array; None where a record lacks the field or cannot be
+    read). A CSV/TSV or Parquet file without that column, or a JSONL file none of whose
+    records has it, raises ``ValueError``."""
+    from euds.io import iter_csv_rows, iter_jsonl_lines, parse_jsonl_line, resolve_format
+
+    path = Path(path)
+    fmt, gz = resolve_format(path, format, None)
+    out: list[Any] = []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if name not in pq.read_schema(path).names:
+            raise ValueError(f"{path} has no column {name!r} to stratify by")
+        out = pq.read_table(path, columns=[name]).column(name).to_pylist()
+    elif fmt in ("csv", "tsv"):
+        header, rows = iter_csv_rows(path, gz, fmt)
+        if name not in header:
+            raise ValueError(f"{path} has no column {name!r} to stratify by; columns: {header}")
+        at = header.index(name)
+        out = [None if row is None or len(row) != len(header) else row[at] for _, row in rows]
+    else:
+        for _, raw in iter_jsonl_lines(path, gz):
+            record = parse_jsonl_line(raw)
+            out.append(record.get(name) if isinstance(record, dict) else None)
+        if out and all(v is None for v in out):
+            raise ValueError(f"no record of {path} has the field {name!r} to stratify by")
+    values = np.empty(len(out), dtype=object)
+    values[:] = out
+    return values

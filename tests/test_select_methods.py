@@ -1,0 +1,570 @@
+"""Selection methods beside the single band (euds.select): a band position per signal,
+stratified quotas (clusters, input fields, labels), filter-then-sample, and one copy of
+exact-duplicate texts; through the API, `euds select` and `euds run`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import jsonl_bytes, read_jsonl_gz
+from euds.batch import text_hashes
+from euds.cli import main
+from euds.scores import ScoreDir, read_scores
+from euds.select import largest_remainder, read_field, select
+
+INFO = ("--signals", "information")
+
+
+def synthetic(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Three independent, tie-free signals."""
+    rng = np.random.default_rng(seed)
+    return {
+        "id": np.array([f"r{i}" for i in range(n)], dtype=object),
+        "information": rng.normal(size=n),
+        "generative": rng.normal(size=n),
+        "semantic": rng.gamma(2.0, size=n),
+    }
+
+
+def ranks(v: np.ndarray) -> np.ndarray:
+    """Percentile ranks of tie-free values: (0-based rank + 0.5) / n."""
+    out = np.empty(len(v))
+    out[np.argsort(v)] = (np.arange(len(v)) + 0.5) / len(v)
+    return out
+
+
+def entry_width(u: np.ndarray, p: float) -> np.ndarray:
+    """Width at which a rank enters a band at position p."""
+    below = (p - u) / p if p > 0 else np.zeros_like(u)
+    above = (u - p) / (1 - p) if p < 1 else np.zeros_like(u)
+    return np.where(u < p, below, np.where(u > p, above, 0.0))
+
+
+def check_counts(sel, n: int, kept: int) -> None:
+    counts = sel.counts
+    assert counts["input"] == n and counts["kept"] == kept == int(sel.keep.sum())
+    assert counts["kept"] + counts["dropped"] == n
+    assert sum(counts["dropped_by_reason"].values()) == counts["dropped"]
+    assert (sel.reason[sel.keep] == "").all() and (sel.reason[~sel.keep] != "").all()
+
+
+# -- a band position per signal ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.1, 0.37, 1.0])
+def test_per_signal_positions_match_the_smallest_common_band(budget):
+    n = 3000
+    scores = synthetic(n, 1)
+    positions = {"information": 0.7, "generative": 0.4, "semantic": 0.0}
+    sel = select(scores, budget=budget, position=positions)
+    check_counts(sel, n, round(budget * n))
+    assert sel.method == "intersect" and sel.position == positions
+    # Brute force: every record's entry width is its widest signal's, each at its position.
+    w = np.max([entry_width(ranks(scores[s]), p) for s, p in positions.items()], axis=0)
+    w_star = np.sort(w)[round(budget * n) - 1]
+    assert sel.band_width == pytest.approx(w_star, abs=1e-12)
+    assert sel.keep[w < w_star - 1e-9].all() and not sel.keep[w > w_star + 1e-9].any()
+    for s, p in positions.items():
+        band = sel.intervals[s]
+        assert band["position"] == p
+        assert band["q_lo"] == pytest.approx(p * (1 - sel.band_width))
+        assert band["q_hi"] - band["q_lo"] == pytest.approx(sel.band_width)
+        assert band["lo"] <= band["hi"] and band["kept_min"] <= band["kept_max"]
+
+
+def test_per_signal_positions_move_each_band_its_way():
+    scores = synthetic(4000, 2)
+    sel = select(scores, budget=0.1, position={"information": 0.9, "generative": 0.1})
+    assert sel.signals == ["information", "generative"]
+    r_info, r_gen = ranks(scores["information"]), ranks(scores["generative"])
+    assert np.median(r_info[sel.keep]) > 0.75 and np.median(r_gen[sel.keep]) < 0.25
+    assert sel.intervals["information"]["q_lo"] > sel.intervals["generative"]["q_hi"]
+    low = select(scores, budget=0.1, position={"information": 0.2, "generative": 0.1})
+    assert np.median(r_info[low.keep]) < np.median(r_info[sel.keep])
+
+
+def test_one_position_for_all_is_the_plain_band():
+    scores = synthetic(2000, 3)
+    for method in ("intersect", "mean-rank"):
+        a = select(scores, budget=0.2, position=0.3, method=method)
+        b = select(scores, budget=0.2, position=dict.fromkeys(SIGNALS3, 0.3), method=method)
+        np.testing.assert_array_equal(a.keep, b.keep)
+        assert a.position == b.position == 0.3
+
+
+SIGNALS3 = ("information", "generative", "semantic")
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.3, 1.0])
+def test_mean_rank_with_per_signal_positions(budget):
+    n = 3000
+    scores = synthetic(n, 4)
+    positions = {"information": 0.8, "generative": 0.2, "semantic": 0.5}
+    sel = select(scores, budget=budget, position=positions, method="mean-rank")
+    check_counts(sel, n, round(budget * n))
+    assert sel.position == positions
+    # The smallest mean distances from the positions: a band from 0 of their rank.
+    assert sel.intervals["mean-rank"]["q_lo"] == 0.0
+    assert sel.intervals["mean-rank"]["q_hi"] == sel.band_width
+    u = np.stack([ranks(scores[s]) for s in positions])
+    d = np.mean([entry_width(r, p) for r, p in zip(u, positions.values(), strict=True)], axis=0)
+    d_star = np.sort(d)[round(budget * n) - 1]
+    assert sel.keep[d < d_star - 1e-9].all() and not sel.keep[d > d_star + 1e-9].any()
+    if budget < 1:
+        keep = sel.keep
+        assert np.median(ranks(scores["information"])[keep]) > 0.6
+        assert np.median(ranks(scores["generative"])[keep]) < 0.4
+
+
+def test_bad_positions():
+    scores = synthetic(100, 5)
+    cases = [
+        ({"position": {"information": 0.5}, "signals": ["information", "generative"]}, "missing"),
+        ({"position": {"information": 0.5, "nll": 0.5}, "signals": ["information"]}, "unexpected"),
+        ({"position": {"information": 1.5}}, "position must lie"),
+        ({"position": {"information": "a"}}, "position must lie"),
+        ({"position": True}, "position must lie"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            select(scores, budget=0.1, **kwargs)
+
+
+# -- stratified selection ------------------------------------------------------------------------
+
+
+def test_largest_remainder():
+    assert largest_remainder(np.array([5, 3, 2]), 7).tolist() == [4, 2, 1]
+    assert largest_remainder(np.array([1, 1, 1]), 2).tolist() == [1, 1, 0]  # first in order
+    assert largest_remainder(np.array([1, 3]), 2).tolist() == [0, 2]  # larger stratum first
+    assert largest_remainder(np.array([0, 4]), 3).tolist() == [0, 3]
+    assert largest_remainder(np.array([0, 0]), 0).tolist() == [0, 0]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sizes = rng.integers(0, 50, size=rng.integers(1, 12))
+        total = int(rng.integers(0, sizes.sum() + 1))
+        q = largest_remainder(sizes, total)
+        exact = sizes * total / max(sizes.sum(), 1)
+        assert q.sum() == total and (q <= sizes).all()
+        assert (np.abs(q - exact) < 1).all()
+    with pytest.raises(ValueError, match="cannot share"):
+        largest_remainder(np.array([1, 2]), 4)
+
+
+@pytest.mark.parametrize("budget", [0.003, 0.05, 0.5, 1.0])
+def test_stratified_quotas_and_bands(budget):
+    n = 2000
+    scores = synthetic(n, 6)
+    labels = np.array(["a"] * 1000 + ["b"] * 600 + ["c"] * 390 + ["d"] * 10, dtype=object)
+    np.random.default_rng(1).shuffle(labels)
+    sel = select(scores, signals=["information"], budget=budget, position=0.0, stratify=labels)
+    keep_n = round(budget * n)
+    check_counts(sel, n, keep_n)
+    quotas = largest_remainder(np.array([1000, 600, 390, 10]), keep_n)
+    names = [s["stratum"] for s in sel.strata]
+    assert sorted(names) == ["a", "b", "c", "d"]
+    for stratum in sel.strata:
+        label = stratum["stratum"]
+        rows = labels == label
+        assert stratum["quota"] == quotas["abcd".index(label)] == int(sel.keep[rows].sum())
+        assert stratum["eligible"] == stratum["records"] == int(rows.sum())
+        v = scores["information"][rows]
+        kept = sel.keep[rows]
+        if 0 < kept.sum() < rows.sum():  # position 0: each stratum's own lowest
+            assert v[kept].max() < v[~kept].min()
+    assert sum(s["quota"] for s in sel.strata) == keep_n
+    assert sel.stratify == "labels" and sel.band_width is None
+
+
+def test_small_budget_keeps_every_stratum():
+    n = 1000
+    scores = synthetic(n, 7)
+    labels = np.repeat(np.arange(10), 100)
+    shifted = scores["information"] + labels * 10.0  # a global band takes one or two strata
+    sel = select({"information": shifted}, budget=0.02, stratify=labels)
+    assert [int(sel.keep[labels == k].sum()) for k in range(10)] == [2] * 10
+    plain = select({"information": shifted}, budget=0.02)
+    assert len(np.unique(labels[plain.keep])) <= 2  # the strata around the median
+
+
+def test_stratify_missing_labels_and_unscored_records():
+    n = 400
+    scores = synthetic(n, 8)
+    scores["information"][:40] = np.nan
+    labels = np.array([None if i % 4 == 0 else ("x" if i % 2 else 7) for i in range(n)], object)
+    labels[5] = float("nan")
+    sel = select(scores, signals=["information"], budget=0.25, stratify=labels)
+    check_counts(sel, n, 100)
+    by_name = {s["stratum"]: s for s in sel.strata}
+    assert set(by_name) == {None, "x", 7}
+    assert by_name[None]["records"] == 101  # None and NaN labels: one stratum
+    assert sum(s["eligible"] for s in sel.strata) == n - 40
+    assert sel.counts["dropped_by_reason"]["unscored"] == 40
+    with pytest.raises(ValueError, match="one label per record"):
+        select(scores, budget=0.1, stratify=labels[:-1])
+    with pytest.raises(ValueError, match="select_file"):
+        select(scores, budget=0.1, stratify="clusters")
+    with pytest.raises(ValueError, match="need budget"):
+        select(scores, intervals={"information": (0.1, 0.9)}, stratify=labels)
+
+
+def test_stratified_is_deterministic():
+    scores = {"information": np.round(np.random.default_rng(9).normal(size=3000), 1)}  # ties
+    labels = np.arange(3000) % 7
+    a = select(scores, budget=0.1, stratify=labels, seed=3)
+    b = select(scores, budget=0.1, stratify=labels, seed=3)
+    np.testing.assert_array_equal(a.keep, b.keep)
+    assert a.summary() == b.summary()
+
+
+# -- filter then sample --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [0.001, 0.1, 0.5, 0.7])
+def test_filter_random_counts_and_tails(budget):
+    n = 5000
+    scores = synthetic(n, 10)
+    sel = select(scores, budget=budget, method="filter-random", seed=1)
+    check_counts(sel, n, round(budget * n))
+    assert sel.tails == (0.05, 0.95) and sel.position is None
+    survives = np.ones(n, dtype=bool)
+    for s in SIGNALS3:
+        band = sel.intervals[s]
+        assert (band["q_lo"], band["q_hi"]) == (0.05, 0.95)
+        lo, hi = np.quantile(scores[s], [0.05, 0.95])
+        assert band["lo"] == pytest.approx(lo) and band["hi"] == pytest.approx(hi)
+        survives &= (scores[s] >= lo) & (scores[s] <= hi)
+    assert not sel.keep[~survives].any()
+    reasons = sel.counts["dropped_by_reason"]
+    assert reasons["tail"] == int((~survives).sum())
+    assert reasons.get("not_sampled", 0) == int(survives.sum()) - round(budget * n)
+
+
+def test_filter_random_is_seeded_and_uniform():
+    n = 20000
+    scores = synthetic(n, 11)
+    a = select(scores, budget=0.3, method="filter-random", seed=1)
+    b = select(scores, budget=0.3, method="filter-random", seed=1)
+    c = select(scores, budget=0.3, method="filter-random", seed=2)
+    np.testing.assert_array_equal(a.keep, b.keep)
+    assert (a.keep != c.keep).any()
+    # Uniform over the survivors: no part of the file nor of the ranks is favoured.
+    survivors = a.reason != "tail"
+    first_half = np.arange(n) < n // 2
+    share = a.keep[survivors & first_half].mean() / a.keep[survivors & ~first_half].mean()
+    assert 0.9 < share < 1.1
+    r = ranks(scores["information"])[a.keep]
+    assert 0.45 < np.median(r) < 0.55
+
+
+def test_filter_random_options_and_errors():
+    n = 1000
+    scores = synthetic(n, 12)
+    sel = select(
+        scores, signals=["information"], budget=0.5, method="filter-random", tails=(0.2, 1)
+    )
+    check_counts(sel, n, 500)
+    assert sel.counts["dropped_by_reason"]["tail"] == 200
+    with pytest.raises(ValueError, match="survive the tails"):
+        select(scores, budget=0.85, method="filter-random")
+    for bad in [(0.5, 0.2), (-0.1, 0.9), (0.1,), "ab"]:
+        with pytest.raises(ValueError, match="tails must"):
+            select(scores, budget=0.1, method="filter-random", tails=bad)
+    with pytest.raises(ValueError, match="tails= is for"):
+        select(scores, budget=0.1, tails=(0.1, 0.9))
+    with pytest.raises(ValueError, match="need budget"):
+        select(scores, intervals={"information": (0.1, 0.9)}, method="filter-random")
+    strat = select(scores, budget=0.1, method="filter-random", stratify=np.arange(n) % 3)
+    check_counts(strat, n, 100)
+    assert [s["quota"] for s in strat.strata] == largest_remainder(
+        np.array([s["eligible"] for s in strat.strata]), 100
+    ).tolist()
+
+
+# -- exact duplicates --------------------------------------------------------------------------
+
+
+def test_text_hash_normalises_form_not_case():
+    a, b, c, d = text_hashes(["Ｆｕｌｌ  width\ttext ", "Full width text", "full width text", None])
+    assert a == b != c and d is None
+    assert len(a) == 16 and int(a, 16) >= 0
+
+
+def test_duplicates_kept_once_before_the_band():
+    n = 300
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=200)
+    copies = rng.integers(0, 200, size=100)  # 100 later copies of earlier texts
+    info = np.concatenate([base, base[copies]])
+    hashes = np.array([f"{i:016x}" for i in np.concatenate([np.arange(200), copies])], object)
+    hashes[7] = None  # a record without text (its hash is None) is never a duplicate
+    scores = {"information": info, "text_hash": hashes}
+    sel = select(scores, budget=0.5)
+    check_counts(sel, n, 150)
+    assert sel.counts["dropped_by_reason"]["duplicate_text"] == 100
+    assert (sel.reason[200:] == "duplicate_text").all() and not sel.keep[200:].any()
+    assert sel.duplicates == {"policy": "keep-first", "detected": True, "dropped": 100}
+    # The band is chosen among the distinct texts.
+    only = select({"information": base}, budget=150 / 200)
+    np.testing.assert_array_equal(sel.keep[:200], only.keep)
+    everything = select(scores, budget=0.5, keep_duplicates=True)
+    check_counts(everything, n, 150)
+    assert "duplicate_text" not in everything.counts["dropped_by_reason"]
+    assert everything.duplicates["policy"] == "keep-all"
+    # Identical texts, identical scores: the band keeps all copies or none (ties aside).
+    for i, k in enumerate(copies):
+        if everything.keep[200 + i] != everything.keep[k]:
+            assert info[k] in (
+                everything.intervals["information"]["kept_min"],
+                everything.intervals["information"]["kept_max"],
+            )
+    with pytest.raises(ValueError, match="not a later copy"):
+        select(scores, budget=0.9)
+
+
+def test_duplicates_first_eligible_copy_is_the_candidate():
+    info = np.array([np.nan, 1.0, 2.0, 1.0, 3.0])
+    hashes = np.array(["h", "h", "g", "g", None], dtype=object)
+    sel = select({"information": info, "text_hash": hashes}, budget=0.4)
+    assert sel.reason.tolist()[:4] == ["unscored", sel.reason[1], sel.reason[2], "duplicate_text"]
+    assert sel.counts["dropped_by_reason"]["duplicate_text"] == 1
+    no_hashes = select({"information": info}, budget=0.4)
+    assert no_hashes.duplicates["detected"] is False and "text_hash" in no_hashes.duplicates["note"]
+
+
+# -- files and the command line ------------------------------------------------------------------
+
+
+def cli(*args: str | os.PathLike[str]) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def dup_input(data_dir, tmp_path_factory):
+    """600 SST-2 records, the last 100 repeating earlier texts (whitespace changed for some)."""
+    records = read_jsonl_gz(data_dir / "sst2" / "train.jsonl.gz", 500)
+    rng = np.random.default_rng(0)
+    for k, j in enumerate(rng.integers(0, 500, size=100)):
+        text = records[j]["text"]
+        records.append(
+            {"id": f"dup{k}", "text": text + "  " if k % 2 else text, "label": records[j]["label"]}
+        )
+    path = tmp_path_factory.mktemp("dup") / "dup.jsonl"
+    path.write_bytes(jsonl_bytes(records))
+    return path, records
+
+
+@pytest.fixture(scope="module")
+def dup_scored(dup_input, tmp_path_factory):
+    path, _ = dup_input
+    scores = tmp_path_factory.mktemp("dup_scores") / "S"
+    assert cli("score", path, "-o", scores, *INFO, "-q") == 0
+    return path, scores
+
+
+def manifest_of(out: Path) -> dict:
+    manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+    counts = manifest["selection"]["counts"]
+    assert counts["kept"] + counts["dropped"] == counts["input"] == manifest["input"]["records"]
+    assert manifest["output"]["records"] == counts["kept"]
+    return manifest
+
+
+def output_ids(out: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in out.read_bytes().splitlines()]
+
+
+def test_cli_duplicates(dup_input, dup_scored, tmp_path):
+    path, scores = dup_scored
+    records = dup_input[1]
+    assert "text_hash" in read_scores(scores).column_names
+    out = tmp_path / "a.jsonl"
+    assert cli("select", path, "--scores", scores, "-o", out, "--budget", "0.5") == 0
+    sel = manifest_of(out)["selection"]
+    n_distinct = len({" ".join(r["text"].split()) for r in records})
+    dropped = sel["counts"]["dropped_by_reason"]["duplicate_text"]
+    assert dropped == 600 - n_distinct and sel["duplicates"]["detected"]
+    assert sel["counts"]["kept"] == 300
+    texts = [" ".join(r["text"].split()) for r in records if r["id"] in set(output_ids(out))]
+    assert len(texts) == len(set(texts)) == 300
+    out2 = tmp_path / "b.jsonl"
+    args = ("--budget", "0.5", "--keep-duplicates")
+    assert cli("select", path, "--scores", scores, "-o", out2, *args) == 0
+    sel2 = manifest_of(out2)["selection"]
+    assert "duplicate_text" not in sel2["counts"]["dropped_by_reason"]
+    assert sel2["counts"]["kept"] == 300 and sel2["duplicates"]["policy"] == "keep-all"
+
+
+def test_old_score_directory_without_text_hash(dup_scored, tmp_path):
+    path, scores = dup_scored
+    old = tmp_path / "old"
+    old.mkdir()
+    sd = ScoreDir(scores)
+    manifest = sd.manifest()
+    for shard in manifest["shards"]:
+        for name in shard["files"]:
+            if name.startswith("part-"):
+                table = pq.read_table(scores / name).drop_columns(["text_hash"])
+                pq.write_table(table, old / name)
+                shard["files"][name] = (old / name).stat().st_size
+            else:
+                (old / name).write_bytes((scores / name).read_bytes())
+    for extra in ("late.parquet", "centroids.npy"):
+        if (scores / extra).exists():
+            (old / extra).write_bytes((scores / extra).read_bytes())
+    (old / "_manifest.json").write_text(json.dumps(manifest))
+    assert "text_hash" not in read_scores(old).column_names
+    out = tmp_path / "old.jsonl"
+    assert cli("select", path, "--scores", old, "-o", out, "--budget", "0.5") == 0
+    sel = manifest_of(out)["selection"]
+    assert sel["counts"]["kept"] == 300
+    assert "duplicate_text" not in sel["counts"]["dropped_by_reason"]
+    assert sel["duplicates"]["detected"] is False and "text_hash" in sel["duplicates"]["note"]
+
+
+def test_cli_filter_random(dup_scored, tmp_path):
+    path, scores = dup_scored
+    kept = []
+    for seed in (1, 1, 2):
+        out = tmp_path / f"fr{len(kept)}.jsonl"
+        args = ("--method", "filter-random", "--budget", "0.2", "--seed", seed)
+        assert cli("select", path, "--scores", scores, "-o", out, *args, "--tails", "0.1:0.9") == 0
+        sel = manifest_of(out)["selection"]
+        assert sel["counts"]["kept"] == 120 and sel["tails"] == [0.1, 0.9]
+        assert sel["method"] == "filter-random" and "tail" in sel["counts"]["dropped_by_reason"]
+        kept.append(output_ids(out))
+    assert kept[0] == kept[1] != kept[2]
+    out = tmp_path / "bad.jsonl"
+    assert (
+        cli("select", path, "--scores", scores, "-o", out, "--budget", "0.1", "--tails", "x") == 2
+    )
+
+
+def test_cli_stratify_field(dup_input, dup_scored, tmp_path):
+    path, scores = dup_scored
+    records = dup_input[1]
+    out = tmp_path / "s.jsonl"
+    args = ("--budget", "0.01", "--stratify", "label", "--keep-duplicates")
+    assert cli("select", path, "--scores", scores, "-o", out, *args) == 0
+    sel = manifest_of(out)["selection"]
+    assert sel["stratify"] == "label" and sel["counts"]["kept"] == 6
+    sizes = {0: 0, 1: 0}
+    for r in records:
+        sizes[r["label"]] += 1
+    quotas = largest_remainder(np.array([sizes[s["stratum"]] for s in sel["strata"]]), 6)
+    assert [s["quota"] for s in sel["strata"]] == quotas.tolist()
+    labels = {r["id"]: r["label"] for r in records}
+    got = [labels[i] for i in output_ids(out)]
+    assert [got.count(s["stratum"]) for s in sel["strata"]] == quotas.tolist()
+    bad = tmp_path / "bad.jsonl"
+    assert (
+        cli("select", path, "--scores", scores, "-o", bad, "--budget", "0.1", "--stratify", "nope")
+        == 2
+    )
+
+
+def test_read_field_in_every_format(sst2_files, sst2_records):
+    want = [r["label"] for r in sst2_records]
+    for fmt, path in sst2_files.items():
+        got = read_field(path, "label").tolist()
+        if fmt.startswith(("csv", "tsv")):
+            got = [int(v) for v in got]  # CSV fields are strings
+        assert got == want, fmt
+        with pytest.raises(ValueError, match="stratify by"):
+            read_field(path, "nope")
+
+
+def test_cli_run_with_new_options(dup_input, tmp_path):
+    path, _ = dup_input
+    out = tmp_path / "run"
+    args = ("--budget", "0.1", "--method", "filter-random", "--tie-seed", "3", "-q")
+    assert cli("run", path, "-o", out, *INFO, *args) == 0
+    sel = manifest_of(out / "selected.jsonl")["selection"]
+    assert sel["counts"]["kept"] == 60 and sel["seed"] == 3
+    assert sel["counts"]["dropped_by_reason"]["duplicate_text"] > 0
+
+
+@pytest.fixture(scope="module")
+def semantic_scored(dup_input, embedder, tmp_path_factory):
+    """The duplicate-laden input scored with information and semantic (K = 4)."""
+    from euds.pipeline import ScoreConfig, score
+
+    path, _ = dup_input
+    scores = tmp_path_factory.mktemp("sem_scores") / "S"
+    config = ScoreConfig(
+        signals=("information", "semantic"),
+        embedder=str(embedder.folder),
+        batch_size=32,
+        shard_size=128,
+        k=4,
+    )
+    score(path, scores, config, progress=False)
+    return path, scores
+
+
+def test_cluster_labels_are_the_nearest_centroids(semantic_scored):
+    _, scores = semantic_scored
+    sd = ScoreDir(scores)
+    labels = sd.cluster_labels()
+    emb = np.concatenate([np.asarray(sd.embeddings(s), np.float32) for s in sd.shards()])
+    assert labels.shape == (600,) and set(np.unique(labels)) <= set(range(4))
+    np.testing.assert_array_equal(labels, np.argmax(emb @ sd.centroids().T, axis=1))
+
+
+def test_cli_stratify_clusters_and_per_signal_positions(semantic_scored, tmp_path):
+    path, scores = semantic_scored
+    labels = ScoreDir(scores).cluster_labels()
+    out = tmp_path / "c.jsonl"
+    args = ("--budget", "0.02", "--stratify", "clusters", "--keep-duplicates")
+    assert cli("select", path, "--scores", scores, "-o", out, *args) == 0
+    sel = manifest_of(out)["selection"]
+    assert sel["stratify"] == "clusters" and sel["counts"]["kept"] == 12
+    sizes = np.bincount(labels, minlength=4)
+    order = [s["stratum"] for s in sel["strata"]]
+    quotas = largest_remainder(sizes[order], 12)
+    assert [s["quota"] for s in sel["strata"]] == quotas.tolist()
+    assert all(q > 0 for q in quotas)  # a small budget still covers every cluster
+    ids = np.array(read_scores(scores).column("id").to_pylist())
+    kept = np.isin(ids, output_ids(out))
+    assert [int(kept[labels == c].sum()) for c in order] == quotas.tolist()
+
+    out2 = tmp_path / "p.jsonl"
+    pos = "information=0.7,semantic=0.3"
+    assert (
+        cli("select", path, "--scores", scores, "-o", out2, "--budget", "0.2", "--position", pos)
+        == 0
+    )
+    sel2 = manifest_of(out2)["selection"]
+    assert sel2["position"] == {"information": 0.7, "semantic": 0.3}
+    info, sem = sel2["intervals"]["information"], sel2["intervals"]["semantic"]
+    assert info["position"] == 0.7 and sem["position"] == 0.3
+    assert info["q_lo"] > sem["q_lo"] and "lo" in info and "hi" in sem
+    assert sel2["counts"]["kept"] == 120
+    for bad in ("information=x", "information=0.7,information=0.2", "0.7,0.3"):
+        assert (
+            cli(
+                "select",
+                path,
+                "--scores",
+                scores,
+                "-o",
+                tmp_path / "x.jsonl",
+                "--budget",
+                "0.2",
+                "--position",
+                bad,
+            )
+            == 2
+        )
+    out3 = tmp_path / "single.jsonl"
+    assert (
+        cli("select", path, "--scores", scores, "-o", out3, "--budget", "0.2", "--position", "0.5")
+        == 0
+    )
+    assert manifest_of(out3)["selection"]["position"] == 0.5
