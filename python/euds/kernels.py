@@ -3,6 +3,10 @@
 These wrappers own the defaults, the documentation and the friendlier shapes (3-D logits,
 boolean masks); the core itself checks dtype, shape and layout strictly and never copies: a
 float64 array where float32 is needed raises ``ValueError`` naming the fix.
+
+This module is the public face of the core, for users. euds's own modules (signals, select,
+the driver) call ``euds._core`` directly on their hot paths: they pass arrays already in the
+core's dtypes and layouts, so the wrappers' conversions would only cost time there.
 """
 
 from __future__ import annotations
