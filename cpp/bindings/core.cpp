@@ -1,8 +1,9 @@
 // The one pybind11 file: builds the private module euds._core over the C++ core.
 //
 // Rules at this boundary: arrays are taken as they are (no silent dtype or layout copies); a
-// wrong dtype, shape or layout raises ValueError naming the argument and the fix; outputs may
-// be given by the caller (`out=`) or are allocated here; the GIL is released around compute.
+// wrong dtype, shape or layout raises ValueError naming the argument and the fix (the checks
+// live in arrays.hpp); outputs may be given by the caller (`out=`) or are allocated here; the
+// GIL is released around compute.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "arrays.hpp"
 #include "euds/build_info.hpp"
 #include "euds/information.hpp"
 #include "euds/parallel.hpp"
@@ -29,131 +31,20 @@ using namespace pybind11::literals;
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Argument checks
+using namespace euds::bindings;
 
-enum class DT { f16, f32, f64, i32, u32, i64, u8, b1, other };
-
-// numpy reports '=' (native), '|' (not applicable), '<' or '>'.
-bool native_order(const py::dtype& d) {
-  const char order = d.byteorder();
-  const std::uint16_t probe = 1;
-  const bool little = *reinterpret_cast<const std::uint8_t*>(&probe) == 1;
-  return order == '=' || order == '|' || order == (little ? '<' : '>');
-}
-
-// dtype equality by meaning (numpy may hand out several dtype objects for one type).
-bool same_dtype(const py::dtype& a, const py::dtype& b) {
-  return a.kind() == b.kind() && a.itemsize() == b.itemsize() && native_order(a);
-}
-
-DT dtype_of(const py::array& a) {
-  const py::dtype d = a.dtype();
-  if (!native_order(d)) return DT::other;
-  const char kind = d.kind();
-  const auto size = d.itemsize();
-  if (kind == 'f' && size == 2) return DT::f16;
-  if (kind == 'f' && size == 4) return DT::f32;
-  if (kind == 'f' && size == 8) return DT::f64;
-  if (kind == 'i' && size == 4) return DT::i32;
-  if (kind == 'u' && size == 4) return DT::u32;
-  if (kind == 'i' && size == 8) return DT::i64;
-  if (kind == 'u' && size == 1) return DT::u8;
-  if (kind == 'b' && size == 1) return DT::b1;
-  return DT::other;
-}
-
-std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
-
-py::array as_array(const py::object& obj, const std::string& name) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::value_error(name + " must be a numpy.ndarray, got " +
-                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>() +
-                          "; pass np.asarray(" + name + ")");
-  return py::reinterpret_borrow<py::array>(obj);
-}
-
-void require_layout(const py::array& a, const std::string& name, py::ssize_t ndim) {
-  if (a.ndim() != ndim)
-    throw py::value_error(name + " must be " + std::to_string(ndim) + "-D, got shape with " +
-                          std::to_string(a.ndim()) + " dimensions");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(name + " must be C-contiguous; pass np.ascontiguousarray(" + name + ")");
-  // The kernels read through typed pointers; a view at an odd byte offset would make that
-  // undefined behaviour (fine on x86 in practice, but the sanitizer build rightly aborts).
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(name + " is not aligned to its dtype (a view at an odd byte offset); " +
-                          "pass " + name + ".copy()");
-}
-
-void require_native(const py::array& a, const std::string& name) {
-  if (!native_order(a.dtype()))
-    throw py::value_error(name + " is not in native byte order (" + dtype_str(a) +
-                          "); convert with " + name + ".astype(" + name +
-                          ".dtype.newbyteorder('='))");
-}
-
-void require_dtype(const py::array& a, const std::string& name, std::initializer_list<DT> ok,
-                   const std::string& allowed) {
-  require_native(a, name);
-  const DT d = dtype_of(a);
-  for (DT o : ok)
-    if (d == o) return;
-  throw py::value_error(name + " must have dtype " + allowed + ", got " + dtype_str(a) +
-                        "; convert with " + name + ".astype(...)");
-}
-
-void require_len(const py::array& a, const std::string& name, py::ssize_t n,
-                 const std::string& what) {
-  if (a.shape(0) != n)
-    throw py::value_error(name + " must have length " + std::to_string(n) + " (" + what +
-                          "), got " + std::to_string(a.shape(0)));
-}
-
-// An output array: the caller's (checked) or a new one.
-template <class T>
-py::array_t<T> output(const py::object& out, const std::string& name, py::ssize_t n) {
-  if (out.is_none()) return py::array_t<T>(n);
-  py::array a = as_array(out, name);
-  require_layout(a, name, 1);
-  require_native(a, name);
-  if (!same_dtype(a.dtype(), py::dtype::of<T>()))
-    throw py::value_error(name + " must have dtype " +
-                          py::str(py::dtype::of<T>()).cast<std::string>() + ", got " +
-                          dtype_str(a));
-  require_len(a, name, n, "one value per row");
-  if (!a.writeable()) throw py::value_error(name + " must be writeable");
-  return py::reinterpret_borrow<py::array_t<T>>(a);
-}
+// The dtypes each kind of argument accepts (checked by take_all(), dispatched on by dispatch()).
+using F32 = Dtypes<DT::f32>;
+using F64 = Dtypes<DT::f64>;
+using I64 = Dtypes<DT::i64>;
+using Logits = Dtypes<DT::f32, DT::f16>;
+using Ids = Dtypes<DT::i32, DT::u32, DT::i64>;
+using RowIds = Dtypes<DT::i32, DT::i64>;  // target and segment ids
+using RowMask = Dtypes<DT::b1, DT::u8>;
+using TokenMask = Dtypes<DT::i64, DT::u8, DT::b1>;
+using Scores = Dtypes<DT::f32, DT::f64>;
 
 py::array_t<bool> bool_output(py::ssize_t n) { return py::array_t<bool>(n); }
-
-// The bytes [first, last) an array's elements span (exact for the contiguous arrays taken here).
-std::pair<std::uintptr_t, std::uintptr_t> byte_extent(const py::array& a) {
-  if (a.size() == 0) return {0, 0};
-  auto first = reinterpret_cast<std::uintptr_t>(a.data());
-  auto last = first + static_cast<std::uintptr_t>(a.itemsize());
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
-    const auto step = static_cast<std::intptr_t>(a.strides(d)) * (a.shape(d) - 1);
-    if (step < 0)
-      first -= static_cast<std::uintptr_t>(-step);
-    else
-      last += static_cast<std::uintptr_t>(step);
-  }
-  return {first, last};
-}
-
-// The kernels write outputs while threads still read the inputs: an output sharing memory with
-// an input (say a float view of the offsets) would corrupt the values being read, and bounds
-// already checked, into out-of-range reads.
-void require_no_overlap(const py::array& out, const std::string& out_name, const py::array& in,
-                        const std::string& in_name) {
-  const auto o = byte_extent(out), i = byte_extent(in);
-  if (o.first < i.second && i.first < o.second)
-    throw py::value_error(out_name + " overlaps " + in_name + " in memory; pass a separate " +
-                          "array for " + out_name + " (a new np.empty of the same shape and " +
-                          "dtype) or leave it None");
-}
 
 // The optional per-row arrays of the row kernels: target ids and a row mask.
 struct RowArgs {
@@ -161,21 +52,18 @@ struct RowArgs {
   py::array targets, mask;  // a default py::array is an empty array, not a null handle
 };
 
+template <class TargetTypes>
 RowArgs row_args(const py::object& targets_obj, const py::object& mask_obj, py::ssize_t n,
-                 std::initializer_list<DT> target_types, const std::string& target_names) {
+                 TargetTypes target_types) {
   RowArgs a;
   a.has_targets = !targets_obj.is_none();
   a.has_mask = !mask_obj.is_none();
   if (a.has_targets) {
-    a.targets = as_array(targets_obj, "targets");
-    require_layout(a.targets, "targets", 1);
-    require_dtype(a.targets, "targets", target_types, target_names);
+    a.targets = take(targets_obj, "targets", 1, target_types);
     require_len(a.targets, "targets", n, "one target id per row");
   }
   if (a.has_mask) {
-    a.mask = as_array(mask_obj, "mask");
-    require_layout(a.mask, "mask", 1);
-    require_dtype(a.mask, "mask", {DT::b1, DT::u8}, "bool or uint8");
+    a.mask = take(mask_obj, "mask", 1, RowMask{});
     require_len(a.mask, "mask", n, "one flag per row");
   }
   return a;
@@ -187,38 +75,18 @@ RowArgs row_args(const py::object& targets_obj, const py::object& mask_obj, py::
 struct Csr {
   py::array offsets, ids;
   std::size_t n_samples, n_ids;
-  DT id_type;
 };
 
 Csr check_csr(const py::object& offsets_obj, const py::object& ids_obj) {
   Csr c;
-  c.offsets = as_array(offsets_obj, "offsets");
-  c.ids = as_array(ids_obj, "ids");
-  require_layout(c.offsets, "offsets", 1);
-  require_layout(c.ids, "ids", 1);
-  require_dtype(c.offsets, "offsets", {DT::i64}, "int64");
-  require_dtype(c.ids, "ids", {DT::i32, DT::u32, DT::i64}, "int32, uint32 or int64");
+  const auto arrays = take_all(In{offsets_obj, "offsets", 1, I64{}}, In{ids_obj, "ids", 1, Ids{}});
+  c.offsets = arrays[0];
+  c.ids = arrays[1];
   if (c.offsets.shape(0) < 1)
     throw py::value_error("offsets must hold n_samples + 1 >= 1 entries (start with 0)");
   c.n_samples = static_cast<std::size_t>(c.offsets.shape(0) - 1);
   c.n_ids = static_cast<std::size_t>(c.ids.shape(0));
-  c.id_type = dtype_of(c.ids);
   return c;
-}
-
-template <class F>
-void with_ids(const Csr& c, F&& f) {
-  switch (c.id_type) {
-    case DT::i32:
-      f(static_cast<const std::int32_t*>(c.ids.data()));
-      break;
-    case DT::u32:
-      f(static_cast<const std::uint32_t*>(c.ids.data()));
-      break;
-    default:
-      f(static_cast<const std::int64_t*>(c.ids.data()));
-      break;
-  }
 }
 
 // The per-sample output of the CSR kernels, checked against both inputs.
@@ -237,7 +105,7 @@ py::array_t<double> information_entropy(const py::object& offsets, const py::obj
   auto result = csr_output(c, out);
   const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
   double* dst = result.mutable_data();
-  with_ids(c, [&](auto* id) {
+  dispatch(c.ids, Ids{}, [&](auto* id) {
     py::gil_scoped_release release;
     euds::information_entropy(c.n_samples, off, c.n_ids, id, dst);
   });
@@ -250,14 +118,12 @@ py::array_t<double> information_entropy(const py::object& offsets, const py::obj
 py::tuple row_softmax_entropy(const py::object& in_obj, const py::object& targets_obj,
                               const py::object& mask_obj, float scale,
                               const py::object& entropy_out, const py::object& nll_out) {
-  py::array in = as_array(in_obj, "logits");
-  require_layout(in, "logits", 2);
-  require_dtype(in, "logits", {DT::f32, DT::f16}, "float32 or float16");
+  py::array in = take(in_obj, "logits", 2, Logits{});
   const auto rows = static_cast<std::size_t>(in.shape(0));
   const auto cols = static_cast<std::size_t>(in.shape(1));
   const auto n = static_cast<py::ssize_t>(rows);
 
-  const RowArgs args = row_args(targets_obj, mask_obj, n, {DT::i32, DT::i64}, "int32 or int64");
+  const RowArgs args = row_args(targets_obj, mask_obj, n, RowIds{});
   const bool has_targets = args.has_targets, has_mask = args.has_mask;
   const py::array& targets = args.targets;
   const py::array& mask = args.mask;
@@ -282,41 +148,23 @@ py::tuple row_softmax_entropy(const py::object& in_obj, const py::object& target
   }
   const auto* mask_ptr = has_mask ? static_cast<const std::uint8_t*>(mask.data()) : nullptr;
   float* ent_ptr = entropy.mutable_data();
-  const bool f16 = dtype_of(in) == DT::f16;
-  const bool t64 = has_targets && dtype_of(targets) == DT::i64;
-  const void* in_ptr = in.data();
-  const void* t_ptr = has_targets ? targets.data() : nullptr;
-  {
-    py::gil_scoped_release release;
-    if (f16) {
-      const auto* x = static_cast<const std::uint16_t*>(in_ptr);
-      if (t64)
-        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int64_t*>(t_ptr),
-                                  mask_ptr, ent_ptr, nll_ptr);
-      else
-        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int32_t*>(t_ptr),
-                                  mask_ptr, ent_ptr, nll_ptr);
-    } else {
-      const auto* x = static_cast<const float*>(in_ptr);
-      if (t64)
-        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int64_t*>(t_ptr),
-                                  mask_ptr, ent_ptr, nll_ptr);
-      else
-        euds::row_softmax_entropy(rows, cols, x, scale, static_cast<const std::int32_t*>(t_ptr),
-                                  mask_ptr, ent_ptr, nll_ptr);
-    }
-  }
+  dispatch(in, Logits{}, [&](auto* x) {
+    auto run = [&](auto* t) {
+      py::gil_scoped_release release;
+      euds::row_softmax_entropy(rows, cols, x, scale, t, mask_ptr, ent_ptr, nll_ptr);
+    };
+    if (has_targets)
+      dispatch(targets, RowIds{}, run);
+    else  // no targets: any overload takes a null pointer
+      run(static_cast<const std::int32_t*>(nullptr));
+  });
   return py::make_tuple(entropy, nll_obj);
 }
 
 py::tuple segment_mean(const py::object& values_obj, const py::object& segment_obj,
                        py::ssize_t n_segments) {
-  py::array values = as_array(values_obj, "values");
-  py::array segment = as_array(segment_obj, "segment");
-  require_layout(values, "values", 1);
-  require_layout(segment, "segment", 1);
-  require_dtype(values, "values", {DT::f32}, "float32");
-  require_dtype(segment, "segment", {DT::i32, DT::i64}, "int32 or int64");
+  const auto [values, segment] =
+      take_all(In{values_obj, "values", 1, F32{}}, In{segment_obj, "segment", 1, RowIds{}});
   require_len(segment, "segment", values.shape(0), "one segment id per value");
   if (n_segments < 0) throw py::value_error("n_segments must be >= 0");
   py::array_t<double> mean(n_segments);
@@ -325,17 +173,10 @@ py::tuple segment_mean(const py::object& values_obj, const py::object& segment_o
   const auto* v = static_cast<const float*>(values.data());
   double* m = mean.mutable_data();
   std::int64_t* c = count.mutable_data();
-  const bool s64 = dtype_of(segment) == DT::i64;
-  const void* s = segment.data();
-  {
+  dispatch(segment, RowIds{}, [&](auto* s) {
     py::gil_scoped_release release;
-    if (s64)
-      euds::segment_mean(rows, v, static_cast<const std::int64_t*>(s),
-                         static_cast<std::size_t>(n_segments), m, c);
-    else
-      euds::segment_mean(rows, v, static_cast<const std::int32_t*>(s),
-                         static_cast<std::size_t>(n_segments), m, c);
-  }
+    euds::segment_mean(rows, v, s, static_cast<std::size_t>(n_segments), m, c);
+  });
   return py::make_tuple(mean, count);
 }
 
@@ -344,12 +185,8 @@ py::tuple segment_mean(const py::object& values_obj, const py::object& segment_o
 
 py::array_t<float> mean_pool_normalize(const py::object& hidden_obj, const py::object& mask_obj,
                                        const py::object& out_obj) {
-  py::array hidden = as_array(hidden_obj, "hidden");
-  py::array mask = as_array(mask_obj, "mask");
-  require_layout(hidden, "hidden", 3);
-  require_layout(mask, "mask", 2);
-  require_dtype(hidden, "hidden", {DT::f32}, "float32");
-  require_dtype(mask, "mask", {DT::i64, DT::u8, DT::b1}, "int64, uint8 or bool");
+  const auto [hidden, mask] =
+      take_all(In{hidden_obj, "hidden", 3, F32{}}, In{mask_obj, "mask", 2, TokenMask{}});
   if (mask.shape(0) != hidden.shape(0) || mask.shape(1) != hidden.shape(1))
     throw py::value_error("mask must have shape [batch, tokens] = [" +
                           std::to_string(hidden.shape(0)) + ", " + std::to_string(hidden.shape(1)) +
@@ -361,9 +198,7 @@ py::array_t<float> mean_pool_normalize(const py::object& hidden_obj, const py::o
   if (out_obj.is_none()) {
     out = py::array_t<float>({hidden.shape(0), hidden.shape(2)});
   } else {
-    py::array o = as_array(out_obj, "out");
-    require_layout(o, "out", 2);
-    require_dtype(o, "out", {DT::f32}, "float32");
+    py::array o = take(out_obj, "out", 2, F32{});
     if (o.shape(0) != hidden.shape(0) || o.shape(1) != hidden.shape(2))
       throw py::value_error("out must have shape [batch, dim]");
     if (!o.writeable()) throw py::value_error("out must be writeable");
@@ -373,47 +208,25 @@ py::array_t<float> mean_pool_normalize(const py::object& hidden_obj, const py::o
   }
   const auto* h = static_cast<const float*>(hidden.data());
   float* dst = out.mutable_data();
-  const bool m64 = dtype_of(mask) == DT::i64;
-  const void* m = mask.data();
-  {
+  dispatch(mask, TokenMask{}, [&](auto* m) {
     py::gil_scoped_release release;
-    if (m64)
-      euds::mean_pool_normalize(batch, tokens, dim, h, static_cast<const std::int64_t*>(m), dst);
-    else
-      euds::mean_pool_normalize(batch, tokens, dim, h, static_cast<const std::uint8_t*>(m), dst);
-  }
+    euds::mean_pool_normalize(batch, tokens, dim, h, m, dst);
+  });
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Selection
 
-py::array score_column(const py::object& obj, const std::string& name) {
-  py::array a = as_array(obj, name);
-  require_layout(a, name, 1);
-  require_dtype(a, name, {DT::f32, DT::f64}, "float32 or float64");
-  return a;
-}
-
-template <class F>
-void with_scores(const py::array& a, F&& f) {
-  if (dtype_of(a) == DT::f32)
-    f(static_cast<const float*>(a.data()));
-  else
-    f(static_cast<const double*>(a.data()));
-}
-
 py::array_t<double> nan_quantiles(const py::object& x_obj, const py::object& q_obj) {
-  py::array x = score_column(x_obj, "x");
-  py::array q = as_array(q_obj, "q");
-  require_layout(q, "q", 1);
-  require_dtype(q, "q", {DT::f64}, "float64");
+  py::array x = take(x_obj, "x", 1, Scores{});
+  py::array q = take(q_obj, "q", 1, F64{});
   py::array_t<double> out(q.shape(0));
   const auto n = static_cast<std::size_t>(x.shape(0));
   const auto nq = static_cast<std::size_t>(q.shape(0));
   const auto* qp = static_cast<const double*>(q.data());
   double* o = out.mutable_data();
-  with_scores(x, [&](auto* xp) {
+  dispatch(x, Scores{}, [&](auto* xp) {
     py::gil_scoped_release release;
     euds::nan_quantiles(n, xp, nq, qp, o);
   });
@@ -421,11 +234,11 @@ py::array_t<double> nan_quantiles(const py::object& x_obj, const py::object& q_o
 }
 
 py::array_t<bool> interval_mask(const py::object& x_obj, double lo, double hi) {
-  py::array x = score_column(x_obj, "x");
+  py::array x = take(x_obj, "x", 1, Scores{});
   const auto n = static_cast<std::size_t>(x.shape(0));
   auto out = bool_output(x.shape(0));
   auto* o = reinterpret_cast<std::uint8_t*>(out.mutable_data());
-  with_scores(x, [&](auto* xp) {
+  dispatch(x, Scores{}, [&](auto* xp) {
     py::gil_scoped_release release;
     euds::interval_mask(n, xp, lo, hi, o);
   });
@@ -433,11 +246,11 @@ py::array_t<bool> interval_mask(const py::object& x_obj, double lo, double hi) {
 }
 
 py::array_t<double> percentile_ranks(const py::object& x_obj) {
-  py::array x = score_column(x_obj, "x");
+  py::array x = take(x_obj, "x", 1, Scores{});
   const auto n = static_cast<std::size_t>(x.shape(0));
   py::array_t<double> out(x.shape(0));
   double* o = out.mutable_data();
-  with_scores(x, [&](auto* xp) {
+  dispatch(x, Scores{}, [&](auto* xp) {
     py::gil_scoped_release release;
     euds::percentile_ranks(n, xp, o);
   });
@@ -445,9 +258,7 @@ py::array_t<double> percentile_ranks(const py::object& x_obj) {
 }
 
 py::array rank_matrix(const py::object& obj) {
-  py::array r = as_array(obj, "ranks");
-  require_layout(r, "ranks", 2);
-  require_dtype(r, "ranks", {DT::f64}, "float64");
+  py::array r = take(obj, "ranks", 2, F64{});
   if (r.shape(0) < 1) throw py::value_error("ranks must hold at least one column (shape [k, n])");
   return r;
 }
@@ -496,7 +307,7 @@ class PyUnigramCounts {
   void add(const py::object& offsets, const py::object& ids) {
     const Csr c = check_csr(offsets, ids);
     const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
-    with_ids(c, [&](auto* id) {
+    dispatch(c.ids, Ids{}, [&](auto* id) {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
       counts_.add(c.n_samples, off, c.n_ids, id);
@@ -509,7 +320,7 @@ class PyUnigramCounts {
     auto result = csr_output(c, out);
     const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
     double* dst = result.mutable_data();
-    with_ids(c, [&](auto* id) {
+    dispatch(c.ids, Ids{}, [&](auto* id) {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
       counts_.self_information(c.n_samples, off, c.n_ids, id, alpha, dst);
@@ -609,11 +420,9 @@ int cuda_device_count() {
 py::tuple cuda_row_softmax_entropy(const py::object& in_obj, const py::object& targets_obj,
                                    const py::object& mask_obj, float scale, int device) {
 #ifdef EUDS_WITH_CUDA
-  py::array in = as_array(in_obj, "logits");
-  require_layout(in, "logits", 2);
-  require_dtype(in, "logits", {DT::f32, DT::f16}, "float32 or float16");
+  py::array in = take(in_obj, "logits", 2, Logits{});
   const auto n = in.shape(0);
-  const RowArgs args = row_args(targets_obj, mask_obj, n, {DT::i64}, "int64");
+  const RowArgs args = row_args(targets_obj, mask_obj, n, I64{});
   const bool has_targets = args.has_targets, has_mask = args.has_mask;
   const py::array& targets = args.targets;
   const py::array& mask = args.mask;
