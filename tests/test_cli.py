@@ -690,3 +690,18 @@ def test_threads_out_of_range_is_one_clear_line(sst2_files, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "threads" in err and "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_tune_prints_the_chosen_band(sst2_files, data_dir, tiny_lm, embedder, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pool, scores = sst2_files["jsonl"], tmp_path / "s"
+    args = ("--model", str(tiny_lm.folder), "--embedder", str(embedder.folder), "--k", "4")
+    assert run("score", pool, "-o", scores, *args, "-q") == 0
+    dev = tmp_path / "dev.jsonl"
+    with gzip.open(data_dir / "sst2" / "dev.jsonl.gz", "rb") as f:
+        dev.write_bytes(b"".join(f.readline() for _ in range(60)))
+    capsys.readouterr()
+    assert run("tune", "--scores", scores, "--pool", pool, "--dev", dev, "--budget", "0.3") == 0
+    choice = json.loads(capsys.readouterr().out)
+    assert choice["budget"] == 0.3 and 0.0 <= choice["dev_accuracy"] <= 1.0
+    assert choice["position"] in (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -540,31 +540,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    import numpy as np
+    from euds.experiment import tune_score_dir
 
-    from euds.experiment import read_jsonl, tune
-    from euds.scores import ScoreDir
-    from euds.signals.semantic import Embedder
-
-    sd = ScoreDir(args.scores)
-    pool = read_jsonl(args.pool)
-    dev = read_jsonl(args.dev)
-    embeddings = np.concatenate(
-        [np.asarray(sd.embeddings(s), dtype=np.float32) for s in sd.shards()]
-    )
-    if len(embeddings) != len(pool):
-        raise ValueError(
-            f"{args.scores} scored {len(embeddings)} records, {args.pool} has {len(pool)}"
-        )
-    dev_emb = Embedder(sd.manifest()["config"].get("embedder")).embed([r["text"] for r in dev])
-    choice = tune(
-        sd.read(),
-        embeddings,
-        [r[args.label_field] for r in pool],
-        dev_emb,
-        [r[args.label_field] for r in dev],
-        args.budget,
-    )
+    choice = tune_score_dir(args.scores, args.pool, args.dev, args.budget, args.label_field)
     print(json.dumps({k: v for k, v in choice.items() if k != "trials"}, indent=2))
     return 0
 

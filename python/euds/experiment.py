@@ -247,6 +247,39 @@ def tune(
     return {**best, "budget": budget, "trials": trials, "seconds": time.perf_counter() - t0}
 
 
+def tune_score_dir(
+    scores_dir: str | os.PathLike[str],
+    pool_path: str | os.PathLike[str],
+    dev_path: str | os.PathLike[str],
+    budget: float,
+    label_field: str = "label",
+) -> dict[str, Any]:
+    """:func:`tune` on a score directory of the pool (its kept embeddings) and a labelled dev
+    split (embedded here with the directory's embedder): ``euds tune``."""
+    from euds.scores import ScoreDir
+    from euds.signals.semantic import Embedder
+
+    sd = ScoreDir(Path(scores_dir))
+    pool = read_jsonl(Path(pool_path))
+    dev = read_jsonl(Path(dev_path))
+    embeddings = np.concatenate(
+        [np.asarray(sd.embeddings(s), dtype=np.float32) for s in sd.shards()]
+    )
+    if len(embeddings) != len(pool):
+        raise ValueError(
+            f"{scores_dir} scored {len(embeddings)} records, {pool_path} has {len(pool)}"
+        )
+    dev_emb = Embedder(sd.manifest()["config"].get("embedder")).embed([r["text"] for r in dev])
+    return tune(
+        sd.read(),
+        embeddings,
+        [r[label_field] for r in pool],
+        dev_emb,
+        [r[label_field] for r in dev],
+        budget,
+    )
+
+
 # -- running -------------------------------------------------------------------------------------
 
 
