@@ -267,6 +267,6 @@ def test_ray_reads_non_ascii_and_crlf_like_the_local_engine(
     assert flags == ["", "", "", "", "", ""] + ["duplicate_id"] * 12
     # the selection copies the lines byte for byte, CRLF included, on both engines
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    select_file(path, tmp_path / "local", a, budget=1.0)
-    select_ray(path, tmp_path / "ray", b, budget=1.0)
+    select_file(path, tmp_path / "local", a, budget=1.0, keep_duplicates=True)
+    select_ray(path, tmp_path / "ray", b, budget=1.0, keep_duplicates=True)
     assert a.read_bytes() == b.read_bytes() == raw

@@ -593,7 +593,9 @@ def prop_selection(data):
         got = _core.nan_quantiles(xv, qv)
         expected = np.array([ref.exact_quantile(x, v) for v in q])
         defined = ~np.isnan(expected)  # NaN: no data, or between -inf and +inf
-        assert np.array_equal(got[defined], expected[defined]), (got, expected)
+        # The interpolation between two order statistics may round differently (1 ulp).
+        tol = 1e-12 * np.maximum(1, np.abs(np.nan_to_num(expected[defined])))
+        assert_close(got[defined], expected[defined], tol, "nan_quantiles")
     else:
         refused(_core.nan_quantiles, xv, qv)
 
