@@ -285,6 +285,7 @@ _line = st.one_of(
 @settings(
     max_examples=25,
     deadline=None,
+    derandomize=True,  # the same examples on every run: a CI failure reproduces
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(lines=st.lists(_line, min_size=1, max_size=60), cut=st.integers(0, 10))
@@ -318,7 +319,9 @@ def test_any_jsonl_scores_the_same_through_resume_and_selects_every_record(
     scored = int(np.isfinite(fresh.column("information").to_numpy(zero_copy_only=False)).sum())
     if scored == 0:
         return
-    chosen = select_file(path, out, folder / "sel.jsonl", budget=scored / records / 2)
+    chosen = select_file(
+        path, out, folder / "sel.jsonl", budget=scored / records / 2, keep_duplicates=True
+    )
     counts = chosen.selection.counts
     assert counts["kept"] + counts["dropped"] == counts["input"] == records
     assert len((folder / "sel.jsonl").read_bytes().splitlines()) == counts["kept"]
