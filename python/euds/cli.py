@@ -160,18 +160,26 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", type=Path, help="metrics JSON")
     f.set_defaults(func=_cmd_finetune)
 
-    x = sub.add_parser("experiment", parents=[common], help="accuracy vs data kept, per method")
-    x.add_argument("config", type=Path, help="experiment CONFIG.toml")
+    x = sub.add_parser(
+        "experiment", parents=[common], help="which selection beats random (probe + fine-tunes)"
+    )
+    x.add_argument(
+        "configs",
+        type=Path,
+        nargs="+",
+        metavar="CONFIG",
+        help="experiment CONFIG.toml files; the default is chosen on the dev sets of all of them",
+    )
     x.add_argument(
         "--seeds",
         type=lambda v: [int(s) for s in v.split(",")],
-        help="run only these seeds, e.g. 0 or 0,1 (the config's seeds by default); finished "
-        "runs are cached, so growing the list later only adds the new ones",
+        help="run only these seeds, e.g. 0 or 0,1 (the configs' seeds by default); finished "
+        "work is cached, so growing the list later only adds the new ones",
     )
     x.add_argument(
-        "--budgets",
-        type=lambda v: [float(s) for s in v.split(",")],
-        help="run only these budgets, e.g. 0.16 (the config's budgets by default)",
+        "--no-finetune",
+        action="store_true",
+        help="screen with the probe only (seconds per subset); skip the configs' fine-tunes",
     )
     x.set_defaults(func=_cmd_experiment)
 
@@ -525,17 +533,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from euds.experiment import ExperimentConfig, run_experiment
-    from euds.experiment_report import markdown_table
+    from euds.experiment import ExperimentConfig, run_experiments
 
-    config = ExperimentConfig.from_toml(args.config)
-    if args.seeds is not None:
-        config.seeds = args.seeds
-    if args.budgets is not None:
-        config.budgets = args.budgets
-    config.check()
-    summary = run_experiment(config)
-    print(markdown_table(summary))
+    configs = [ExperimentConfig.from_toml(path) for path in args.configs]
+    for config in configs:
+        if args.seeds is not None:
+            config.seeds = args.seeds
+        if args.no_finetune:
+            config.confirm = []
+        config.check()
+    for summary in run_experiments(configs):
+        print(f"{summary['name']}: {summary['output']}/results.md")
     return 0
 
 

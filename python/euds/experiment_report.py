@@ -1,155 +1,384 @@
-"""Rendering an experiment's summary (:func:`euds.experiment.run_experiment`): a Markdown table
-of the metric per method and budget (mean ± std over seeds) and an SVG plot of the metric
-against the share of data kept. Like :mod:`euds.report`, inline SVG written here."""
+"""Rendering an experiment's summary (:func:`euds.experiment.run_experiments`): Markdown tables of
+paired differences from random with 95% intervals and Holm-corrected significance, the noise
+table, the subsets' make-up, and SVG plots of accuracy against the share of data kept. Like
+:mod:`euds.report`, inline SVG written here."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from euds.stats import holm, paired, tost
 
-def _metric_names(summary: dict[str, Any]) -> tuple[str, str]:
-    return (
-        ("accuracy", "macro_f1") if summary["task"] == "classification" else ("f1", "exact_match")
-    )
-
-
-def _methods(summary: dict[str, Any], agg: dict[tuple[str, float], Any]) -> list[str]:
-    """The methods that ran, in the experiment's order (first appearance in older summaries)."""
-    ran = list(dict.fromkeys(method for method, _ in agg))
-    order = summary.get("methods") or ran
-    return [m for m in order if m in ran]
+RANDOM = "random"
+PRIMARY_BUDGET = 0.16
+TOST_BUDGET, TOST_MARGIN = 0.3, 1.0  # points of accuracy
+PLOTTED = ("random", "default", "auto", "intersect", "filter-random", "random+clusters")
 
 
-def aggregate(summary: dict[str, Any]) -> dict[tuple[str, float], dict[str, float]]:
-    main, second = _metric_names(summary)
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for r in summary["runs"]:
-        groups.setdefault((r["method"], r["budget"]), []).append(r)
-    out = {}
-    for key, rs in groups.items():
-        a = np.array([r[main] for r in rs], dtype=float)
-        b = np.array([r[second] for r in rs], dtype=float)
-        out[key] = {
-            "mean": float(a.mean()),
-            "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
-            "mean2": float(b.mean()),
-            "std2": float(b.std(ddof=1)) if len(b) > 1 else 0.0,
-            "n": len(rs),
-            "records": int(np.mean([r["records"] for r in rs])),
+def _points(value: float) -> float:
+    return 100.0 * value
+
+
+def comparisons(
+    rows: list[dict[str, Any]], metric: str, pool: str
+) -> dict[tuple[str, float], dict[str, Any]]:
+    """Per (method, budget) on one pool: mean metric and the paired difference from random
+    (points), with Holm-adjusted p over every method x budget of the table."""
+    by: dict[tuple[str, float], dict[int, float]] = {}
+    for r in rows:
+        if r["pool"] == pool and not _nan(r.get(metric)):
+            by.setdefault((r["method"], r["budget"]), {})[r["seed"]] = r[metric]
+    out: dict[tuple[str, float], dict[str, Any]] = {}
+    for (method, budget), values in by.items():
+        cell: dict[str, Any] = {
+            "mean": _points(float(np.mean(list(values.values())))),
+            "n": len(values),
         }
+        base = by.get((RANDOM, budget))
+        if method != RANDOM and base:
+            seeds = sorted(set(values) & set(base))
+            cell["diff"] = paired([_points(values[s] - base[s]) for s in seeds])
+        out[(method, budget)] = cell
+    keys = [k for k, c in out.items() if "diff" in c]
+    for k, p in zip(keys, holm([out[k]["diff"].p for k in keys]), strict=True):
+        out[k]["p_holm"] = float(p)
     return out
 
 
-def markdown_table(summary: dict[str, Any]) -> str:
-    main, second = _metric_names(summary)
-    agg = aggregate(summary)
-    budgets = sorted({b for (_, b) in agg if b < 1.0})
-    methods = _methods(summary, agg)
-    scale = 100.0 if summary["task"] == "classification" else 1.0
-    header = "| method | " + " | ".join(f"{b:.0%}" for b in budgets) + " | 100% |"
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _cell(c: dict[str, Any] | None) -> str:
+    if not c:
+        return ""
+    if "diff" not in c:
+        return f"{c['mean']:.1f}"
+    d = c["diff"]
+    text = f"{c['mean']:.1f} ({d.mean:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}])"
+    return f"**{text}**" if c.get("p_holm", 1.0) < 0.05 else text
+
+
+def _methods_in(rows: list[dict[str, Any]]) -> list[str]:
+    seen = list(dict.fromkeys(r["method"] for r in rows))
+    first = [m for m in (RANDOM, "default") if m in seen]
+    return (
+        first
+        + [m for m in seen if m not in first and m != "full"]
+        + (["full"] if "full" in seen else [])
+    )
+
+
+def table(
+    rows: list[dict[str, Any]], metric: str, pool: str, methods: list[str] | None = None
+) -> str:
+    cells = comparisons(rows, metric, pool)
+    budgets = sorted({b for (_, b) in cells})
+    methods = [m for m in (methods or _methods_in(rows)) if any((m, b) in cells for b in budgets)]
     lines = [
-        f"{main} (mean ± std over seeds, x100 for classification); pool {summary['pool']:,}",
-        "",
-        header,
+        "| method | " + " | ".join(f"{b:.0%}" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
     ]
-    lines.append("|---|" + "---|" * (len(budgets) + 1))
-    full = agg.get(("full", 1.0))
     for m in methods:
-        cells = []
-        for b in budgets:
-            v = agg.get((m, b))
-            cells.append(f"{scale * v['mean']:.2f} ± {scale * v['std']:.2f}" if v else "")
-        cells.append(
-            f"{scale * full['mean']:.2f} ± {scale * full['std']:.2f}"
-            if m == "full" and full
-            else ""
-        )
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", f"{second} (mean over seeds)", "", header, "|---|" + "---|" * (len(budgets) + 1)]
+        lines.append(f"| {m} | " + " | ".join(_cell(cells.get((m, b))) for b in budgets) + " |")
+    return "\n".join(lines)
+
+
+def steps_line(runs: list[dict[str, Any]]) -> str:
+    steps: dict[float, set[int]] = {}
+    for r in runs:
+        steps.setdefault(r["budget"], set()).add(r["steps"])
+    return "; ".join(
+        f"{b:.0%}: {'/'.join(str(s) for s in sorted(v))} steps" for b, v in sorted(steps.items())
+    )
+
+
+def primary(runs: list[dict[str, Any]]) -> str:
+    cells = comparisons(runs, "accuracy", "clean")
+    c = cells.get(("default", PRIMARY_BUDGET))
+    if not c or "diff" not in c:
+        return "Primary comparison (default vs random at 16%, fine-tuned, clean pool): not run."
+    d = c["diff"]
+    return (
+        f"Primary comparison (pre-registered: default vs random at 16%, fine-tuned, clean pool, "
+        f"n = {d.n} seeds): {d.mean:+.2f} points [95% CI {d.lo:+.2f}, {d.hi:+.2f}], "
+        f"p = {d.p:.3f} (no correction: one comparison)."
+    )
+
+
+def equivalence(runs: list[dict[str, Any]]) -> str:
+    by: dict[tuple[str, float], dict[int, float]] = {}
+    for r in runs:
+        if r["pool"] == "clean":
+            by.setdefault((r["method"], r["budget"]), {})[r["seed"]] = r["accuracy"]
+    full, part = by.get(("full", 1.0)), by.get(("default", TOST_BUDGET))
+    if not full or not part:
+        return "Within 1 point of full at 30% (TOST): not run."
+    seeds = sorted(set(full) & set(part))
+    d = [_points(part[s] - full[s]) for s in seeds]
+    p = tost(d, TOST_MARGIN) if len(d) > 1 else float("nan")
+    ci = paired(d, level=0.90)
+    verdict = "shown" if p < 0.05 else "not shown"
+    return (
+        f"Within {TOST_MARGIN:g} point of full at {TOST_BUDGET:.0%} (TOST, n = {len(d)} seeds): "
+        f"default - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
+        f"p = {p:.3f}: equivalence {verdict}."
+    )
+
+
+def noise_table(rows: list[dict[str, Any]], budget: float, methods: list[str]) -> str:
+    noisy = [r for r in rows if r["pool"] == "noisy" and r["budget"] == budget]
+    if not noisy:
+        return "(no noisy pool)"
+    kinds = sorted({k for r in noisy for k in r.get("junk_kept", {})})
+    lines = [
+        "| method | junk kept % | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
     for m in methods:
-        cells = [f"{scale * agg[(m, b)]['mean2']:.2f}" if (m, b) in agg else "" for b in budgets]
-        cells.append(f"{scale * full['mean2']:.2f}" if m == "full" and full else "")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    if summary.get("tuned"):
-        lines += ["", "Automatic interval (proxy's choice per budget):", ""]
-        for b, t in summary["tuned"].items():
+        rs = [r for r in noisy if r["method"] == m]
+        if not rs:
+            continue
+        share = 100 * np.mean([r["junk_share"] for r in rs])
+        per_kind = [np.mean([r["junk_kept"].get(k, 0) for r in rs]) for k in kinds]
+        lines.append(f"| {m} | {share:.1f} | " + " | ".join(f"{v:.0f}" for v in per_kind) + " |")
+    return "\n".join(lines)
+
+
+def makeup_table(rows: list[dict[str, Any]], budget: float, methods: list[str]) -> str:
+    clean = [r for r in rows if r["pool"] == "clean" and r["budget"] in (budget, 1.0)]
+    lines = [
+        "| method | median words | largest class share | clusters covered |",
+        "|---|---|---|---|",
+    ]
+    for m in [*methods, "full"]:
+        rs = [r for r in clean if r["method"] == m]
+        if rs:
             lines.append(
-                f"- {float(b):.0%}: {t['method']} at position {t['position']} "
-                f"(dev probe accuracy {t['dev_accuracy']:.3f}, {t['seconds']:.1f} s)"
+                f"| {m} | {np.mean([r['median_words'] for r in rs]):.1f} | "
+                f"{np.mean([r['largest_class_share'] for r in rs]):.3f} | "
+                f"{np.mean([r['clusters_covered'] for r in rs]):.1f} |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
-def _label(x: float, y: float, text: str, anchor: str) -> str:
-    return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' font-size='11'>{text}</text>"
+def rank_correlation(screen: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
+    """Spearman correlation between the probe (eval) and the fine-tune (eval) over the
+    (pool, method, budget) means both measured."""
+    from scipy.stats import spearmanr
+
+    def means(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, str, float], float]:
+        groups: dict[tuple[str, str, float], list[float]] = {}
+        for r in rows:
+            groups.setdefault((r["pool"], r.get("candidate", r["method"]), r["budget"]), []).append(
+                r[metric]
+            )
+        return {k: float(np.mean(v)) for k, v in groups.items()}
+
+    probe, fine = means(screen, "probe_eval"), means(runs, "accuracy")
+    keys = sorted(set(probe) & set(fine))
+    if len(keys) < 3:
+        return f"Probe vs fine-tune rank correlation: {len(keys)} common cells, too few to say."
+    rho, p = spearmanr([probe[k] for k in keys], [fine[k] for k in keys])
+    return (
+        f"Probe vs fine-tune rank correlation (Spearman, over the {len(keys)} pool x method x "
+        f"budget cells both measured): rho = {rho:.2f} (p = {p:.3f})."
+    )
 
 
-def svg_plot(summary: dict[str, Any]) -> str:
-    """Metric vs share of data kept, one line per method, error bars = std over seeds."""
-    main, _ = _metric_names(summary)
-    agg = aggregate(summary)
-    budgets = sorted({b for (_, b) in agg})
-    values = [v["mean"] for v in agg.values()]
-    lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.15 or 0.01
+def auto_lines(screen: list[dict[str, Any]]) -> str:
+    lines = []
+    for pool in ("clean", "noisy"):
+        rows = [r for r in screen if r["pool"] == pool and r["method"] == "auto"]
+        if not rows:
+            continue
+        chosen: dict[str, int] = {}
+        for r in rows:
+            t = r["tuned"]
+            name = f"{t['method']}@{t['position']}"
+            chosen[name] = chosen.get(name, 0) + 1
+        top = ", ".join(f"{k} x{v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])[:6])
+        cells = comparisons(
+            [
+                {**r, "method": "random" if r["method"] == "best-of-25-random" else r["method"]}
+                for r in screen
+                if r["pool"] == pool and r["method"] in ("auto", "best-of-25-random")
+            ],
+            "probe_eval",
+            pool,
+        )
+        diffs = ", ".join(
+            f"{b:.0%}: {c['diff'].mean:+.1f} [{c['diff'].lo:+.1f}, {c['diff'].hi:+.1f}]"
+            for (m, b), c in sorted(cells.items(), key=lambda kv: kv[0][1])
+            if m == "auto" and "diff" in c
+        )
+        lines.append(
+            f"- {pool} pool: chosen {top}; auto - best-of-25-random (probe, eval): {diffs}"
+        )
+    return "\n".join(lines)
+
+
+def svg_lines(title: str, series: dict[str, list[tuple[float, float, float, float]]]) -> str:
+    """Lines of (x, mean, lo, hi) per name, with interval bars; x is a share of data kept."""
+    xs = sorted({p[0] for pts in series.values() for p in pts})
+    ys = [v for pts in series.values() for p in pts for v in p[1:] if not math.isnan(v)]
+    if not xs or not ys:
+        return "<svg xmlns='http://www.w3.org/2000/svg'/>\n"
+    lo, hi = min(ys), max(ys)
+    pad = (hi - lo) * 0.1 or 1.0
     lo, hi = lo - pad, hi + pad
-    w, h, m = 720, 400, 70
-    colors = [
-        "#1f77b4",
-        "#ff7f0e",
-        "#2ca02c",
-        "#d62728",
-        "#9467bd",
-        "#8c564b",
-        "#e377c2",
-        "#7f7f7f",
-    ]
+    w, h, m = 760, 420, 70
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
 
-    def x(b: float) -> float:
-        return m + (b - budgets[0]) / max(budgets[-1] - budgets[0], 1e-9) * (w - 2 * m)
+    def x(b: float) -> float:  # log scale: budgets from 5% to 100%
+        a, z = math.log(xs[0]), math.log(xs[-1])
+        return m + (math.log(b) - a) / max(z - a, 1e-9) * (w - 2 * m - 110)
 
     def y(v: float) -> float:
         return h - m - (v - lo) / (hi - lo) * (h - 2 * m)
 
     parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {w} {h}' width='{w}' height='{h}'>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {w} {h}' width='{w}' height='{h}'>",
+        f"<text x='{w / 2}' y='22' text-anchor='middle' font-size='14'>{title}</text>",
+        f"<line x1='{m}' y1='{h - m}' x2='{w - m - 110}' y2='{h - m}' stroke='#333'/>",
+        f"<line x1='{m}' y1='{m}' x2='{m}' y2='{h - m}' stroke='#333'/>",
     ]
-    title = f"{summary['name']}: {main} vs data kept"
-    parts.append(f"<text x='{w / 2}' y='20' text-anchor='middle' font-size='14'>{title}</text>")
-    parts.append(f"<line x1='{m}' y1='{h - m}' x2='{w - m}' y2='{h - m}' stroke='#333'/>")
-    parts.append(f"<line x1='{m}' y1='{m}' x2='{m}' y2='{h - m}' stroke='#333'/>")
-    for b in budgets:
-        parts.append(_label(x(b), h - m + 16, f"{b:.0%}", "middle"))
+    for b in xs:
+        parts.append(_text(x(b), h - m + 16, f"{b:.0%}", "middle"))
     for k in range(5):
         v = lo + (hi - lo) * k / 4
-        parts.append(_label(m - 6, y(v) + 4, f"{v:.3f}", "end"))
-    legend_y = m
-    for i, method in enumerate(_methods(summary, agg)):
+        parts.append(_text(m - 6, y(v) + 4, f"{v:.1f}", "end"))
+    for i, (name, pts) in enumerate(series.items()):
         color = colors[i % len(colors)]
-        pts = sorted((b, agg[(method, b)]) for (mm, b) in agg if mm == method)
-        if method == "full":
-            v = pts[0][1]["mean"]
-            style = f"stroke='{color}' stroke-dasharray='5,4'"
-            parts.append(f"<line x1='{m}' y1='{y(v):.1f}' x2='{w - m}' y2='{y(v):.1f}' {style}/>")
-        else:
-            path = " ".join(
-                f"{'M' if j == 0 else 'L'}{x(b):.1f},{y(s['mean']):.1f}"
-                for j, (b, s) in enumerate(pts)
-            )
-            parts.append(f"<path d='{path}' fill='none' stroke='{color}' stroke-width='2'/>")
-            for b, s in pts:
-                parts.append(
-                    f"<line x1='{x(b):.1f}' y1='{y(s['mean'] - s['std']):.1f}' x2='{x(b):.1f}' "
-                    f"y2='{y(s['mean'] + s['std']):.1f}' stroke='{color}'/>"
-                )
-                parts.append(
-                    f"<circle cx='{x(b):.1f}' cy='{y(s['mean']):.1f}' r='3' fill='{color}'/>"
-                )
-        parts.append(
-            f"<text x='{w - m + 4}' y='{legend_y}' font-size='11' fill='{color}'>{method}</text>"
+        pts = sorted(pts)
+        path = " ".join(
+            f"{'M' if j == 0 else 'L'}{x(p[0]):.1f},{y(p[1]):.1f}" for j, p in enumerate(pts)
         )
-        legend_y += 15
+        parts.append(f"<path d='{path}' fill='none' stroke='{color}' stroke-width='2'/>")
+        for b, mean, a, z in pts:
+            if not (math.isnan(a) or math.isnan(z)):
+                parts.append(
+                    f"<line x1='{x(b):.1f}' y1='{y(a):.1f}' x2='{x(b):.1f}' y2='{y(z):.1f}' "
+                    f"stroke='{color}'/>"
+                )
+            parts.append(f"<circle cx='{x(b):.1f}' cy='{y(mean):.1f}' r='3' fill='{color}'/>")
+        parts.append(
+            f"<text x='{w - m - 100}' y='{m + 15 * i}' font-size='11' fill='{color}'>{name}</text>"
+        )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _text(x: float, y: float, text: str, anchor: str) -> str:
+    return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' font-size='11'>{text}</text>"
+
+
+def plot(rows: list[dict[str, Any]], metric: str, pool: str, title: str) -> str:
+    """Mean metric (points) per plotted method vs budget, bars = 95% t interval over seeds."""
+    from scipy import stats
+
+    series: dict[str, list[tuple[float, float, float, float]]] = {}
+    groups: dict[tuple[str, float], list[float]] = {}
+    for r in rows:
+        if r["pool"] == pool and r["method"] in (*PLOTTED, "full") and not _nan(r.get(metric)):
+            groups.setdefault((r["method"], r["budget"]), []).append(_points(r[metric]))
+    for (method, budget), v in sorted(groups.items()):
+        a = np.array(v)
+        half = (
+            float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
+            if len(a) > 1
+            else float("nan")
+        )
+        mean = float(a.mean())
+        if method == "full":
+            continue
+        series.setdefault(method, []).append((budget, mean, mean - half, mean + half))
+    full = groups.get(("full", 1.0))
+    if full:
+        for pts in series.values():
+            pts.append((1.0, float(np.mean(full)), float("nan"), float("nan")))
+    return svg_lines(title, series)
+
+
+def write_report(summary: dict[str, Any], out: Path) -> None:
+    """results.md, probe_clean.svg and probe_noisy.svg in ``out``."""
+    (out / "results.md").write_text(markdown(summary))
+    for pool in ("clean", "noisy"):
+        rows = [
+            {
+                **r,
+                "method": "default" if r["method"] == summary["default"]["method"] else r["method"],
+            }
+            for r in summary["screen"]
+        ]
+        (out / f"probe_{pool}.svg").write_text(
+            plot(
+                rows,
+                "probe_eval",
+                pool,
+                f"{summary['name']}, {pool} pool: linear probe accuracy (eval) vs data kept",
+            )
+        )
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    default = summary["default"]["method"]
+    screen: list[dict[str, Any]] = summary["screen"]
+    runs: list[dict[str, Any]] = summary["finetune"]
+    main = [m for m in _methods_in(screen) if "~length" not in m or m.startswith(default + "~")]
+    parts = [
+        f"# {summary['name']}",
+        "",
+        f"Pool {summary['pool']:,} records per seed (from a superset of {summary['superset']:,}), "
+        f"dev {summary['dev']:,}, eval {summary['eval']:,}; seeds "
+        f"{sorted({r['seed'] for r in screen})}. Default chosen on dev: **{default}** "
+        f"({summary['default']['rule']}).",
+        "",
+        "## Linear probe on the kept embeddings (eval accuracy, points)",
+        "",
+        "Each cell: mean over seeds (paired difference from random [95% CI]); bold where the "
+        "Holm-corrected p over the table's comparisons is below .05.",
+        "",
+    ]
+    for pool in ("clean", "noisy"):
+        if any(r["pool"] == pool for r in screen):
+            parts += [f"### {pool} pool", "", table(screen, "probe_eval", pool, main), ""]
+    parts += [
+        "## Automatic interval (tuned on dev) and its control",
+        "",
+        auto_lines(screen),
+        "",
+        "## Fine-tuned (eval accuracy, points)",
+        "",
+    ]
+    if runs:
+        for pool in ("clean", "noisy"):
+            pool_runs = [r for r in runs if r["pool"] == pool]
+            if pool_runs:
+                parts += [
+                    f"### {pool} pool ({steps_line(pool_runs)})",
+                    "",
+                    table(pool_runs, "accuracy", pool),
+                    "",
+                ]
+        parts += [primary(runs), "", equivalence(runs), "", rank_correlation(screen, runs), ""]
+    else:
+        parts += ["No fine-tunes ran.", ""]
+    listed = [m for m in main if m != "full"]
+    parts += [
+        "## Junk kept on the noisy pool at 16% (probe pools; counts per kind, mean over seeds)",
+        "",
+        noise_table(screen, PRIMARY_BUDGET, listed),
+        "",
+        "## What the 16% subsets hold (clean pool, mean over seeds)",
+        "",
+        makeup_table(screen, PRIMARY_BUDGET, listed),
+        "",
+        "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()),
+        "",
+    ]
+    return "\n".join(parts)

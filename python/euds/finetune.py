@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import math
 import os
 import random
@@ -35,6 +36,8 @@ from typing import Any, Literal
 import numpy as np
 
 from euds.provenance import open_text
+
+log = logging.getLogger("euds")
 
 Task = Literal["classification", "qa"]
 
@@ -372,6 +375,17 @@ def _train(
     epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
     total = steps_per_epoch * epochs
     warmup = int(config.warmup * total)
+    log.info(
+        "fine-tuning on %d examples: %d epochs x %d steps = %d optimiser steps (batch %d, "
+        "lr %g, %d warm-up steps)",
+        len(features),
+        epochs,
+        steps_per_epoch,
+        total,
+        config.batch_size,
+        config.lr,
+        warmup,
+    )
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
