@@ -54,6 +54,7 @@ def test_all_signals_in_one_pass(tmp_path, corpus, tiny_lm, embedder):
         "information",
         "generative",
         "nll",
+        "bpb",
         "semantic",
         "n_tokens",
         "truncated",
@@ -388,3 +389,55 @@ def test_a_resumed_run_succeeds_where_a_fresh_one_does(tmp_path):
     sd.write_manifest(manifest)
     resumed = score(path, out, config, progress=False)
     assert resumed.resumed_from == 64 and resumed.flags == {"missing_text": 160}
+
+
+def test_bpb_column_and_directories_scored_before_it(tmp_path, corpus, tiny_lm, embedder, capsys):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from conftest import read_all
+    from euds.cli import main
+    from euds.select import select_file
+
+    out = tmp_path / "scores"
+    score(corpus, out, small_config(tiny_lm, embedder, signals=("generative",)), progress=False)
+    table = read_scores(out)
+    assert table.column_names[:4] == ["id", "generative", "nll", "bpb"]
+    nll, bpb = (np.asarray(table.column(c), dtype=float) for c in ("nll", "bpb"))
+    assert np.array_equal(np.isnan(bpb), np.isnan(nll)) and np.isnan(bpb).sum() == 5
+    # SST-2 sentences are shorter than max_tokens, so their tokens cover every byte of them.
+    assert not np.asarray(table.column("truncated")).any()
+    texts = read_all(corpus)[3]
+    whole = np.array([len(t.encode()) if t else 0 for t in texts])
+    n = np.asarray(table.column("n_tokens"))
+    ok = ~np.isnan(nll)
+    np.testing.assert_allclose(bpb[ok], nll[ok] * n[ok] / np.log(2) / whole[ok], rtol=1e-12)
+
+    # A directory scored before bpb existed: the same scores without the column.
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    manifest = ScoreDir(old).manifest()
+    for shard in manifest["shards"]:
+        name = f"part-{shard['index']:05d}.parquet"
+        pq.write_table(pq.read_table(old / name).drop_columns(["bpb"]), old / name)
+        shard["files"][name] = (old / name).stat().st_size
+    ScoreDir(old).write_manifest(manifest)
+    assert read_scores(old).column_names == [c for c in table.column_names if c != "bpb"]
+    before = select_file(corpus, old, tmp_path / "old.jsonl", budget=0.3)
+    now = select_file(corpus, out, tmp_path / "new.jsonl", budget=0.3)
+    assert before.selection.signals == now.selection.signals == ["generative"]
+    assert (tmp_path / "old.jsonl").read_bytes() == (tmp_path / "new.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="no 'bpb' column"):
+        select_file(corpus, old, tmp_path / "x.jsonl", budget=0.3, signals=["bpb"])
+
+    # The command line takes bpb as a selection signal.
+    args = ["select", str(corpus), "--scores", str(out), "--budget", "0.3", "--signals", "bpb"]
+    assert main([*args, "-o", str(tmp_path / "bpb.jsonl"), "-q"]) == 0
+    manifest = json.loads((tmp_path / "bpb.jsonl.manifest.json").read_text())
+    assert manifest["selection"]["signals"] == ["bpb"]
+    assert set(manifest["selection"]["intervals"]) == {"bpb"}
+    capsys.readouterr()
+    old_args = [*args[:3], str(old), *args[4:]]
+    assert main([*old_args, "-o", str(tmp_path / "bpb-old.jsonl"), "-q"]) == 2
+    assert "bpb" in capsys.readouterr().err

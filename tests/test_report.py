@@ -115,3 +115,34 @@ def test_missing_input_says_why(tmp_path, genuine):
     )
     page = _page(scores, tmp_path / "r.html")
     assert "without example texts" in page and "gone.jsonl" in page
+
+
+def test_bpb_is_shown_like_the_other_signals_when_scored(tmp_path, genuine):
+    entry = {"path": str(genuine), "sha256": sha256_file(genuine)}
+    old = _page(_score_dir(tmp_path / "old", entry), tmp_path / "old.html")
+    assert "<b>bpb</b>" not in old and old.count("<svg") == 2 + 1  # two histograms, one pair
+    sd = ScoreDir(tmp_path / "new")
+    rng = np.random.default_rng(1)
+    bpb = 1.0 + rng.random(ROWS)
+    bpb[3] = np.nan  # a record without an NLL
+    table = pa.table(
+        {"id": [f"r{i}" for i in range(ROWS)], "generative": rng.random(ROWS), "bpb": bpb}
+    )
+    shard = sd.write_shard(0, 0, table)
+    sd.write_manifest(
+        {
+            "format": 1,
+            "status": "complete",
+            "input": entry,
+            "config": {"signals": ["generative"], "text_field": "text"},
+            "shards": [shard.__dict__],
+        }
+    )
+    page = _page(sd.path, tmp_path / "new.html")
+    finite = bpb[np.isfinite(bpb)]
+    summary = (
+        f"<b>bpb</b> (bits per UTF-8 byte) — mean {finite.mean():.3f}, sd {finite.std():.3f}, "
+        f"median {np.median(finite):.3f}; NaN 1"
+    )
+    assert summary in page and "<h3>bpb</h3>" in page
+    assert page.count("<svg") == 2 + 1 and "<b>generative</b> (x) vs <b>bpb</b> (y)" in page

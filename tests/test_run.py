@@ -120,8 +120,8 @@ def test_report_is_self_contained_html(run_dir):
     assert page.startswith("<!doctype html>")
     # No external resources: no scripts, links, remote images or fonts.
     assert not re.search(r"<script|<link|src=|url\(|https?://", page)
-    assert page.count("<svg") == 4 + 6  # 4 histograms, 6 pairs
-    for name in ("information", "generative", "nll", "semantic"):
+    assert page.count("<svg") == 5 + 10  # 5 histograms, 10 pairs
+    for name in ("information", "generative", "nll", "bpb", "semantic"):
         assert f"<b>{name}</b>" in page
     assert "kept + dropped = 600 = input" in page
     assert page.count("<tr><td>low") >= 4 and page.count("<tr><td>high") >= 4
@@ -132,7 +132,7 @@ def test_report_command_without_selection(run_dir, tmp_path):
     out = tmp_path / "plain.html"
     assert main(["report", str(run_dir / "scores"), "-o", str(out), "-q"]) == 0
     page = out.read_text()
-    assert "<h2>Selection</h2>" not in page and page.count("<svg") == 10
+    assert "<h2>Selection</h2>" not in page and page.count("<svg") == 15
 
 
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):

@@ -325,3 +325,10 @@ def test_any_jsonl_scores_the_same_through_resume_and_selects_every_record(
     counts = chosen.selection.counts
     assert counts["kept"] + counts["dropped"] == counts["input"] == records
     assert len((folder / "sel.jsonl").read_bytes().splitlines()) == counts["kept"]
+
+
+def test_score_dir_takes_a_str_path(tmp_path):
+    from euds.scores import ScoreDir
+
+    sd = ScoreDir(str(tmp_path))
+    assert sd.path == tmp_path and not sd.exists()

@@ -494,3 +494,20 @@ def test_ties_at_the_boundary_with_discrete_scores():
     assert not a.keep[v > boundary].any()
     differ = a.keep != b.keep
     assert differ.any() and (v[differ] == boundary).all()
+
+
+def test_bpb_is_selectable_and_scores_without_it_select_as_before():
+    scores = synthetic(400, 31)
+    with_bpb = dict(scores, bpb=np.random.default_rng(31).gamma(3.0, size=400))
+    with_bpb["bpb"][[4, 9]] = np.nan  # records without an NLL
+    sel = select(with_bpb, budget=0.25, signals=["bpb"])
+    assert sel.signals == ["bpb"] and sel.keep.sum() == 100
+    assert not sel.keep[[4, 9]].any() and set(sel.reason[[4, 9]]) == {"unscored"}
+    ranks = pct_ranks(with_bpb["bpb"])
+    assert (np.abs(ranks[sel.keep] - 0.5) < 0.13).all()  # a quarter of the pool around the median
+    # bpb is never a default signal: the same selection with or without the column.
+    np.testing.assert_array_equal(
+        select(with_bpb, budget=0.25).keep, select(scores, budget=0.25).keep
+    )
+    with pytest.raises(ValueError, match="no 'bpb' column"):
+        select(scores, budget=0.25, signals=["bpb"])

@@ -211,3 +211,134 @@ def test_smollm2_padded_and_packed_graphs_agree(smollm2, sst2_records):
     ge, nll = GenerativeScorer(smollm2).score(tokens)
     ge2, nll2 = GenerativeScorer(smollm2, packing=False).score(tokens)
     assert np.abs(ge - ge2).max() < 2e-3 and np.abs(nll - nll2).max() < 2e-3
+
+
+# -- bits per byte ---------------------------------------------------------------------------
+
+BPB_TEXTS = [
+    "naïve café — déjà vu , ça va ?",
+    "日本語のテキストをバイトで数える",
+    "emoji 🙂🚀 and maths ∑ x² ≤ ∞",
+    "Привет , как дела ? Ελληνικά γράμματα",
+    "plain ascii sentence .",
+    "",
+    "Größe und Maß " * 40,  # truncated at max_tokens=32, multi-byte characters throughout
+    " ".join(["word", "other", "thing"] * 200),  # truncated, ASCII
+]
+
+
+def byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, inverted: each character of a token string is one byte."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    rest = [b for b in range(256) if b not in printable]
+    return {chr(b): b for b in printable} | {chr(256 + k): b for k, b in enumerate(rest)}
+
+
+def token_bytes(tokenizer: TextTokenizer, content: np.ndarray) -> bytes:
+    """The bytes the tokens spell, from their strings (not from the tokenizer's offsets)."""
+    alphabet = byte_level_alphabet()
+    return bytes(alphabet[c] for t in content for c in tokenizer.tokenizer.id_to_token(int(t)))
+
+
+def reference_bytes(tokenizer: TextTokenizer, text: str, content: np.ndarray) -> int:
+    """The bytes the kept tokens cover, extended to the end of a character the cut falls
+    inside (the documented rule)."""
+    seen, raw = token_bytes(tokenizer, content), text.encode()
+    assert raw.startswith(seen)  # byte-level BPE spells the text from its first byte
+    end = len(seen)
+    while end < len(raw) and raw[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+        end += 1
+    return end
+
+
+def torch_bits_per_byte(model, tokenizer, texts, tokens: TokenBatch) -> np.ndarray:
+    """The definition, plainly: the content tokens' total NLL (float64 log-softmax of the
+    transformers logits) in bits, over :func:`reference_bytes`."""
+    out = []
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            content = tokens.row(i)
+            if not len(content):
+                out.append(np.nan)
+                continue
+            ids = torch.tensor([[0, *content.tolist()]])
+            logp = torch.log_softmax(model(ids).logits[0, :-1].double(), dim=-1)
+            nats = float(-logp.gather(1, ids[0, 1:, None]).sum())
+            out.append(nats / np.log(2) / reference_bytes(tokenizer, text, content))
+    return np.array(out)
+
+
+def score_columns(files, texts, max_tokens: int = 32, **options):
+    """The pass columns of one batch, through the per-batch scorer every engine and the API
+    use: ({column: numpy array}, tokens)."""
+    from euds.batch import Models, Stages, pass_schema, score_record_batch
+    from euds.config import ScoreConfig
+    from euds.io import RecordBatch
+
+    config = ScoreConfig(
+        signals=("generative",), model=str(files.folder), max_tokens=max_tokens, **options
+    )
+    records = RecordBatch(
+        start=0,
+        ids=[str(k) for k in range(len(texts))],
+        texts=list(texts),
+        flags=[[] for _ in texts],
+    )
+    batch, _, tokens = score_record_batch(
+        Models(config), records, pass_schema(config.signals), Stages({})
+    )
+    columns = {
+        name: batch.column(name).to_numpy(zero_copy_only=False) for name in batch.schema.names
+    }
+    return columns, tokens
+
+
+def test_bpb_matches_pytorch_bits_per_byte(tiny):
+    files, model = tiny
+    columns, tokens = score_columns(files, BPB_TEXTS)
+    tok = TextTokenizer(max_tokens=32)
+    # Counting bytes takes the encoding with offsets: the same ids as the offset-free one.
+    np.testing.assert_array_equal(tokens.ids, tok.encode(BPB_TEXTS).ids)
+    ref = torch_bits_per_byte(model, tok, BPB_TEXTS, tokens)
+    np.testing.assert_allclose(columns["bpb"], ref, rtol=2e-3, equal_nan=True)
+    assert np.isnan(columns["bpb"][5]) and np.isfinite(np.delete(columns["bpb"], 5)).all()
+    for i, text in enumerate(BPB_TEXTS):
+        if text:
+            assert tokens.n_bytes[i] == reference_bytes(tok, text, tokens.row(i)), text
+    # Bytes, not characters; the whole text unless truncated, and only the scored part if so.
+    whole = np.array([len(t.encode()) for t in BPB_TEXTS])
+    chars = np.array([len(t) for t in BPB_TEXTS])
+    assert tokens.truncated.tolist() == [False] * 6 + [True, True]
+    assert (tokens.n_bytes[:6] == whole[:6]).all() and (tokens.n_bytes[:4] > chars[:4]).all()
+    assert (tokens.n_bytes[6:] < whole[6:] / 4).all()
+
+
+def test_a_character_that_truncation_cuts_counts_whole():
+    # "✓" is three bytes spelled by three tokens; with three content tokens the cut falls
+    # after its second byte.
+    tok = TextTokenizer(max_tokens=4)
+    tokens = tok.encode(["a ✓ b"], count_bytes=True)
+    assert len(token_bytes(tok, tokens.row(0))) == len("a ✓".encode()) - 1
+    assert tokens.n_bytes.tolist() == [len("a ✓".encode())]
+    assert tok.encode(["a ✓ b"]).n_bytes is None  # only counted when asked
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"packing": False}, {"pack_length": 16, "batch_tokens": 7}, {"pack_length": 200}],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default",
+)
+def test_bpb_does_not_depend_on_the_batch(tiny, options):
+    files, _ = tiny
+    alone = [score_columns(files, [text], **options)[0]["bpb"][0] for text in BPB_TEXTS[:3]]
+    # The same texts among others, in reverse order, packed otherwise.
+    columns, tokens = score_columns(files, TEXTS + BPB_TEXTS[::-1], **options)
+    base, base_tokens = score_columns(files, BPB_TEXTS)
+    mixed = columns["bpb"][len(TEXTS) :][::-1]
+    np.testing.assert_allclose(mixed, base["bpb"], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(alone, base["bpb"][:3], rtol=1e-5)
+    np.testing.assert_array_equal(tokens.n_bytes[len(TEXTS) :][::-1], base_tokens.n_bytes)

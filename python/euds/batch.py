@@ -20,6 +20,7 @@ import numpy as np
 from euds.cache import sha256_file
 from euds.config import ScoreConfig
 from euds.io import RecordBatch, flag_order
+from euds.signals.generative import bits_per_byte
 from euds.signals.information import InformationScorer
 from euds.tokenizer import TextTokenizer, TokenBatch
 
@@ -102,7 +103,9 @@ def score_record_batch(models: Models, records, schema, stages: Stages):
     the Ray actors alike, so that both give the same numbers."""
     import pyarrow as pa
 
-    tokens = stages.run("tokenize", models.tokenizer.encode, records.texts)
+    # Byte counts need the tokenizer's offsets (slower to track): only bpb uses them.
+    count_bytes = models.generative is not None
+    tokens = stages.run("tokenize", models.tokenizer.encode, records.texts, count_bytes)
     columns: dict[str, Any] = {"id": pa.array(records.ids, pa.string())}
     if models.information is not None and not models.information.needs_counts:
         columns["information"] = pa.array(
@@ -112,6 +115,7 @@ def score_record_batch(models: Models, records, schema, stages: Stages):
         ge, nll = stages.run("generative", models.generative.score, tokens)
         columns["generative"] = pa.array(ge, pa.float64())
         columns["nll"] = pa.array(nll, pa.float64())
+        columns["bpb"] = pa.array(bits_per_byte(nll, tokens.n_tokens, tokens.n_bytes), pa.float64())
     embeddings = (
         stages.run("embed", models.embedder.embed, records.texts)
         if models.embedder is not None
@@ -132,7 +136,11 @@ def pass_schema(signals, information_mode: str = "sample"):
     if "information" in signals and information_mode == "sample":
         fields_.append(pa.field("information", pa.float64()))
     if "generative" in signals:
-        fields_ += [pa.field("generative", pa.float64()), pa.field("nll", pa.float64())]
+        fields_ += [
+            pa.field("generative", pa.float64()),
+            pa.field("nll", pa.float64()),
+            pa.field("bpb", pa.float64()),  # NLL in bits per UTF-8 byte (signals.generative)
+        ]
     fields_ += [
         pa.field("n_tokens", pa.int32()),
         pa.field("truncated", pa.bool_()),

@@ -27,7 +27,15 @@ from euds.cache import atomic_write_bytes, sha256_file
 from euds.provenance import now_iso
 from euds.scores import ScoreDir
 
-SIGNAL_COLUMNS = ("information", "generative", "nll", "semantic")
+SIGNAL_COLUMNS = ("information", "generative", "nll", "bpb", "semantic")
+# bpb is in bits, the rest in nats: the captions say which.
+UNITS = {
+    "information": "nats",
+    "generative": "nats",
+    "nll": "nats per token",
+    "bpb": "bits per UTF-8 byte",
+    "semantic": "nats",
+}
 COLORS = {"kept": "#1f77b4", "dropped": "#c7c7c7", "band": "rgba(31,119,180,0.15)"}
 
 
@@ -182,7 +190,10 @@ def _histogram(name: str, v: np.ndarray, keep, band, bins: int = 40) -> str:
     legend = ""
     if keep is not None:
         legend = " · blue: kept, grey: dropped" + (", shaded: the band" if band is not None else "")
-    out.append(f"<figcaption><b>{name}</b> — {stats}; NaN {nan:,}{legend}</figcaption></figure>")
+    unit = f" ({UNITS[name]})" if name in UNITS else ""
+    out.append(
+        f"<figcaption><b>{name}</b>{unit} — {stats}; NaN {nan:,}{legend}</figcaption></figure>"
+    )
     return "".join(out)
 
 

@@ -4,10 +4,11 @@ Layout of ``SCORES_DIR``::
 
     _manifest.json        config, input identity, model hashes, library versions, shard list,
                           status ("scoring" until the pass and the late columns are done)
-    part-00000.parquet    rows [0, shard_size): id, information, generative, nll, n_tokens,
-                          truncated, flags (the signals scored in the pass), text_hash (the
-                          exact-duplicate key of :func:`euds.batch.text_hashes`; absent in
-                          directories scored before it existed)
+    part-00000.parquet    rows [0, shard_size): id, information, generative, nll, bpb,
+                          n_tokens, truncated, flags (the signals scored in the pass),
+                          text_hash (the exact-duplicate key of :func:`euds.batch.text_hashes`);
+                          text_hash and bpb are absent in directories scored before they
+                          existed
     emb-00000.npy         float16 embeddings of those rows (semantic signal), kept so that
                           clustering or re-selection never re-embeds
     ids-00000.npz         content token ids of those rows (corpus-mode information only)
@@ -62,6 +63,7 @@ COLUMN_ORDER = (
     "information",
     "generative",
     "nll",
+    "bpb",
     "semantic",
     "n_tokens",
     "truncated",
@@ -102,6 +104,9 @@ class ScoreDir:
 
     path: Path
     token: str | None = None
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)  # a str path from a caller works too
 
     @property
     def manifest_path(self) -> Path:

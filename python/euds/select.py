@@ -58,7 +58,9 @@ from euds.signals import SIGNALS
 
 Method = Literal["single", "intersect", "mean-rank", "filter-random"]
 METHODS: tuple[str, ...] = ("single", "intersect", "mean-rank", "filter-random")
-SELECTABLE = (*SIGNALS, "nll")
+# The signals, and the LM's NLL per token (nll) and in bits per byte (bpb; absent from score
+# directories made before it existed: rescore them to select on it).
+SELECTABLE = (*SIGNALS, "nll", "bpb")
 MEAN_RANK = "mean-rank"
 FILTER_RANDOM = "filter-random"
 DEFAULT_TAILS = (0.05, 0.95)
@@ -170,7 +172,11 @@ def select(
         if s not in SELECTABLE:
             raise ValueError(f"unknown signal {s!r}; selectable: {SELECTABLE}")
         if s not in columns:
-            raise ValueError(f"the scores have no {s!r} column; columns: {sorted(columns)}")
+            rescore = " (scored before euds wrote it: score the input again into a new folder)"
+            raise ValueError(
+                f"the scores have no {s!r} column; columns: {sorted(columns)}"
+                + (rescore if s == "bpb" else "")
+            )
     if len(set(signals)) != len(signals):
         raise ValueError(f"signals repeat: {signals}")
     if method is None:

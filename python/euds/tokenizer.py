@@ -137,12 +137,17 @@ class TokenBatch:
     ``ids[offsets[i]:offsets[i+1]]`` are text i's content tokens (no BOS), at most
     ``max_tokens - 1`` of them. ``n_tokens[i]`` is that count (0 for missing, empty or
     whitespace-only text); ``truncated[i]`` says the text had more tokens than that.
+    ``n_bytes[i]`` (only from ``encode(..., count_bytes=True)``) is the UTF-8 length of the
+    text those tokens cover: from the first token's start to the last kept token's end, by the
+    tokenizer's character offsets, so a character that truncation cuts inside counts whole;
+    0 without tokens. It is the denominator of bits per byte (:mod:`euds.signals.generative`).
     """
 
     offsets: np.ndarray  # int64 [n + 1]
     ids: np.ndarray  # int32 [offsets[-1]]
     n_tokens: np.ndarray  # int32 [n]
     truncated: np.ndarray  # bool [n]
+    n_bytes: np.ndarray | None = None  # int64 [n]
 
     def __len__(self) -> int:
         return len(self.n_tokens)
@@ -200,15 +205,16 @@ class TextTokenizer:
             cut -= 1
         return text[: cut if cut > half else self.char_window]
 
-    def encode(self, texts: list[str | None]) -> TokenBatch:
+    def encode(self, texts: list[str | None], count_bytes: bool = False) -> TokenBatch:
+        """Content tokens of ``texts``; with ``count_bytes`` also ``n_bytes`` (this needs the
+        offsets, which the faster offset-free encoding does not track)."""
         n = len(texts)
         todo = [i for i, t in enumerate(texts) if t is not None and t.strip()]
         prefixes = [self._prefix(texts[i]) for i in todo]  # type: ignore[arg-type]
         was_cut = np.zeros(n, dtype=bool)
         was_cut[todo] = [len(p) < len(texts[i]) for p, i in zip(prefixes, todo, strict=True)]  # type: ignore[arg-type]
-        encodings = (
-            self.tokenizer.encode_batch_fast(prefixes, add_special_tokens=False) if todo else []
-        )
+        encode = self.tokenizer.encode_batch if count_bytes else self.tokenizer.encode_batch_fast
+        encodings = encode(prefixes, add_special_tokens=False) if todo else []
         full = np.zeros(n, dtype=np.int64)
         full[todo] = [len(e.ids) for e in encodings]
         n_tokens = np.minimum(full, self.max_content).astype(np.int32)
@@ -220,6 +226,18 @@ class TextTokenizer:
             dtype=np.int32,
             count=int(offsets[-1]),
         )
+        n_bytes = None
+        if count_bytes:
+            n_bytes = np.zeros(n, dtype=np.int64)
+            for i, p, e, kept in zip(todo, prefixes, encodings, n_tokens[todo], strict=True):
+                if kept:  # offsets are in characters of the prefix, which starts the text
+                    spans = e.offsets
+                    covered = p[spans[0][0] : spans[kept - 1][1]]
+                    n_bytes[i] = len(covered) if covered.isascii() else len(covered.encode())
         return TokenBatch(
-            offsets=offsets, ids=ids, n_tokens=n_tokens, truncated=(full > k) | was_cut
+            offsets=offsets,
+            ids=ids,
+            n_tokens=n_tokens,
+            truncated=(full > k) | was_cut,
+            n_bytes=n_bytes,
         )

@@ -1,7 +1,19 @@
 """Generative entropy: SmolLM2's predictive entropy, run in ONNX Runtime (DESIGN.md).
 
 GE(x) = (1/n) sum_i H(p_i), p_i the softmax of the logits at the position that predicts content
-token i of ``[0] + tokens(x)``; the same pass gives NLL(x) = -(1/n) sum_i ln p_i(t_i).
+token i of ``[0] + tokens(x)``; the same pass gives NLL(x) = -(1/n) sum_i ln p_i(t_i), in nats
+per token, over the n content tokens kept after truncation.
+
+Bits per byte, the ``bpb`` column (:func:`bits_per_byte`): bpb(x) = n NLL(x) / (ln 2 B(x)), the
+total NLL of the n scored content tokens in bits over B(x), the UTF-8 bytes of the text those
+tokens cover: from the first content token's start to the last kept token's end
+(:attr:`euds.tokenizer.TokenBatch.n_bytes`). Every content token is predicted, the first one
+from BOS, and BOS covers no text, so numerator and denominator cover the same text; with
+SmolLM2's byte-level BPE (no normaliser, untrimmed offsets) that is the text's first B(x)
+bytes, all of it unless truncated. Offsets count characters, so a multi-byte character that the
+truncation cuts inside counts whole (at most 3 bytes more). NLL per token depends on how finely
+a tokenizer splits a text; bpb does not, so its bands mean the same across models and
+languages. NaN where NLL is NaN (no content tokens).
 
 How a batch of texts is run:
 
@@ -236,6 +248,16 @@ class GenerativeScorer:
             nll.data_ptr(),
         )
         return entropy.numpy(), nll.numpy()
+
+
+def bits_per_byte(nll: np.ndarray, n_tokens: np.ndarray, n_bytes: np.ndarray) -> np.ndarray:
+    """bpb per text, float64 (the module docstring): mean NLL in nats per token times the
+    tokens, in bits, over the bytes they cover; NaN where NLL is NaN or no bytes are covered."""
+    nll = np.asarray(nll, dtype=np.float64)
+    n_bytes = np.asarray(n_bytes, dtype=np.float64)
+    total_bits = nll * np.asarray(n_tokens, dtype=np.float64) / np.log(2.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_bytes > 0, total_bits / n_bytes, np.nan)
 
 
 def plan_rows(lengths: np.ndarray, todo: np.ndarray, capacity: int) -> list[list[int]]:
