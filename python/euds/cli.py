@@ -148,12 +148,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--eval", type=Path, required=True)
     f.add_argument("--model", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)")
-    f.add_argument("--epochs", type=int, default=2)
+    from euds.finetune import FinetuneConfig
+
+    ft = FinetuneConfig()  # the defaults live there, once
+    f.add_argument("--epochs", type=int, default=ft.epochs, help=f"default {ft.epochs}")
     f.add_argument(
-        "--min-steps", type=int, default=0, help="at least this many optimiser steps (0: off)"
+        "--min-steps",
+        type=int,
+        default=ft.min_steps,
+        help=f"at least this many optimiser steps: more epochs over a small training set "
+        f"(default {ft.min_steps}; 0: epochs decide)",
     )
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--lr", type=float, default=5e-5)
+    f.add_argument("--batch-size", type=int, default=ft.batch_size)
+    f.add_argument("--lr", type=float, default=ft.lr, help=f"default {ft.lr:g}")
+    f.add_argument("--warmup", type=float, default=ft.warmup, help="share of steps warming up")
     f.add_argument("--max-length", type=int, help="default: 128 (classification), 384 (QA)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -521,13 +529,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         min_steps=args.min_steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup=args.warmup,
         max_length=args.max_length,
         seed=args.seed,
         device=args.device,
         threads=args.threads or None,
     )
     metrics = finetune(args.train, args.eval, config, output=args.output)
-    keys = ("accuracy", "macro_f1", "exact_match", "f1", "wall_seconds")
+    keys = ("train_steps", "accuracy", "macro_f1", "exact_match", "f1", "wall_seconds")
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
     return 0
 

@@ -69,7 +69,8 @@ POOLS = ("clean", "noisy")
 TUNE_METHODS = ("intersect", "mean-rank", "information", "generative", "semantic")
 TUNE_POSITIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TUNE_GRID = [(m, p) for m in TUNE_METHODS for p in TUNE_POSITIONS]
-# Budgets over which the default is chosen: where a selection is meant to be used.
+# Budgets over which the default is chosen: where a selection is meant to be used. The searched
+# methods (50 probes per subset) run at these budgets only, to keep screening in minutes.
 CHOICE_BUDGETS = (0.1, 0.16, 0.3)
 # Bump when a change alters screening results, so cached ones are not reused.
 SCREEN_VERSION = 1
@@ -135,8 +136,11 @@ class ExperimentConfig:
             bad = [m for m in item.get("methods", []) if m.split(LENGTH_MATCHED)[0] not in known]
             if bad:
                 raise ValueError(f"unknown methods {bad} in confirm; choose from {sorted(known)}")
-            if any(p not in POOLS for p in item.get("pools", ["clean"])):
-                raise ValueError(f"confirm pools must be among {POOLS}, got {item['pools']}")
+            pools = item.get("pools", ["clean"])
+            if any(p not in POOLS for p in pools) or ("noisy" in pools and not self.noise):
+                raise ValueError(
+                    f"confirm pools must be among {POOLS} (noisy only with noise > 0), got {pools}"
+                )
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -456,64 +460,58 @@ def subset_stats(keep: np.ndarray, pool: Pool) -> dict[str, Any]:
     return stats
 
 
+def search(pool: Pool, budget: float, probe: Probe) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """The automatic interval (the best of :data:`TUNE_GRID` by the dev probe) and its control
+    (the best of as many random subsets by the same probe): kept mask and trials of each."""
+    y = pool.labels
+    trials = []
+    for method, position in TUNE_GRID:
+        keep = tuned_choice(method, position, budget, pool, pool.seed)
+        dev = probe.dev_only(pool.embeddings[keep], y[keep])
+        trials.append({"method": method, "position": position, "dev": dev})
+    # Best probe; among equals prefer a centred band (the paper's default).
+    best = max(trials, key=lambda t: (np.nan_to_num(t["dev"], nan=-1), -abs(t["position"] - 0.5)))
+    draws = [
+        choose("random", budget, pool, seed=pool.seed * 1000 + 1 + j) for j in range(len(TUNE_GRID))
+    ]
+    scores = [probe.dev_only(pool.embeddings[k], y[k]) for k in draws]
+    return {
+        AUTO: (
+            tuned_choice(best["method"], best["position"], budget, pool, pool.seed),
+            {"tuned": {"method": best["method"], "position": best["position"], "trials": trials}},
+        ),
+        BEST_RANDOM: (draws[int(np.nanargmax(scores))], {"trials": scores}),
+    }
+
+
 def screen_pool(
     pool: Pool, budgets: list[float], probe: Probe, methods: list[str]
 ) -> list[dict[str, Any]]:
-    """Probe results and subset statistics of every method at every budget on one pool."""
+    """Probe results and subset statistics of every method at every budget on one pool (the
+    searched methods at :data:`CHOICE_BUDGETS` only), and of the whole pool."""
     y = pool.labels
     rows = []
-    for budget in budgets:
-        masks: dict[str, np.ndarray] = {m: choose(m, budget, pool, seed=pool.seed) for m in methods}
-        trials = []
-        for method, position in TUNE_GRID:
-            keep = tuned_choice(method, position, budget, pool, pool.seed)
-            trials.append(
+    for budget in [*budgets, 1.0]:
+        if budget == 1.0:
+            chosen = {"full": (np.ones(len(pool.records), dtype=bool), {})}
+        else:
+            chosen = {m: (choose(m, budget, pool, seed=pool.seed), {}) for m in methods}
+            if budget in CHOICE_BUDGETS:
+                chosen.update(search(pool, budget, probe))
+        for method, (keep, extra) in chosen.items():
+            dev, test = probe.score(pool.embeddings[keep], y[keep])
+            rows.append(
                 {
+                    "pool": pool.kind,
+                    "seed": pool.seed,
+                    "budget": budget,
                     "method": method,
-                    "position": position,
-                    "dev": probe.dev_only(pool.embeddings[keep], y[keep]),
+                    "probe_dev": dev,
+                    "probe_eval": test,
+                    **subset_stats(keep, pool),
+                    **extra,
                 }
             )
-        best = max(
-            trials, key=lambda t: (np.nan_to_num(t["dev"], nan=-1), -abs(t["position"] - 0.5))
-        )
-        masks[AUTO] = tuned_choice(best["method"], best["position"], budget, pool, pool.seed)
-        draws = [choose("random", budget, pool, seed=pool.seed * 1000 + 1 + j) for j in range(25)]
-        scores = [probe.dev_only(pool.embeddings[k], y[k]) for k in draws]
-        masks[BEST_RANDOM] = draws[int(np.nanargmax(scores))]
-        for method, keep in masks.items():
-            dev, test = probe.score(pool.embeddings[keep], y[keep])
-            row = {
-                "pool": pool.kind,
-                "seed": pool.seed,
-                "budget": budget,
-                "method": method,
-                "probe_dev": dev,
-                "probe_eval": test,
-                **subset_stats(keep, pool),
-            }
-            if method == AUTO:
-                row["tuned"] = {
-                    "method": best["method"],
-                    "position": best["position"],
-                    "trials": trials,
-                }
-            if method == BEST_RANDOM:
-                row["trials"] = scores
-            rows.append(row)
-    full = np.ones(len(pool.records), dtype=bool)
-    dev, test = probe.score(pool.embeddings, y)
-    rows.append(
-        {
-            "pool": pool.kind,
-            "seed": pool.seed,
-            "budget": 1.0,
-            "method": "full",
-            "probe_dev": dev,
-            "probe_eval": test,
-            **subset_stats(full, pool),
-        }
-    )
     return rows
 
 
@@ -554,14 +552,16 @@ def screen(config: ExperimentConfig) -> Screened:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     prepared = prepare_data(config)
-    for name in ("superset", "junk"):
+    for name in ("superset", "junk") if prepared.junk else ("superset",):
         t = time.perf_counter()
         score(
             prepared.paths[name], out / "scores" / name, ScoreConfig(**config.score), progress=False
         )
         seconds[f"score_{name}"] = time.perf_counter() - t
     superset = Scored.read(out / "scores" / "superset")
-    junk = Scored.read(out / "scores" / "junk")
+    junk = (
+        Scored.read(out / "scores" / "junk") if prepared.junk else superset.rows(np.zeros(0, int))
+    )
     embedder = Embedder(config.score.get("embedder"))
     hashes = {k: sha256_file(p) for k, p in prepared.paths.items()}
 
@@ -641,67 +641,61 @@ def choose_default(screened: list[Screened]) -> dict[str, Any]:
     }
 
 
-def confirm(s: Screened, default: str) -> list[dict[str, Any]]:
-    """The config's fine-tunes (cached by training set and settings), one row per run."""
+def confirm(s: Screened, default: str, item: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``confirm`` item's fine-tunes (cached by training set and settings), a row per run."""
     from euds.finetune import FinetuneConfig, finetune
 
     config, out = s.config, Path(s.config.output)
     eval_hash = sha256_file(s.prepared.paths["eval"])
     runs = []
-    for item in config.confirm:
-        for seed in config.seeds:
-            for kind in item.get("pools", ["clean"]):
-                pool = make_pool(
-                    kind, seed, s.prepared, s.superset, s.junk, config.score, config.noise
-                )
-                for method in item["methods"]:
-                    name = default if method == DEFAULT else method
-                    for budget in [1.0] if name == "full" else item["budgets"]:
-                        if name == "full":
-                            keep = np.ones(len(pool.records), dtype=bool)
-                        else:
-                            keep = choose(name, budget, pool, seed=seed)
-                        chosen = [r for r, k in zip(pool.records, keep, strict=True) if k]
-                        ft = {"task": "classification", **config.finetune, "seed": seed}
-                        ids = hashlib.sha256(
-                            "\n".join(str(r["id"]) for r in chosen).encode()
-                        ).hexdigest()
-                        key = _key(eval_hash, ids, ft)
-                        cached = out / "runs" / f"{key}.json"
-                        if not cached.is_file():
-                            train = out / "runs" / f"{key}.train.jsonl"
-                            train.parent.mkdir(parents=True, exist_ok=True)
-                            _write_jsonl(
-                                train, [{"text": r["text"], "label": r["label"]} for r in chosen]
-                            )
-                            log.info(
-                                "fine-tune %s %s %s %.0f%% seed %d (%d records)",
-                                config.name,
-                                kind,
-                                name,
-                                100 * budget,
-                                seed,
-                                len(chosen),
-                            )
-                            finetune(
-                                train, s.prepared.paths["eval"], FinetuneConfig(**ft), output=cached
-                            )
-                            train.unlink(missing_ok=True)
-                        metrics = json.loads(cached.read_text())
-                        runs.append(
-                            {
-                                "pool": kind,
-                                "seed": seed,
-                                "budget": budget,
-                                "method": DEFAULT if method == DEFAULT else name,
-                                "candidate": name,
-                                "accuracy": metrics["accuracy"],
-                                "macro_f1": metrics["macro_f1"],
-                                "steps": metrics["train_steps"],
-                                "seconds": metrics["wall_seconds"],
-                                **subset_stats(keep, pool),
-                            }
+    for seed in config.seeds:
+        for kind in item.get("pools", ["clean"]):
+            pool = make_pool(kind, seed, s.prepared, s.superset, s.junk, config.score, config.noise)
+            for method in item["methods"]:
+                name = default if method == DEFAULT else method
+                for budget in [1.0] if name == "full" else item["budgets"]:
+                    if name == "full":
+                        keep = np.ones(len(pool.records), dtype=bool)
+                    else:
+                        keep = choose(name, budget, pool, seed=seed)
+                    chosen = [r for r, k in zip(pool.records, keep, strict=True) if k]
+                    ft = {"task": "classification", **config.finetune, "seed": seed}
+                    ids = hashlib.sha256("\n".join(str(r["id"]) for r in chosen).encode())
+                    cached = out / "runs" / f"{_key(eval_hash, ids.hexdigest(), ft)}.json"
+                    if not cached.is_file():
+                        train = cached.with_suffix(".train.jsonl")
+                        train.parent.mkdir(parents=True, exist_ok=True)
+                        _write_jsonl(
+                            train, [{"text": r["text"], "label": r["label"]} for r in chosen]
                         )
+                        log.info(
+                            "fine-tune %s %s %s %.0f%% seed %d (%d records)",
+                            config.name,
+                            kind,
+                            name,
+                            100 * budget,
+                            seed,
+                            len(chosen),
+                        )
+                        finetune(
+                            train, s.prepared.paths["eval"], FinetuneConfig(**ft), output=cached
+                        )
+                        train.unlink(missing_ok=True)
+                    metrics = json.loads(cached.read_text())
+                    runs.append(
+                        {
+                            "pool": kind,
+                            "seed": seed,
+                            "budget": budget,
+                            "method": method if method in (DEFAULT, "full") else name,
+                            "candidate": name,
+                            "accuracy": metrics["accuracy"],
+                            "macro_f1": metrics["macro_f1"],
+                            "steps": metrics["train_steps"],
+                            "seconds": metrics["wall_seconds"],
+                            **subset_stats(keep, pool),
+                        }
+                    )
     return runs
 
 
@@ -712,11 +706,16 @@ def run_experiments(configs: list[ExperimentConfig]) -> list[dict[str, Any]]:
     screened = [screen(c) for c in configs]
     default = choose_default(screened)
     log.info("default (chosen on dev): %s", default["method"])
+    # Item by item across the datasets: the configs list their fine-tunes by priority.
+    runs: list[list[dict[str, Any]]] = [[] for _ in screened]
+    for i in range(max(len(c.confirm) for c in configs)):
+        for s, done in zip(screened, runs, strict=True):
+            if i < len(s.config.confirm):
+                t = time.perf_counter()
+                done += confirm(s, default["method"], s.config.confirm[i])
+                s.seconds["finetune"] = s.seconds.get("finetune", 0.0) + time.perf_counter() - t
     summaries = []
-    for s in screened:
-        t = time.perf_counter()
-        runs = confirm(s, default["method"])
-        s.seconds["finetune"] = time.perf_counter() - t
+    for s, done in zip(screened, runs, strict=True):
         summary = {
             "name": s.config.name,
             "output": s.config.output,
@@ -727,7 +726,7 @@ def run_experiments(configs: list[ExperimentConfig]) -> list[dict[str, Any]]:
             "eval": len(s.prepared.eval),
             "default": default,
             "screen": s.rows,
-            "finetune": runs,
+            "finetune": done,
             "seconds": s.seconds,
         }
         out = Path(s.config.output)
