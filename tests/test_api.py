@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from euds.api import Scorer, score_dataset
+from euds.api import Scorer, score_dataset, select_dataset
 from euds.pipeline import ScoreConfig
 from euds.select import select
 
@@ -30,6 +32,7 @@ def test_scores_match_the_scorers_they_wrap(scorer, sst2_records):
         "information",
         "generative",
         "nll",
+        "bpb",
         "semantic",
         "n_tokens",
         "truncated",
@@ -115,3 +118,52 @@ def test_select_on_a_pandas_frame(scorer, sst2_records):
     frame = pd.DataFrame({k: v for k, v in out.items() if k != "flags"})
     chosen = select(frame, budget=0.5, signals=["information", "semantic"])
     assert chosen.counts["kept"] == round(0.5 * len(frame))
+
+
+def test_select_dataset_keeps_what_select_keeps_with_and_without_workers(scorer, sst2_records):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list(sst2_records[:40])
+    # batch_size 10 divides each worker's 20 rows: the same batches, so the same numbers.
+    one, chosen = select_dataset(ds, scorer, budget=0.25, batch_size=10, return_selection=True)
+
+    # The workers are fork()ed from a thread that ran FAISS's OpenMP (scoring "one" above):
+    # a deadlock there must fail this test, not hang the run. The fork must come from this
+    # thread (OpenMP's state is per thread), hence an alarm rather than a helper thread.
+    def too_long(signum: int, frame: object) -> None:
+        raise TimeoutError("select_dataset(num_proc=2) did not finish in 180 s: a worker hung")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(180)
+    try:
+        two = select_dataset(ds, scorer, budget=0.25, batch_size=10, num_proc=2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert one.num_rows == two.num_rows == round(0.25 * 40) == chosen.counts["kept"]
+    assert one.to_dict() == two.to_dict()  # rows, order and every score column
+    direct = select(scorer.score_texts([r["text"] for r in sst2_records[:40]]), budget=0.25)
+    np.testing.assert_array_equal(chosen.keep, direct.keep)
+    assert one["id"] == np.array([r["id"] for r in sst2_records[:40]])[direct.keep].tolist()
+
+
+def test_select_dataset_options_and_errors(scorer, sst2_records):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list(sst2_records[:40])
+    kept = select_dataset(ds, scorer, intervals={"information": (0.25, 0.75)}, keep_scores=False)
+    assert kept.column_names == ds.column_names and 0 < kept.num_rows < 40
+    scores = scorer.score_texts([r["text"] for r in sst2_records[:40]])
+    inside = select(scores, intervals={"information": (0.25, 0.75)}).keep
+    assert kept["id"] == np.array([r["id"] for r in sst2_records[:40]])[inside].tolist()
+    by_label, chosen = select_dataset(
+        ds, scorer, budget=0.5, stratify="label", return_selection=True
+    )
+    labels = np.array(ds["label"])
+    for label in set(labels.tolist()):  # each label keeps half of its rows (largest remainder)
+        assert abs(int(chosen.keep[labels == label].sum()) - (labels == label).sum() / 2) <= 0.5
+    assert by_label.num_rows == 20
+    with pytest.raises(ValueError, match="not a column"):
+        select_dataset(ds, scorer, budget=0.5, stratify="topic")
+    with pytest.raises(ValueError, match="budget must be"):
+        select_dataset(ds, scorer, budget=1.5)
+    with pytest.raises(ValueError, match="text_column="):
+        select_dataset(ds, scorer, budget=0.5, text_column="body")

@@ -9,24 +9,34 @@ variant needs the whole pool first; use ``euds score``).
 
 Scores come back as a dict of float64 arrays (plus ``n_tokens``, ``truncated`` and ``flags``),
 in the order of the texts given; missing, empty or whitespace-only texts give NaN.
+
+:func:`score_dataset` and :func:`select_dataset` are the one-call forms for a Hugging Face
+dataset (``num_proc`` included: each worker process builds its own copy of the scorer).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, overload
 
 import numpy as np
 
 from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig
 from euds.io import RecordBatch, RecordRules
+from euds.scores import COLUMN_ORDER
+from euds.select import SELECTABLE, TEXT_HASH, Selection, select
 from euds.signals import SIGNALS
 from euds.signals.semantic import assign
 
-__all__ = ["Scorer", "score_dataset"]
+__all__ = ["Scorer", "score_dataset", "select_dataset"]
+
+# The columns scoring adds (those of a score directory but the id).
+SCORE_COLUMNS = tuple(c for c in COLUMN_ORDER if c != "id")
 
 
 class Scorer:
@@ -88,7 +98,8 @@ class Scorer:
     # -- scoring ---------------------------------------------------------------------------------
 
     def score_texts(self, texts: Sequence[str | None]) -> dict[str, np.ndarray]:
-        """Scores one batch of texts; keys: the signals (``generative`` adds ``nll``), plus
+        """Scores one batch of texts; keys: the signals (``generative`` adds ``nll`` and
+        ``bpb``, :mod:`euds.signals.generative`), plus
         ``n_tokens``, ``truncated``, ``flags`` (as a score directory's: ``missing_text``
         for None, ``non_string_text``, ``invalid_utf8``, ``empty_text``) and ``text_hash``
         (equal for exact duplicates, so that a selection keeps one copy)."""
@@ -105,7 +116,7 @@ class Scorer:
         batch, embeddings, _ = score_record_batch(self._models, records, self._schema, Stages({}))
         columns = {name: batch.column(name) for name in batch.schema.names}
         out: dict[str, np.ndarray] = {}
-        for name in ("information", "generative", "nll"):
+        for name in ("information", "generative", "nll", "bpb"):
             if name in columns:
                 out[name] = columns[name].to_numpy(zero_copy_only=False)
         if embeddings is not None:
@@ -156,15 +167,148 @@ class Scorer:
         return fn
 
 
+def worker_process_setup(signals: Sequence[str]) -> None:
+    """Prepares a worker process (of ``datasets.map(num_proc=...)``, a datatrove executor...)
+    to build its own :class:`Scorer`: FAISS, which the semantic signal calls, runs on one
+    OpenMP thread there, because GNU OpenMP deadlocks in a ``fork()``ed child of a process
+    that had used it (``fit_semantic`` does); the worker processes are the parallelism."""
+    if "semantic" in signals:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+
+
+class _DatasetScorer:
+    """The map function of :func:`score_dataset`: picklable, unlike the ONNX Runtime sessions
+    of a :class:`Scorer`. In this process it uses the scorer it was given; unpickled in a
+    worker process (``num_proc``) it builds a copy from the scorer's signals, configuration
+    and centroids, once per process, rather than reuse sessions whose threads a ``fork()``
+    did not copy."""
+
+    # (pid, token) -> the copy this process built; the pid so that a fork()ed child builds
+    # its own.
+    _built: ClassVar[dict[tuple[int, str], Scorer]] = {}
+
+    def __init__(self, scorer: Scorer, text_column: str) -> None:
+        self.token = uuid.uuid4().hex
+        self.text_column = text_column
+        self.signals = scorer.signals
+        self.config = copy.deepcopy(scorer.config)
+        self.centroids = scorer.centroids
+        self.scorer: Scorer | None = scorer
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "scorer"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.scorer = None
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        if self.text_column not in batch:
+            raise ValueError(
+                f"no column {self.text_column!r}; columns: {sorted(batch)}: pass text_column="
+            )
+        key = (os.getpid(), self.token)
+        scorer = self.scorer or self._built.get(key)
+        if scorer is None:
+            worker_process_setup(self.signals)
+            scorer = Scorer(self.signals, config=copy.deepcopy(self.config))
+            if self.centroids is not None:
+                scorer.set_centroids(self.centroids)
+            self._built[key] = scorer
+        scores = scorer.score_texts(batch[self.text_column])
+        return {name: values.tolist() for name, values in scores.items()}
+
+
 def score_dataset(
-    dataset: Any, scorer: Scorer, text_column: str = "text", batch_size: int = 1024
+    dataset: Any,
+    scorer: Scorer,
+    text_column: str = "text",
+    batch_size: int = 1024,
+    *,
+    num_proc: int | None = None,
 ) -> Any:
     """Scores a Hugging Face ``datasets.Dataset`` through ``map(batched=True)``; returns the
-    dataset with the score columns added (``load_from_cache_file=False``: models may change)."""
+    dataset with the score columns added (``load_from_cache_file=False``: models may change).
+    ``num_proc``: worker processes, each loading its own copy of the models (worth it only
+    when the dataset is much larger than what one loading costs, a few seconds)."""
     return dataset.map(
-        scorer.hf_map_function(text_column),
+        _DatasetScorer(scorer, text_column),
         batched=True,
         batch_size=batch_size,
+        num_proc=num_proc,
         load_from_cache_file=False,
         desc="euds scoring",
     )
+
+
+@overload
+def select_dataset(
+    dataset: Any,
+    scorer: Scorer,
+    *,
+    text_column: str = ...,
+    batch_size: int = ...,
+    num_proc: int | None = ...,
+    keep_scores: bool = ...,
+    return_selection: Literal[False] = ...,
+    **options: Any,
+) -> Any: ...
+
+
+@overload
+def select_dataset(
+    dataset: Any,
+    scorer: Scorer,
+    *,
+    text_column: str = ...,
+    batch_size: int = ...,
+    num_proc: int | None = ...,
+    keep_scores: bool = ...,
+    return_selection: Literal[True],
+    **options: Any,
+) -> tuple[Any, Selection]: ...
+
+
+def select_dataset(
+    dataset: Any,
+    scorer: Scorer,
+    *,
+    text_column: str = "text",
+    batch_size: int = 1024,
+    num_proc: int | None = None,
+    keep_scores: bool = True,
+    return_selection: bool = False,
+    **options: Any,
+) -> Any:
+    """Scores a Hugging Face ``datasets.Dataset`` (:func:`score_dataset`) and keeps the rows
+    :func:`euds.select.select` chooses: the same rules as ``euds select`` (exact budget, band
+    position, ties broken by a seeded row hash, later copies of a text dropped, NaN scores
+    never kept). ``options`` are :func:`~euds.select.select`'s (``budget=``, ``intervals=``,
+    ``method=``, ``position=``, ``stratify=``, ``seed=`` ...); ``stratify`` may also name a
+    column of the dataset. Returns the kept rows in their input order, with the score columns
+    unless ``keep_scores=False``; with ``return_selection=True``, also the
+    :class:`~euds.select.Selection` (``keep`` and ``reason`` for every row, ``counts``)."""
+    if "scores" in options:
+        raise ValueError("select_dataset scores the dataset itself: drop scores=")
+    stratify = options.pop("stratify", None)
+    if isinstance(stratify, str):
+        if stratify not in dataset.column_names:
+            raise ValueError(
+                f"stratify={stratify!r} is not a column; columns: {dataset.column_names}"
+            )
+        stratify = dataset.select_columns([stratify]).to_dict()[stratify]
+    scored = score_dataset(dataset, scorer, text_column, batch_size, num_proc=num_proc)
+    added = [c for c in SCORE_COLUMNS if c in scored.column_names]
+    # Only the columns select() reads: the scores, text_hash, and an id for its messages;
+    # as Arrow, in row order (an indices mapping included).
+    wanted = [c for c in (*SELECTABLE, TEXT_HASH) if c in added]
+    if "id" in scored.column_names:
+        wanted.append("id")
+    columns = scored.select_columns(wanted).with_format("arrow")[:]
+    selection = select(columns, stratify=stratify, **options)
+    kept = scored.select(np.flatnonzero(selection.keep))
+    if not keep_scores:
+        kept = kept.remove_columns(added)
+    return (kept, selection) if return_selection else kept
