@@ -240,6 +240,7 @@ def test_config_errors(tmp_path):
         ("superset=10\npool_size=20\n", "superset"),
         ('[[confirm]]\nmethods=["best"]\n', "unknown methods"),
         ("colour=1\n", "colour"),
+        ('noise=0.0\n[[confirm]]\nmethods=["random"]\npools=["noisy"]\n', "noisy only"),
     ):
         bad.write_text(base + extra)
         with pytest.raises(ValueError, match=match):
