@@ -65,8 +65,9 @@ def test_run_writes_selection_manifest_and_report(run_dir, sst2_600, capsys):
     counts = manifest["selection"]["counts"]
     assert counts["input"] == 600 and counts["kept"] == 96  # round(0.16 * 600)
     assert counts["kept"] + counts["dropped"] == counts["input"]
-    assert manifest["selection"]["method"] == "intersect"
-    assert manifest["selection"]["signals"] == ["information", "generative", "semantic"]
+    # the default: the generative band (select.DEFAULT_SIGNALS)
+    assert manifest["selection"]["method"] == "single"
+    assert manifest["selection"]["signals"] == ["generative"]
     with gzip.open(selected, "rt") as f:
         kept_lines = f.read().splitlines()
     assert len(kept_lines) == 96

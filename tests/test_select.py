@@ -183,7 +183,7 @@ def test_intersect_three_signals_and_mean_rank_budget():
     ranks = np.stack([pct_ranks(scores[s]) for s in sigs])
     for position in (0.0, 0.5, 1.0):
         keep_n = round(0.2 * n)
-        sel = select(scores, budget=0.2, position=position)
+        sel = select(scores, budget=0.2, position=position, method="intersect")
         assert sel.signals == sigs and sel.method == "intersect"
         w, inside = smallest_common_band(ranks, position, keep_n)
         assert not (sel.keep & ~inside).any()
@@ -384,7 +384,7 @@ def test_pandas_dataframe():
     a = select(scores, budget=0.2)
     b = select(df, budget=0.2)
     np.testing.assert_array_equal(a.keep, b.keep)
-    scores["information"][7] = np.inf
+    scores["generative"][7] = np.inf  # a signal the default selects on
     with pytest.raises(ValueError, match="'r7'"):
         select(pd.DataFrame(scores), budget=0.2)
 
@@ -511,3 +511,19 @@ def test_bpb_is_selectable_and_scores_without_it_select_as_before():
     )
     with pytest.raises(ValueError, match="no 'bpb' column"):
         select(scores, budget=0.25, signals=["bpb"])
+
+
+def test_default_selection_is_the_generative_band_unless_a_method_is_named():
+    from euds.select import DEFAULT_SIGNALS
+
+    rng = np.random.default_rng(0)
+    columns = {s: rng.normal(size=200) for s in ("information", "generative", "semantic")}
+    plain = select(columns, budget=0.25)
+    assert DEFAULT_SIGNALS == ("generative",)
+    assert plain.signals == ["generative"] and plain.method == "single"
+    explicit = select(columns, budget=0.25, signals=["generative"])
+    np.testing.assert_array_equal(plain.keep, explicit.keep)
+    combined = select(columns, budget=0.25, method="intersect")
+    assert combined.signals == ["information", "generative", "semantic"]
+    without = select({k: v for k, v in columns.items() if k != "generative"}, budget=0.25)
+    assert without.signals == ["information", "semantic"] and without.method == "intersect"

@@ -284,7 +284,10 @@ def _add_selection_options(
     )
     names = ("--signals", "--select-signals") if alone else ("--select-signals",)
     sel.add_argument(
-        *names, dest="select_signals", help="signals to select on (default: all scored)"
+        *names,
+        dest="select_signals",
+        help="signals to select on, nll and bpb too (default: generative when it is scored and "
+        "no --method is given, else all scored)",
     )
     sel.add_argument("--method", choices=["single", "intersect", "mean-rank", "filter-random"])
     sel.add_argument(

@@ -50,15 +50,16 @@ from euds.provenance import open_text
 log = logging.getLogger("euds")
 
 # Select arguments of each candidate method (``stratify: clusters`` = the pool's k-means).
+ALL = ["information", "generative", "semantic"]
 CANDIDATES: dict[str, dict[str, Any]] = {
     "information": {"signals": ["information"]},
     "generative": {"signals": ["generative"]},
     "semantic": {"signals": ["semantic"]},
-    "intersect": {"method": "intersect"},
-    "mean-rank": {"method": "mean-rank"},
-    "intersect+clusters": {"method": "intersect", "stratify": "clusters"},
-    "filter-random": {"method": "filter-random"},
-    "filter-random+clusters": {"method": "filter-random", "stratify": "clusters"},
+    "intersect": {"signals": ALL, "method": "intersect"},
+    "mean-rank": {"signals": ALL, "method": "mean-rank"},
+    "intersect+clusters": {"signals": ALL, "method": "intersect", "stratify": "clusters"},
+    "filter-random": {"signals": ALL, "method": "filter-random"},
+    "filter-random+clusters": {"signals": ALL, "method": "filter-random", "stratify": "clusters"},
 }
 BASELINES = ("random", "random+classes", "random+clusters")
 LENGTH_MATCHED = "~length"
@@ -387,11 +388,11 @@ def choose(method: str, budget: float, pool: Pool, *, seed: int) -> np.ndarray:
 def tuned_choice(method: str, position: float, budget: float, pool: Pool, seed: int) -> np.ndarray:
     from euds.select import select
 
-    signals = [method] if method in ("information", "generative", "semantic") else None
+    signals = [method] if method in ALL else [s for s in ALL if s in pool.columns]
     return select(
         pool.columns,
         signals=signals,
-        method=None if signals else method,
+        method=None if len(signals) == 1 else method,
         budget=budget,
         position=position,
         seed=seed,

@@ -1,7 +1,8 @@
 """Selection over score columns: bands (single signal, IGSE ``intersect`` and ``mean-rank``),
 cluster- or group-stratified bands, filter-then-sample, and one copy of exact duplicates.
 
-Two ways to say what to keep:
+Two ways to say what to keep (naming no signal and no method selects on
+:data:`DEFAULT_SIGNALS`, the generative band, as ``euds experiment`` chose on dev data):
 
 * **intervals**: per signal ``(lo, hi)`` in quantiles of the pool (default) or in absolute
   values (``absolute=True``). ``intersect`` keeps records inside every interval;
@@ -61,6 +62,10 @@ METHODS: tuple[str, ...] = ("single", "intersect", "mean-rank", "filter-random")
 # The signals, and the LM's NLL per token (nll) and in bits per byte (bpb; absent from score
 # directories made before it existed: rescore them to select on it).
 SELECTABLE = (*SIGNALS, "nll", "bpb")
+# What a budget keeps when neither signals nor a method are named: the band of generative
+# entropy, the candidate `euds experiment` chose on dev data (docs/results.md); every scored
+# signal when it is absent, or when a method that combines signals is named.
+DEFAULT_SIGNALS = ("generative",)
 MEAN_RANK = "mean-rank"
 FILTER_RANDOM = "filter-random"
 DEFAULT_TAILS = (0.05, 0.95)
@@ -148,7 +153,9 @@ def select(
     ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages;
     ``text_hash``, for exact duplicates). Give exactly one of ``budget`` (a share in (0, 1])
     and ``intervals``. ``position``: one number, or one per signal (a mapping naming every
-    used signal; it names the signals when ``signals`` is not given). ``stratify``: one label
+    used signal; it names the signals when ``signals`` is not given). Neither ``signals`` nor
+    ``method`` given: :data:`DEFAULT_SIGNALS` when scored, else every scored signal; a
+    ``method`` alone uses every scored signal. ``stratify``: one label
     per record (None/NaN labels form their own stratum). ``tails``: the kept quantile range of
     each signal for ``method="filter-random"``.
     """
@@ -163,6 +170,13 @@ def select(
         signals = [s for s in intervals if s != MEAN_RANK] or None
     if isinstance(position, Mapping) and signals is None:
         signals = list(position)
+    if (
+        signals is None
+        and method is None
+        and intervals is None
+        and all(s in columns for s in DEFAULT_SIGNALS)
+    ):
+        signals = list(DEFAULT_SIGNALS)
     if signals is None:
         signals = [s for s in SIGNALS if s in columns]
     signals = list(signals)
