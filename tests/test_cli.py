@@ -705,3 +705,14 @@ def test_tune_prints_the_chosen_band(sst2_files, data_dir, tiny_lm, embedder, tm
     choice = json.loads(capsys.readouterr().out)
     assert choice["budget"] == 0.3 and 0.0 <= choice["dev_accuracy"] <= 1.0
     assert choice["position"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def test_experiment_config_errors_are_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name="x"\ntrain="t"\neval="e"\noutput="o"\nbudgets=[2]\n')
+    assert run("experiment", bad, "--no-finetune") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "budgets" in err[0]
+    assert run("experiment", tmp_path / "missing.toml") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.toml" in err[0]
