@@ -97,35 +97,39 @@ def steps_line(runs: list[dict[str, Any]]) -> str:
     )
 
 
-def primary(runs: list[dict[str, Any]]) -> str:
-    cells = comparisons(runs, "accuracy", "clean")
-    c = cells.get(("default", PRIMARY_BUDGET))
+def primary(rows: list[dict[str, Any]], metric: str = "accuracy", method: str = "default") -> str:
+    """The pre-registered comparison: ``method`` vs random at 16% on the clean pool."""
+    what = "fine-tuned" if metric == "accuracy" else "linear probe"
+    c = comparisons(rows, metric, "clean").get((method, PRIMARY_BUDGET))
     if not c or "diff" not in c:
-        return "Primary comparison (default vs random at 16%, fine-tuned, clean pool): not run."
+        return f"Default vs random at 16% ({what}, clean pool): not run."
     d = c["diff"]
     return (
-        f"Primary comparison (pre-registered: default vs random at 16%, fine-tuned, clean pool, "
-        f"n = {d.n} seeds): {d.mean:+.2f} points [95% CI {d.lo:+.2f}, {d.hi:+.2f}], "
-        f"p = {d.p:.3f} (no correction: one comparison)."
+        f"Default vs random at 16% ({what}, clean pool, n = {d.n} seeds): {d.mean:+.2f} points "
+        f"[95% CI {d.lo:+.2f}, {d.hi:+.2f}], p = {d.p:.3f}."
     )
 
 
-def equivalence(runs: list[dict[str, Any]]) -> str:
+def equivalence(
+    rows: list[dict[str, Any]], metric: str = "accuracy", method: str = "default"
+) -> str:
+    """TOST of ``method`` at 30% against the full pool, margin 1 point, clean pool."""
+    what = "fine-tuned" if metric == "accuracy" else "linear probe"
     by: dict[tuple[str, float], dict[int, float]] = {}
-    for r in runs:
-        if r["pool"] == "clean":
-            by.setdefault((r["method"], r["budget"]), {})[r["seed"]] = r["accuracy"]
-    full, part = by.get(("full", 1.0)), by.get(("default", TOST_BUDGET))
+    for r in rows:
+        if r["pool"] == "clean" and not _nan(r.get(metric)):
+            by.setdefault((r["method"], r["budget"]), {})[r["seed"]] = r[metric]
+    full, part = by.get(("full", 1.0)), by.get((method, TOST_BUDGET))
     if not full or not part:
-        return "Within 1 point of full at 30% (TOST): not run."
+        return f"Within 1 point of full at 30% (TOST, {what}): not run."
     seeds = sorted(set(full) & set(part))
     d = [_points(part[s] - full[s]) for s in seeds]
     p = tost(d, TOST_MARGIN) if len(d) > 1 else float("nan")
     ci = paired(d, level=0.90)
     verdict = "shown" if p < 0.05 else "not shown"
     return (
-        f"Within {TOST_MARGIN:g} point of full at {TOST_BUDGET:.0%} (TOST, n = {len(d)} seeds): "
-        f"default - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
+        f"Within {TOST_MARGIN:g} point of full at {TOST_BUDGET:.0%} (TOST, {what}, n = {len(d)} "
+        f"seeds): default - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
         f"p = {p:.3f}: equivalence {verdict}."
     )
 
@@ -348,6 +352,12 @@ def markdown(summary: dict[str, Any]) -> str:
         if any(r["pool"] == pool for r in screen):
             parts += [f"### {pool} pool", "", table(screen, "probe_eval", pool, main), ""]
     parts += [
+        primary(screen, "probe_eval", default),
+        "",
+        equivalence(screen, "probe_eval", default),
+        "",
+    ]
+    parts += [
         "## Automatic interval (tuned on dev) and its control",
         "",
         auto_lines(screen),
@@ -365,7 +375,14 @@ def markdown(summary: dict[str, Any]) -> str:
                     table(pool_runs, "accuracy", pool),
                     "",
                 ]
-        parts += [primary(runs), "", equivalence(runs), "", rank_correlation(screen, runs), ""]
+        parts += [
+            "Pre-registered primary comparison. " + primary(runs),
+            "",
+            equivalence(runs),
+            "",
+            rank_correlation(screen, runs),
+            "",
+        ]
     else:
         parts += ["No fine-tunes ran.", ""]
     listed = [m for m in main if m != "full"]
