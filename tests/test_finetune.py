@@ -1,4 +1,4 @@
-"""The fine-tune driver (classification and QA), the SQuAD metric, and the experiment runner."""
+"""The fine-tune driver (classification and QA), the SQuAD metric and its defaults."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from euds.finetune import (
     read_squad,
     squad_f1,
     squad_metrics,
+    write_squad,
 )
 
 pytest.importorskip("torch")
@@ -63,7 +64,9 @@ def sst2_small(tmp_path_factory, data_dir) -> tuple[Path, Path]:
 
 def test_classification_finetune_runs_and_is_seeded(sst2_small, tmp_path):
     train, dev = sst2_small
-    config = FinetuneConfig(epochs=1, batch_size=16, max_length=32, seed=3, device="cpu")
+    config = FinetuneConfig(
+        epochs=1, min_steps=0, batch_size=16, max_length=32, seed=3, device="cpu"
+    )
     a = finetune(train, dev, config, output=tmp_path / "m.json")
     b = finetune(train, dev, FinetuneConfig(**{**config.__dict__}))
     assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == a["accuracy"]
@@ -72,10 +75,12 @@ def test_classification_finetune_runs_and_is_seeded(sst2_small, tmp_path):
     assert a["wall_seconds"] > 0 and a["train_steps"] == 6  # 96 / 16, one epoch
 
 
-def test_min_steps_adds_epochs_over_a_small_set(sst2_small):
+def test_min_steps_adds_epochs_over_a_small_set(sst2_small, caplog):
     train, dev = sst2_small
     config = FinetuneConfig(epochs=1, min_steps=14, batch_size=16, max_length=32, device="cpu")
-    assert finetune(train, dev, config)["train_steps"] == 18  # 3 whole epochs of 6 steps
+    with caplog.at_level("INFO", logger="euds"):
+        assert finetune(train, dev, config)["train_steps"] == 18  # 3 whole epochs of 6 steps
+    assert "3 epochs x 6 steps = 18 optimiser steps" in caplog.text  # said before training
     with pytest.raises(ValueError, match="min_steps"):
         finetune(train, dev, FinetuneConfig(min_steps=-1, device="cpu"))
 
@@ -91,12 +96,10 @@ def test_classification_input_errors_name_the_line(tmp_path, sst2_small):
 
 def test_qa_finetune_and_span_post_processing(tmp_path, data_dir):
     examples = read_squad(data_dir / "xquad_en" / "test.json.gz")[:24]
-    from euds.experiment import _write_squad
-
-    _write_squad(tmp_path / "train.json", examples)
-    _write_squad(tmp_path / "eval.json", examples[:12])
+    write_squad(tmp_path / "train.json", examples)
+    write_squad(tmp_path / "eval.json", examples[:12])
     config = FinetuneConfig(
-        task="qa", epochs=1, batch_size=8, max_length=192, stride=64, device="cpu"
+        task="qa", epochs=1, min_steps=0, batch_size=8, max_length=192, stride=64, device="cpu"
     )
     metrics = finetune(tmp_path / "train.json", tmp_path / "eval.json", config)
     assert metrics["train_questions"] == 24 and metrics["eval_questions"] == 12
@@ -126,3 +129,8 @@ def test_qa_features_map_answers_to_token_spans(data_dir):
         assert normalize_answer(span) == normalize_answer(ex["answers"][0]["text"])
         found += 1
     assert found >= 25
+
+
+def test_defaults_are_the_measured_ones():
+    config = FinetuneConfig()
+    assert (config.min_steps, config.lr, config.epochs) == (150, 1e-4, 2)
