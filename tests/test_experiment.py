@@ -122,7 +122,12 @@ def test_default_is_a_candidate_and_fine_tunes_are_paired(ran):
     assert {r["records"] for r in runs if r["pool"] == "clean"} == {60}
     assert len({r["steps"] for r in runs if r["pool"] == "clean"}) == 1  # same updates per budget
     md = (out / "results.md").read_text()
-    assert "primary comparison" in md and "TOST, linear probe" in md and "| random |" in md and "[" in md
+    assert (
+        "primary comparison" in md
+        and "TOST, linear probe" in md
+        and "| random |" in md
+        and "[" in md
+    )
     assert (out / "probe_clean.svg").read_text().startswith("<svg")
     assert json.loads((out / "summary.json").read_text())["finetune"] == runs
 

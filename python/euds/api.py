@@ -21,7 +21,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, overload
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig
 from euds.io import RecordBatch, RecordRules
 from euds.scores import COLUMN_ORDER
-from euds.select import SELECTABLE, TEXT_HASH, Selection, select
+from euds.select import SELECTABLE, TEXT_HASH, select
 from euds.signals import SIGNALS
 from euds.signals.semantic import assign
 
@@ -243,32 +243,7 @@ def score_dataset(
     )
 
 
-@overload
-def select_dataset(
-    dataset: Any,
-    scorer: Scorer,
-    *,
-    text_column: str = ...,
-    batch_size: int = ...,
-    num_proc: int | None = ...,
-    keep_scores: bool = ...,
-    return_selection: Literal[False] = ...,
-    **options: Any,
-) -> Any: ...
-
-
-@overload
-def select_dataset(
-    dataset: Any,
-    scorer: Scorer,
-    *,
-    text_column: str = ...,
-    batch_size: int = ...,
-    num_proc: int | None = ...,
-    keep_scores: bool = ...,
-    return_selection: Literal[True],
-    **options: Any,
-) -> tuple[Any, Selection]: ...
+y: ...
 
 
 def select_dataset(
