@@ -216,12 +216,6 @@ def prepare_data(config: ExperimentConfig) -> Prepared:
     return Prepared(superset, junk, dev, evaluation, paths, config.pool_size)
 
 
-def noise_kinds() -> tuple[str, ...]:
-    from euds.noise import KINDS
-
-    return KINDS
-
-
 def pool_rows(n: int, size: int, seed: int) -> np.ndarray:
     """The superset rows of seed ``seed``'s pool (sorted)."""
     return np.sort(np.random.default_rng([seed, 17]).choice(n, size=size, replace=False))
@@ -240,7 +234,6 @@ class Pool:
     columns: dict[str, np.ndarray]
     embeddings: np.ndarray
     clusters: np.ndarray
-    k: int
 
     @property
     def labels(self) -> np.ndarray:
@@ -296,21 +289,15 @@ def make_pool(
     part = superset.rows(rows)
     if kind == "noisy":
         records = noisy_pool(records, noise, seed=seed)
-        junk_rows = {r["id"]: i for i, r in enumerate(prepared.junk)}
+        # Rows of [pool, then every seed's junk] in the noisy pool's order.
+        junk_at = {r["id"]: len(rows) + i for i, r in enumerate(prepared.junk)}
         clean_at = iter(range(len(rows)))
-        pick = [
-            ("junk", junk_rows[r["id"]]) if "junk" in r else ("pool", next(clean_at))
-            for r in records
-        ]
-        columns = {
-            name: np.array(
-                [(junk if src == "junk" else part).columns[name][i] for src, i in pick],
-                dtype=part.columns[name].dtype,
-            )
-            for name in part.columns
-        }
-        embeddings = np.stack([(junk if src == "junk" else part).embeddings[i] for src, i in pick])
-        part = Scored(columns, embeddings)
+        index = np.array([junk_at[r["id"]] if "junk" in r else next(clean_at) for r in records])
+        both = Scored(
+            {k: np.concatenate([v, junk.columns[k]]) for k, v in part.columns.items()},
+            np.concatenate([part.embeddings, junk.embeddings]),
+        )
+        part = both.rows(index)
     config = ScoreConfig(**score)
     centroids = fit_centroids(
         part.embeddings,
@@ -322,7 +309,7 @@ def make_pool(
     columns["semantic"] = assign(part.embeddings, centroids, config.m, config.temperature)
     emb = np.nan_to_num(part.embeddings)
     clusters = np.argmax(emb @ centroids.T, axis=1)
-    return Pool(kind, seed, records, columns, part.embeddings, clusters, config.k)
+    return Pool(kind, seed, records, columns, part.embeddings, clusters)
 
 
 # -- choosing subsets ----------------------------------------------------------------------------
@@ -762,7 +749,7 @@ def tune(
         dev_embeddings[:0],
         y[:0],
     )
-    pool = Pool("clean", seed, [], dict(_columns_of(scores)), embeddings, np.zeros(0, int), 0)
+    pool = Pool("clean", seed, [], dict(_columns_of(scores)), embeddings, np.zeros(0, int))
     trials = []
     for method, position in TUNE_GRID:
         keep = tuned_choice(method, position, budget, pool, seed)
