@@ -43,6 +43,7 @@ def _toml(tmp_path, data_dir, tiny_lm, embedder, **extra):
 
 [finetune]
 epochs = 1
+min_steps = 0
 batch_size = 16
 max_length = 32
 device = "cpu"
@@ -244,6 +245,7 @@ def test_config_errors(tmp_path):
         ('[[confirm]]\nmethods=["best"]\n', "unknown methods"),
         ("colour=1\n", "colour"),
         ('noise=0.0\n[[confirm]]\nmethods=["random"]\npools=["noisy"]\n', "noisy only"),
+        ('seeds=[0, 1]\n[[confirm]]\nmethods=["random"]\nseeds=[2]\n', "confirm seeds"),
     ):
         bad.write_text(base + extra)
         with pytest.raises(ValueError, match=match):

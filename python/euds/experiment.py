@@ -96,7 +96,8 @@ class ExperimentConfig:
     probe_c: float = 1.0
     finetune: dict[str, Any] = field(default_factory=dict)
     score: dict[str, Any] = field(default_factory=dict)
-    # Fine-tunes: [{methods = [...], budgets = [...], pools = [...]}]; "full" runs at 1.0.
+    # Fine-tunes: [{methods = [...], budgets = [...], pools = [...], seeds = [...]}] (seeds:
+    # default all); "full" runs at 1.0.
     confirm: list[dict[str, Any]] = field(default_factory=list)
     sample_seed: int = 1234
 
@@ -137,6 +138,8 @@ class ExperimentConfig:
             bad = [m for m in item.get("methods", []) if m.split(LENGTH_MATCHED)[0] not in known]
             if bad:
                 raise ValueError(f"unknown methods {bad} in confirm; choose from {sorted(known)}")
+            if not set(item.get("seeds", self.seeds)) <= set(self.seeds):
+                raise ValueError(f"confirm seeds must be among seeds {self.seeds}: {item}")
             pools = item.get("pools", ["clean"])
             if any(p not in POOLS for p in pools) or ("noisy" in pools and not self.noise):
                 raise ValueError(
@@ -636,7 +639,7 @@ def confirm(s: Screened, default: str, item: dict[str, Any]) -> list[dict[str, A
     config, out = s.config, Path(s.config.output)
     eval_hash = sha256_file(s.prepared.paths["eval"])
     runs = []
-    for seed in config.seeds:
+    for seed in item.get("seeds", config.seeds):
         for kind in item.get("pools", ["clean"]):
             pool = make_pool(kind, seed, s.prepared, s.superset, s.junk, config.score, config.noise)
             for method in item["methods"]:
