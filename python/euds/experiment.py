@@ -16,8 +16,9 @@ Design (docs/results.md states it for a reader):
   candidate's counts in the pool's length deciles). Candidates (:data:`CANDIDATES`): each
   entropy alone, IGSE ``intersect`` and ``mean-rank``, cluster-stratified intersect,
   ``filter-random``. Searched: ``auto`` (the best of :data:`TUNE_GRID` on the dev probe) and its
-  control ``best-of-25-random`` (the best of 25 random subsets by the same probe). Seed s sets
-  the pool, the random draws, every method's tie-break and the fine-tune seed.
+  control ``best-of-25-random`` (the best of 25 random subsets by the same probe), at the
+  :data:`CHOICE_BUDGETS` only. Seed s sets the pool, the random draws, every method's tie-break
+  and the fine-tune seed.
 * **Screening** (every method x budget x seed x pool): a linear probe, logistic regression on the
   frozen embeddings of the kept records, scored on dev and on eval (seconds each).
 * **The default** (:func:`choose_default`): the candidate with the largest mean dev-probe gain
