@@ -175,7 +175,7 @@ class EudsScorer(PipelineStep):
 class EudsBandFilter(BaseFilter):
     """Keeps the documents whose euds scores lie inside a band per signal.
 
-    ``intervals``: ``{signal: (lo, hi)}`` for any of ``information``, ``generative``,
+    ``intervals``: ``{signal: (lo, hi)}`` for any of ``information``, ``generative``, ``bpb``,
     ``nll``, ``semantic``; a document is kept when every named score lies in ``[lo, hi]``
     (both ends included, as ``euds select``). The bands are quantiles of the pool scored in
     ``scores`` (a score directory or score Parquet file of ``euds score``, ideally made with
