@@ -21,7 +21,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -178,16 +178,40 @@ def worker_process_setup(signals: Sequence[str]) -> None:
         faiss.omp_set_num_threads(1)
 
 
+# The scorer of each step or map function (by its token), per process: copies of one step carry
+# the same token, so a worker loads the models once. Keyed by pid too: a fork()ed child must not
+# use sessions whose threads the fork did not copy.
+_PROCESS_SCORERS: dict[tuple[int, str], Scorer] = {}
+
+
+def process_scorer(
+    token: str,
+    signals: Sequence[str],
+    config: ScoreConfig,
+    centroids: np.ndarray | None,
+    *,
+    worker: bool,
+) -> Scorer:
+    """The :class:`Scorer` that ``token`` names in this process, built on first use;
+    ``worker``: a worker process (:func:`worker_process_setup` runs first)."""
+    key = (os.getpid(), token)
+    scorer = _PROCESS_SCORERS.get(key)
+    if scorer is None:
+        if worker:
+            worker_process_setup(signals)
+        scorer = Scorer(signals, config=copy.deepcopy(config))
+        if centroids is not None:
+            scorer.set_centroids(centroids)
+        _PROCESS_SCORERS[key] = scorer
+    return scorer
+
+
 class _DatasetScorer:
     """The map function of :func:`score_dataset`: picklable, unlike the ONNX Runtime sessions
     of a :class:`Scorer`. In this process it uses the scorer it was given; unpickled in a
     worker process (``num_proc``) it builds a copy from the scorer's signals, configuration
     and centroids, once per process, rather than reuse sessions whose threads a ``fork()``
     did not copy."""
-
-    # (pid, token) -> the copy this process built; the pid so that a fork()ed child builds
-    # its own.
-    _built: ClassVar[dict[tuple[int, str], Scorer]] = {}
 
     def __init__(self, scorer: Scorer, text_column: str) -> None:
         self.token = uuid.uuid4().hex
@@ -209,14 +233,9 @@ class _DatasetScorer:
             raise ValueError(
                 f"no column {self.text_column!r}; columns: {sorted(batch)}: pass text_column="
             )
-        key = (os.getpid(), self.token)
-        scorer = self.scorer or self._built.get(key)
-        if scorer is None:
-            worker_process_setup(self.signals)
-            scorer = Scorer(self.signals, config=copy.deepcopy(self.config))
-            if self.centroids is not None:
-                scorer.set_centroids(self.centroids)
-            self._built[key] = scorer
+        scorer = self.scorer or process_scorer(
+            self.token, self.signals, self.config, self.centroids, worker=True
+        )
         scores = scorer.score_texts(batch[self.text_column])
         return {name: values.tolist() for name, values in scores.items()}
 

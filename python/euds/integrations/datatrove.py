@@ -60,7 +60,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         f"euds.integrations.datatrove needs datatrove ({e}): pip install 'euds[datatrove]'"
     ) from e
 
-from euds.api import Scorer, worker_process_setup
+from euds.api import Scorer, process_scorer
 from euds.config import ScoreConfig
 from euds.select import MEAN_RANK, SELECTABLE, select
 from euds.signals import SIGNALS
@@ -68,11 +68,6 @@ from euds.signals import SIGNALS
 __all__ = ["DEFAULT_PREFIX", "EudsBandFilter", "EudsScorer", "band_values"]
 
 DEFAULT_PREFIX = "euds_"
-
-# The models of each scoring step, per process: the executor deep-copies or unpickles a step
-# once per task, and every copy carries the same token, so a worker loads them once. Keyed by
-# pid too: a fork()ed child must not use sessions whose threads the fork did not copy.
-_SCORERS: dict[tuple[int, str], Scorer] = {}
 
 
 class EudsScorer(PipelineStep):
@@ -128,16 +123,9 @@ class EudsScorer(PipelineStep):
 
     def scorer(self) -> Scorer:
         """The :class:`euds.api.Scorer` of this step in this process, loaded on first use."""
-        key = (os.getpid(), self.token)
-        scorer = _SCORERS.get(key)
-        if scorer is None:
-            if key[0] != self.origin_pid:  # an executor's worker process
-                worker_process_setup(self.signals)
-            scorer = Scorer(self.signals, config=copy.deepcopy(self.config))
-            if self.centroids is not None:
-                scorer.set_centroids(self.centroids)
-            _SCORERS[key] = scorer
-        return scorer
+        # The executor deep-copies or unpickles a step once per task; every copy shares the token.
+        worker = os.getpid() != self.origin_pid
+        return process_scorer(self.token, self.signals, self.config, self.centroids, worker=worker)
 
     def run(
         self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1
