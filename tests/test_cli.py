@@ -716,3 +716,33 @@ def test_experiment_config_errors_are_one_clear_line(tmp_path, capsys):
     assert run("experiment", tmp_path / "missing.toml") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.toml" in err[0]
+
+
+# -- your own models ----------------------------------------------------------------------------
+
+
+def test_models_prepare_a_users_folders_prints_their_cache_entries(
+    tmp_path, monkeypatch, capsys, training_texts
+):
+    from conftest import make_family_lm, make_tiny_sentence_encoder
+
+    monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
+    lm = make_family_lm("gpt2", tmp_path / "gpt2", training_texts, seed=7)
+    st = make_tiny_sentence_encoder(tmp_path / "st", training_texts)
+    assert run("models", "prepare", str(lm), str(st)) == 0
+    printed = capsys.readouterr().out.split()
+    assert [Path(p).name.split("-")[0] for p in printed] == ["lm", "embedder"]
+    assert all(Path(p).parent == tmp_path / "cache" / "models" for p in printed)
+
+
+def test_a_wrong_model_folder_is_one_line_and_exit_2(tmp_path, capsys, sst2_files):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = run("score", str(sst2_files["jsonl"]), "-o", str(tmp_path / "s"), "--model", str(empty))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert f"--model {empty} is not a causal LM folder: it has no config.json" in err
+    assert not (tmp_path / "s").exists()
+    code = run("models", "prepare", str(tmp_path / "nothing"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no such file or folder" in err and "\n" not in err

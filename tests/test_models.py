@@ -212,3 +212,54 @@ def test_real_smollm2_cache_entry(smollm2):
 def test_tiny_checkpoint_helper_is_a_llama(tmp_path):
     folder = make_tiny_llama(tmp_path / "x")
     assert json.loads((folder / "config.json").read_text())["model_type"] == "llama"
+
+
+# -- a user's own models in the cache -----------------------------------------------------------
+
+
+def test_a_users_model_is_exported_once_and_found_by_its_content(
+    tmp_path, monkeypatch, training_texts
+):
+    from conftest import make_family_lm
+    from euds import EudsError
+
+    monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
+    folder = make_family_lm("llama", tmp_path / "mine", training_texts, seed=5)
+    with pytest.raises(EudsError, match=f"euds models prepare {folder}"):
+        models.lm_files_for(folder, prepare=False)
+    files = models.lm_files_for(folder)
+    assert files.folder.parent == tmp_path / "cache" / "models"
+    assert files.folder.name.startswith("lm-llama-")
+    manifest = files.manifest()
+    assert manifest["source"]["kind"] == "hf" and manifest["lm"]["bos_id"] == 1
+    assert manifest["lm"]["packing"]["supported"] is True
+    # Only the config is kept of the checkpoint: the weights stay in the user's folder.
+    assert sorted(p.name for p in (files.folder / "hf").iterdir()) == ["config.json"]
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(models, "export_padded", no_export)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    assert models.lm_files_for(copy) == files  # the same content: the same entry
+    assert models.lm_files_for(files.folder) == files  # the prepared folder itself
+    # int8 variants work on a user's model as on SmolLM2.
+    assert files.variant("int8-block").is_file()
+
+
+def test_a_users_encoder_is_exported_once(tmp_path, monkeypatch, training_texts):
+    from conftest import make_tiny_sentence_encoder
+
+    monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
+    folder = make_tiny_sentence_encoder(tmp_path / "st", training_texts, pooling="cls")
+    files = models.embedder_files_for(folder)
+    assert files.folder.name.startswith("embedder-bert-")
+    assert files.info() == {
+        "pooling": "cls",
+        "normalize": True,
+        "max_seq_length": 64,
+        "pooled_graph": True,
+    }
+    monkeypatch.setattr(models, "export_encoder", lambda *a, **k: pytest.fail("exported again"))
+    assert models.embedder_files_for(folder) == files

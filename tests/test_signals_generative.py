@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import FAMILIES, make_family_lm
 from euds.signals.generative import GenerativeScorer, plan_rows
 from euds.tokenizer import TextTokenizer, TokenBatch
 
@@ -25,7 +26,7 @@ TEXTS = [
 ]
 
 
-def torch_reference(model, tokens: TokenBatch) -> tuple[np.ndarray, np.ndarray]:
+def torch_reference(model, tokens: TokenBatch, bos: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The definition, computed plainly: one text at a time, float64 log-softmax."""
     ge, nll = [], []
     with torch.no_grad():
@@ -35,7 +36,7 @@ def torch_reference(model, tokens: TokenBatch) -> tuple[np.ndarray, np.ndarray]:
                 ge.append(np.nan)
                 nll.append(np.nan)
                 continue
-            ids = torch.tensor([[0, *content]])
+            ids = torch.tensor([[bos, *content]])
             logp = torch.log_softmax(model(ids).logits[0, :-1].double(), dim=-1)
             ge.append(float(-(logp.exp() * logp).sum(-1).mean()))
             nll.append(float(-logp.gather(1, ids[0, 1:, None]).mean()))
@@ -342,3 +343,150 @@ def test_bpb_does_not_depend_on_the_batch(tiny, options):
     np.testing.assert_allclose(mixed, base["bpb"], rtol=1e-5, equal_nan=True)
     np.testing.assert_allclose(alone, base["bpb"][:3], rtol=1e-5)
     np.testing.assert_array_equal(tokens.n_bytes[len(TEXTS) :][::-1], base_tokens.n_bytes)
+
+
+# -- a user's own causal LM: Llama, Qwen2, Mistral, GPT-2 ---------------------------------------
+
+# Which token starts a text, and why (euds.model_sources.start_token), per family as built by
+# conftest.make_family_lm: Llama's tokenizer template puts <s> first; the others name it in
+# config.json (GPT-2: end-of-text, id 0).
+START = {"llama": 1, "qwen2": 1, "mistral": 1, "gpt2": 0}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_lm(request, tmp_path_factory, training_texts):
+    from euds.models import lm_files_for
+
+    folder = make_family_lm(
+        request.param, tmp_path_factory.mktemp("own") / request.param, training_texts
+    )
+    return request.param, folder, lm_files_for(folder)
+
+
+def test_own_model_matches_pytorch_packed_and_padded(family_lm, ng_posts):
+    from transformers import AutoModelForCausalLM
+
+    family, folder, files = family_lm
+    assert files.bos_id == START[family] and files.packing_off is None
+    # The entry is the model's content (any folder holding the same files shares it).
+    from euds.model_sources import lm_source
+
+    assert files.manifest()["source"]["sha256"] == lm_source(folder).key()
+    # Texts longer than Mistral's 16-token window, so that packing must apply the window.
+    batch = TextTokenizer(files.tokenizer, max_tokens=96).encode(TEXTS + ng_posts[:4])
+    assert batch.n_tokens.max() > 3 * 16
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    ref_ge, ref_nll = torch_reference(model, batch, bos=files.bos_id)
+    for packing in (True, False):
+        scorer = GenerativeScorer(files, packing=packing, batch_tokens=512)
+        assert scorer.packing is packing
+        ge, nll = scorer.score(batch)
+        np.testing.assert_allclose(ge, ref_ge, atol=2e-3, rtol=0)
+        np.testing.assert_allclose(nll, ref_nll, atol=2e-3, rtol=0)
+
+
+def test_a_family_whose_packed_graph_is_wrong_runs_padded(
+    tmp_path, monkeypatch, caplog, training_texts
+):
+    """The packed export is checked against the model: a mask that lets texts see each other
+    fails the check, the entry keeps only the padded graph, and scoring says so and runs it."""
+    import logging
+
+    from transformers import AutoModelForCausalLM
+
+    from euds import models
+
+    monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
+    real = models._packed_module
+
+    def leaky(model):  # every position attends to every earlier one in the row
+        wrapper = real(model)
+
+        class Leaky(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = wrapper
+
+            def forward(self, input_ids, position_ids, segment_ids):
+                return self.inner(input_ids, position_ids, torch.ones_like(segment_ids))
+
+        return Leaky()
+
+    monkeypatch.setattr(models, "_packed_module", leaky)
+    folder = make_family_lm("qwen2", tmp_path / "qwen2", training_texts, seed=3)
+    files = models.lm_files_for(folder)
+    assert files.packing_off is not None and "packed logits differ" in files.packing_off
+    assert not (files.folder / "lm_packed.onnx").exists()
+    with caplog.at_level(logging.INFO, logger="euds"):
+        scorer = GenerativeScorer(folder)
+    assert not scorer.packing and "padded batches" in caplog.text
+    batch = TextTokenizer(files.tokenizer, max_tokens=32).encode(TEXTS)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    ref_ge, _ = torch_reference(model, batch, bos=files.bos_id)
+    np.testing.assert_allclose(scorer.score(batch)[0], ref_ge, atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="no packed graph"):
+        GenerativeScorer(folder, precision="int8")
+
+
+def test_long_contexts_up_to_the_model_limit_keep_the_token_budget(
+    tmp_path, training_texts, ng_posts
+):
+    """--max-tokens up to the model's 256 positions: the same scores at any token budget
+    (one long text per call or many), equal to PyTorch; beyond the limit, one clear error."""
+    from transformers import AutoModelForCausalLM
+
+    from euds.batch import Models
+    from euds.config import ScoreConfig
+
+    folder = make_family_lm("gpt2", tmp_path / "gpt2", training_texts)
+    with pytest.raises(ValueError, match="max_tokens 300 exceeds the scoring LM's limit of 256"):
+        Models(ScoreConfig(signals=("generative",), model=str(folder), max_tokens=300))
+    models = Models(
+        ScoreConfig(signals=("information", "generative"), model=str(folder), max_tokens=256)
+    )
+    # The information signal counts the scoring LM's tokens.
+    assert models.tokenizer.path == models.generative.files.tokenizer
+    assert models.identity["lm"]["source"] == str(folder)
+    batch = models.tokenizer.encode(ng_posts[:12])
+    assert batch.n_tokens.max() == 255
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    ref_ge, ref_nll = torch_reference(model, batch, bos=models.generative.bos_id)
+    for budget in (256, 4096):
+        ge, nll = GenerativeScorer(models.generative.files, batch_tokens=budget).score(batch)
+        np.testing.assert_allclose(ge, ref_ge, atol=2e-3, rtol=0)
+        np.testing.assert_allclose(nll, ref_nll, atol=2e-3, rtol=0)
+
+
+def test_a_tokenizer_that_is_not_the_models_is_refused(tmp_path, training_texts):
+    from euds.batch import Models
+    from euds.config import ScoreConfig
+    from euds.tokenizer import smollm2_tokenizer_path
+
+    folder = make_family_lm("llama", tmp_path / "llama", training_texts)
+    other = str(smollm2_tokenizer_path())
+    with pytest.raises(ValueError, match="is not the scoring LM's tokenizer"):
+        Models(ScoreConfig(signals=("generative",), model=str(folder), tokenizer=other))
+    # For the information signal alone, any tokenizer goes.
+    assert Models(ScoreConfig(signals=("information",), tokenizer=other)).generative is None
+
+
+def test_own_gguf_file_matches_transformers(tmp_path, training_texts):
+    """A GGUF file as --model: dequantised by transformers, its byte-level BPE rebuilt by euds,
+    scores equal transformers' model loaded from the same file."""
+    from transformers import AutoModelForCausalLM
+
+    from conftest import make_tiny_gguf
+    from euds.models import lm_files_for
+
+    path = make_tiny_gguf(tmp_path / "tiny.gguf", training_texts[:500])
+    files = lm_files_for(path)
+    assert files.manifest()["source"]["kind"] == "gguf" and files.bos_id == 1
+    assert files.packing_off is None
+    model = AutoModelForCausalLM.from_pretrained(
+        str(tmp_path), gguf_file=path.name, dtype=torch.float32
+    ).eval()
+    batch = TextTokenizer(files.tokenizer, max_tokens=48).encode(TEXTS)
+    ref_ge, ref_nll = torch_reference(model, batch, bos=1)
+    ge, nll = GenerativeScorer(path).score(batch)
+    np.testing.assert_allclose(ge, ref_ge, atol=2e-3, rtol=0)
+    np.testing.assert_allclose(nll, ref_nll, atol=2e-3, rtol=0)

@@ -148,3 +148,43 @@ def test_bad_arguments_are_value_errors(call, message):
     cents = emb[:4] / np.linalg.norm(emb[:4], axis=1, keepdims=True)
     with pytest.raises(ValueError, match=message):
         call(emb, cents)
+
+
+# -- a user's own sentence encoder ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pooling", "normalize"), [("mean", True), ("cls", False), ("max", True)])
+def test_own_sentence_encoder_matches_sentence_transformers(
+    tmp_path, training_texts, sst2_texts, ng_posts, pooling, normalize
+):
+    """A tiny random BERT saved by sentence-transformers with each pooling: cosine >= 0.9999
+    with sentence-transformers, long posts cut at the folder's own 64 word pieces."""
+    st = pytest.importorskip("sentence_transformers")
+    from conftest import make_tiny_sentence_encoder
+
+    folder = make_tiny_sentence_encoder(
+        tmp_path / "st", training_texts, pooling=pooling, normalize=normalize
+    )
+    texts = sst2_texts[:40] + ng_posts[:6]
+    ref = st.SentenceTransformer(str(folder), device="cpu").encode(texts, convert_to_numpy=True)
+    ours = Embedder(str(folder))
+    assert (ours.mode, ours.max_seq_length, ours.files.info()["normalize"]) == (
+        pooling,
+        64,
+        normalize,
+    )
+    for got in (ours.embed(texts), Embedder(str(folder), pooling="graph").embed(texts)):
+        cosine = np.sum(got * ref, axis=1) / np.linalg.norm(ref, axis=1)
+        assert cosine.min() >= 0.9999, (pooling, cosine.min())
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_minilm_as_a_users_folder_matches_sentence_transformers(sst2_texts):
+    st = pytest.importorskip("sentence_transformers")
+    from euds.models import minilm_path
+
+    ours = Embedder(str(minilm_path()))
+    assert ours.files.info()["pooling"] == "mean" and ours.max_seq_length == 256
+    model = st.SentenceTransformer(str(minilm_path()), device="cpu")
+    ref = model.encode(sst2_texts[:100], normalize_embeddings=True, convert_to_numpy=True)
+    assert np.sum(ours.embed(sst2_texts[:100]) * ref, axis=1).min() >= 0.9999

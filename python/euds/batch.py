@@ -46,24 +46,44 @@ class Models:
     def __init__(self, config: ScoreConfig) -> None:
         self.config = config
         wants = set(config.signals)
-        self.tokenizer = TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
+        # The scoring LM is resolved first: its tokenizer is the pass's tokenizer (the
+        # information signal counts the LM's tokens) unless --tokenizer names another.
+        lm = None
+        if "generative" in wants or config.model is not None:
+            from euds.models import lm_files_for
+
+            lm = lm_files_for(config.model)
+        tokenizer_path = config.tokenizer
+        if tokenizer_path is None and config.model is not None and lm is not None:
+            tokenizer_path = str(lm.tokenizer)
+        self.tokenizer = TextTokenizer(tokenizer_path, max_tokens=config.max_tokens)
+        tokenizer_sha = sha256_file(self.tokenizer.path)
         self.information = (
             InformationScorer(config.information_mode, vocab_size=self.tokenizer.vocab_size)
             if "information" in wants
             else None
         )
         self.identity: dict[str, Any] = {
-            "tokenizer": {
-                "path": str(self.tokenizer.path),
-                "sha256": sha256_file(self.tokenizer.path),
-            }
+            "tokenizer": {"path": str(self.tokenizer.path), "sha256": tokenizer_sha}
         }
         self.generative = None
-        if "generative" in wants:
+        if "generative" in wants and lm is not None:
             from euds.signals.generative import GenerativeScorer
 
+            if config.tokenizer is not None and tokenizer_sha != sha256_file(lm.tokenizer):
+                raise ValueError(
+                    f"--tokenizer {config.tokenizer} is not the scoring LM's tokenizer "
+                    f"({lm.tokenizer}): the LM reads only its own tokens; drop --tokenizer, or "
+                    "score the information signal alone with it"
+                )
+            limit = lm.max_positions
+            if limit is not None and config.max_tokens > limit:
+                raise ValueError(
+                    f"max_tokens {config.max_tokens} exceeds the scoring LM's limit of {limit} "
+                    "positions (its config.json)"
+                )
             self.generative = GenerativeScorer(
-                config.model,
+                lm,
                 batch_tokens=config.batch_tokens,
                 packing=config.packing,
                 pack_length=config.pack_length,
@@ -72,13 +92,19 @@ class Models:
                 device=config.device,  # type: ignore[arg-type]
                 threads=config.threads,
             )
-            lm_manifest = self.generative.files.manifest()
+            lm_manifest = lm.manifest()
+            source = lm_manifest.get("source", {})
             self.identity["lm"] = {
+                "model": lm_manifest.get("model"),
+                # as the caller named it; the entry may have been built from another copy
+                "source": config.model or source.get("path"),
                 "graph": str(self.generative.graph),
-                "source_sha256": lm_manifest.get("source", {}).get("sha256"),
+                "source_sha256": source.get("sha256"),
                 "graph_sha256": lm_manifest.get("files", {})
                 .get(self.generative.graph.name, {})
                 .get("sha256"),
+                "bos_id": self.generative.bos_id,
+                "packing": self.generative.packing,
             }
         self.embedder = None
         if "semantic" in wants:
@@ -91,9 +117,14 @@ class Models:
                 precision=config.embed_precision,
                 threads=config.threads,
             )
+            embedder_manifest = self.embedder.files.manifest()
             self.identity["embedder"] = {
+                "model": embedder_manifest.get("model"),
+                "source": config.embedder or embedder_manifest.get("source", {}).get("path"),
                 "folder": str(self.embedder.files.folder),
-                "source_sha256": self.embedder.files.manifest().get("source", {}).get("sha256"),
+                "source_sha256": embedder_manifest.get("source", {}).get("sha256"),
+                "pooling": self.embedder.mode,
+                "max_seq_length": self.embedder.max_seq_length,
             }
 
 

@@ -201,7 +201,15 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", parents=[common], help="prepare or inspect the cached models")
     msub = m.add_subparsers(dest="models_command", required=True)
-    mp = msub.add_parser("prepare", parents=[common], help="export the models to ONNX (once)")
+    mp = msub.add_parser(
+        "prepare",
+        parents=[common],
+        help="export the models to ONNX (once)",
+        description="Exports SmolLM2 and all-MiniLM-L6-v2 into the cache, or, given PATHs, "
+        "your own models: a Hugging Face causal-LM folder or GGUF file (for --model) or a "
+        "sentence-transformers folder (for --embedder). Prints each cache folder.",
+    )
+    mp.add_argument("paths", nargs="*", metavar="PATH", help="your own model folder or GGUF")
     mp.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     mp.add_argument("--verify", action="store_true", help="check every cached file's sha256")
     mp.add_argument("--int8", action="store_true", help="also build the LM's int8 graphs")
@@ -568,14 +576,27 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_prepare(args: argparse.Namespace) -> int:
-    from euds.models import prepare_embedder, prepare_lm
+    from euds.model_sources import source_for
+    from euds.models import LmFiles, prepare_embedder, prepare_lm, prepare_source
 
-    files = prepare_lm(force=args.force, verify=args.verify)
-    for names, wanted in ((("int8", "int8-block"), args.int8), (("reduced",), args.reduced)):
-        for name in names if wanted else ():
-            files.variant(name)
-    embedder = prepare_embedder(force=args.force, verify=args.verify)
-    log.info("models ready: %s, %s", files.folder, embedder.folder)
+    if args.paths:
+        sources = [source_for(p) for p in args.paths]  # every path checked before any export
+        prepared = [(s, prepare_source(s, force=args.force, verify=args.verify)) for s in sources]
+    else:
+        prepared = [(None, prepare_lm(force=args.force, verify=args.verify).folder)]
+        prepared.append((None, prepare_embedder(force=args.force, verify=args.verify).folder))
+    for source, folder in prepared:
+        if source is None or source.role == "lm":
+            files = LmFiles(folder)
+            for names, wanted in (
+                (("int8", "int8-block"), args.int8),
+                (("reduced",), args.reduced),
+            ):
+                for name in names if wanted else ():
+                    files.variant(name)
+            if files.packing_off:
+                log.info("%s runs padded batches: %s", folder, files.packing_off)
+        print(folder)
     return 0
 
 

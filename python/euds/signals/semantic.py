@@ -17,13 +17,12 @@ trained on a seeded sample of at most ``max_points_per_centroid * K`` points),
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from euds import _core
-from euds.models import EmbedderFiles, embedder_files
+from euds.models import EmbedderFiles, embedder_files_for
 from euds.runtime import onnx_session
 
 DEFAULT_K = 16
@@ -32,14 +31,19 @@ DEFAULT_SEED = 1234
 MAX_M = 32
 DEFAULT_MAX_POINTS_PER_CENTROID = 256
 DEFAULT_EMBED_BATCH_TOKENS = 8192
-MAX_WORD_PIECES = 256  # the embedder's own limit (sentence_bert_config.json)
 POOLINGS: tuple[str, ...] = ("core", "graph")
 EMBED_PRECISIONS: tuple[str, ...] = ("fp32", "int8-block", "int8")
 
 
 class Embedder:
-    """Texts -> L2-normalised float32 sentence embeddings ``[n, 384]`` (NaN rows for texts that
+    """Texts -> L2-normalised float32 sentence embeddings ``[n, dim]`` (NaN rows for texts that
     are missing, empty or whitespace-only), in input order.
+
+    ``files``: a prepared :class:`~euds.models.EmbedderFiles` or its folder, or a
+    sentence-transformers folder (exported on first use; pooling — mean, cls or max — and the
+    word-piece limit read from its config); default: all-MiniLM-L6-v2. Embeddings are always
+    L2-normalised (spherical k-means needs unit vectors): for a model without a Normalize
+    module they have the direction of sentence-transformers' output (cosine 1).
 
     ``pooling="core"`` runs the encoder graph (token states out) and pools in C++;
     ``pooling="graph"`` runs optimum's sentence-transformers export, which pools and
@@ -67,17 +71,21 @@ class Embedder:
             raise ValueError(f"precision must be one of {EMBED_PRECISIONS}, got {precision!r}")
         if precision != "fp32" and pooling != "core":
             raise ValueError("the quantised encoders pool in the core: use pooling='core'")
-        if isinstance(files, EmbedderFiles):
-            self.files = files
-        elif files is not None:
-            self.files = EmbedderFiles(Path(files))
-        else:
-            self.files = embedder_files()
+        self.files = embedder_files_for(files)
+        info = self.files.info()
+        if pooling == "graph" and not self.files.has_pooled:
+            raise ValueError(
+                f"{self.files.folder} has no in-graph pooling export "
+                f"({info.get('pooled_graph_error', 'not built')}): use pooling='core'"
+            )
         self.batch_tokens = batch_tokens
         self.pooling = pooling
+        self.mode = str(info["pooling"])  # how token states become one vector
+        self.max_seq_length = int(info["max_seq_length"])
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_WORD_PIECES)
+        # The embedder's own limit (sentence_bert_config.json's max_seq_length).
+        self.tokenizer.enable_truncation(self.max_seq_length)
         if precision != "fp32":
             graph = self.files.variant(precision)
         else:
@@ -117,9 +125,22 @@ class Embedder:
             feed["token_type_ids"] = np.zeros_like(ids)
         if self.pooling == "graph":
             (emb,) = self.session.run(["sentence_embedding"], feed)
-            return np.asarray(emb, dtype=np.float32)
+            # A model without a Normalize module pools unnormalised: SE needs unit vectors.
+            return _normalize(np.asarray(emb, dtype=np.float32))
         (hidden,) = self.session.run(["last_hidden_state"], feed)
-        return _core.mean_pool_normalize(np.ascontiguousarray(hidden, dtype=np.float32), mask)
+        hidden = np.ascontiguousarray(hidden, dtype=np.float32)
+        if self.mode == "mean":
+            return _core.mean_pool_normalize(hidden, mask)
+        if self.mode == "cls":
+            return _normalize(hidden[:, 0].copy())
+        # max: over the text's own tokens (sentence-transformers sets padding to -1e9 first)
+        return _normalize(np.where(mask[:, :, None] > 0, hidden, -np.inf).max(axis=1))
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32), as sentence-transformers' Normalize does."""
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
 def fit_centroids(
