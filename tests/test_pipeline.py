@@ -441,3 +441,23 @@ def test_bpb_column_and_directories_scored_before_it(tmp_path, corpus, tiny_lm, 
     old_args = [*args[:3], str(old), *args[4:]]
     assert main([*old_args, "-o", str(tmp_path / "bpb-old.jsonl"), "-q"]) == 2
     assert "bpb" in capsys.readouterr().err
+
+
+def test_the_same_model_path_holding_another_model_does_not_reuse_scores(
+    tmp_path, corpus, training_texts
+):
+    from conftest import make_family_lm
+
+    folder = make_family_lm("qwen2", tmp_path / "mine", training_texts, seed=11)
+    config = ScoreConfig(signals=("information", "generative"), model=str(folder), max_tokens=32)
+    out = tmp_path / "scores"
+    score(corpus, out, config, progress=False)
+    manifest = ScoreDir(out).manifest()
+    assert manifest["models"]["lm"]["source"] == str(folder)
+    assert manifest["config"]["model_content"]
+    # The information signal counted the model's own tokens (400-piece vocabulary).
+    assert manifest["models"]["tokenizer"]["path"].endswith("tokenizer.json")
+    assert score(corpus, out, config, progress=False).reused
+    make_family_lm("qwen2", folder, training_texts, seed=12)  # other weights, same path
+    with pytest.raises(ValueError, match="another input or configuration"):
+        score(corpus, out, config, progress=False)

@@ -13,6 +13,7 @@ from typing import Any
 
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
+from euds.model_sources import content_key
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -153,7 +154,13 @@ class ScoreConfig:
             raise ValueError(f"threads must be an int in [0, {MAX_THREADS}], got {self.threads!r}")
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_ONLY}
+        identity = {k: v for k, v in asdict(self).items() if k not in RUNTIME_ONLY}
+        # A model named by path takes part by its content too (the default models are fixed
+        # by the pinned packages).
+        for name, role in (("model", "lm"), ("embedder", "embedder")):
+            if identity[name] is not None:
+                identity[f"{name}_content"] = content_key(identity[name], role)
+        return identity
 
 
 __all__ = ["CLUSTERING", "DEFAULT_SHARD_SIZE", "RUNTIME_ONLY", "ScoreConfig"]

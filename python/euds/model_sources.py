@@ -212,6 +212,19 @@ def source_for(path: str | os.PathLike[str]) -> ModelSource:
     return embedder_source(path, option="models prepare")
 
 
+def content_key(path: str | os.PathLike[str], role: str) -> str:
+    """What a score directory records of a model named by path, so that the same path holding
+    another model does not resume or reuse old scores: a prepared folder's recorded source, or
+    a user's model's :meth:`ModelSource.key`."""
+    path = Path(path)
+    try:
+        source = json.loads((path / "manifest.json").read_text())["source"]
+        return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return (lm_source(path) if role == "lm" else embedder_source(path)).key()
+
+
 def start_token(tokenizer_json: str, config: dict[str, Any]) -> tuple[int, str]:
     """(id, why) of the token prepended to every text so that its first content token is
     predicted too: the token the tokenizer's own template puts first (Llama's ``<s>``), else
