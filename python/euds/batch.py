@@ -46,17 +46,23 @@ class Models:
     def __init__(self, config: ScoreConfig) -> None:
         self.config = config
         wants = set(config.signals)
-        # The scoring LM is resolved first: its tokenizer is the pass's tokenizer (the
-        # information signal counts the LM's tokens) unless --tokenizer names another.
+        # The pass's tokenizer is the scoring LM's (the information signal counts the LM's
+        # tokens) unless --tokenizer names another; a named one is loaded first, so that a
+        # wrong path fails before any model is prepared.
+        named = (
+            TextTokenizer(config.tokenizer, max_tokens=config.max_tokens)
+            if config.tokenizer is not None
+            else None
+        )
         lm = None
         if "generative" in wants or config.model is not None:
             from euds.models import lm_files_for
 
             lm = lm_files_for(config.model)
-        tokenizer_path = config.tokenizer
-        if tokenizer_path is None and config.model is not None and lm is not None:
-            tokenizer_path = str(lm.tokenizer)
-        self.tokenizer = TextTokenizer(tokenizer_path, max_tokens=config.max_tokens)
+        self.tokenizer = named or TextTokenizer(
+            str(lm.tokenizer) if config.model is not None and lm is not None else None,
+            max_tokens=config.max_tokens,
+        )
         tokenizer_sha = sha256_file(self.tokenizer.path)
         self.information = (
             InformationScorer(config.information_mode, vocab_size=self.tokenizer.vocab_size)
