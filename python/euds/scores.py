@@ -474,12 +474,14 @@ def _open_or_create(
         manifest = sd.manifest()
         same = same_input(manifest.get("input", {}), identity["input"])
         config = manifest.get("config")
-        if same and config == identity["config"]:
+        missing = _missing_columns(sd, manifest, identity.get("columns", ())) if same else []
+        if same and config == identity["config"] and not missing:
             if manifest.get("status") != "complete":
                 _start(sd, manifest, identity)
             return manifest
         if (
             same
+            and not missing
             and manifest.get("pass_complete")
             and _without(config, reclusterable) == _without(identity["config"], reclusterable)
         ):
@@ -490,6 +492,12 @@ def _open_or_create(
             return manifest
         # A directory without a single complete shard holds nothing to protect.
         nothing_scored = manifest.get("status") != "complete" and not manifest.get("shards")
+        if not overwrite and not nothing_scored and missing:
+            raise ValueError(
+                f"{sd.path} was scored by an earlier euds, without the column(s) "
+                f"{', '.join(missing)}; pass --overwrite to score it again, or choose a new "
+                "output folder"
+            )
         if not overwrite and not nothing_scored:
             raise ValueError(
                 f"{sd.path} holds scores of another input or configuration; choose a new "
@@ -534,6 +542,22 @@ _SHARD_FILE = re.compile(r"(part-\d+\.parquet|emb-\d+\.npy|ids-\d+\.npz)")
 def _is_reserved_name(name: str) -> bool:
     """A name a run may write (it would replace a file of that name)."""
     return name in (LATE, CENTROIDS) or _SHARD_FILE.fullmatch(name) is not None
+
+
+def _missing_columns(sd: ScoreDir, manifest: dict[str, Any], expected: Any) -> list[str]:
+    """The pass columns (``expected``) that the directory's first shard lacks: a directory
+    scored by an earlier euds (before ``bpb`` or ``text_hash``) has fewer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = manifest.get("shards") or []
+    if not expected or not shards:
+        return []
+    try:
+        names = set(pq.read_schema(sd.path / part_name(int(shards[0]["index"]))).names)
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+        return []  # a damaged shard is the resume logic's business
+    return [c for c in expected if c not in names]
 
 
 def _without(config: Any, keys: frozenset[str]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from euds._core import EudsError
-from euds.batch import Stages
+from euds.batch import Stages, pass_schema
 from euds.cache import sha256_file
 from euds.config import CLUSTERING, ScoreConfig
 from euds.scores import (
@@ -99,8 +99,13 @@ class Engine(Protocol):
 def score_identity(input_path: Path, config: ScoreConfig) -> dict[str, Any]:
     """What a score directory must match to be reused or resumed, through JSON as the
     manifest stores it (tuples become lists)."""
+    # The pass columns are checked against the shards, not compared as configuration: a
+    # directory scored before a column existed is refused, or re-scored with --overwrite.
+    columns = [f.name for f in pass_schema(config.signals, config.information_mode)]
     return json.loads(
-        json.dumps({"input": input_identity(input_path), "config": config.identity()})
+        json.dumps(
+            {"input": input_identity(input_path), "config": config.identity(), "columns": columns}
+        )
     )
 
 
