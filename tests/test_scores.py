@@ -334,23 +334,39 @@ def test_score_dir_takes_a_str_path(tmp_path):
     assert sd.path == tmp_path and not sd.exists()
 
 
-def test_a_directory_scored_before_a_column_existed_is_refused_then_rescored(tmp_path, corpus):
+def test_a_directory_scored_before_a_column_existed_is_reused_with_a_warning_or_rescored(
+    tmp_path, corpus, caplog
+):
     """A directory from an earlier euds (here: its shards lack text_hash, as before exact
-    duplicates were marked) is not reused as complete: refused, and re-scored by --overwrite."""
+    duplicates were marked): complete, it is reused with a warning and --overwrite scores it
+    again; unfinished, it is refused (its shards would have two layouts)."""
+    import logging
+
     import pyarrow.parquet as pq
 
     out = tmp_path / "scores"
     score(corpus, out, INFO, progress=False)
     sd = ScoreDir(out)
-    manifest = sd.manifest()
-    for shard in manifest["shards"]:
-        part = out / f"part-{shard['index']:05d}.parquet"
-        pq.write_table(pq.read_table(part).drop(["text_hash"]), part)
-        shard["files"][part.name] = part.stat().st_size
-    sd.write_manifest(manifest)
-    with pytest.raises(ValueError, match=r"earlier euds, without the column\(s\) text_hash"):
-        score(corpus, out, INFO, progress=False)
+
+    def drop_text_hash(status: str) -> None:
+        manifest = sd.manifest()
+        for shard in manifest["shards"]:
+            part = out / f"part-{shard['index']:05d}.parquet"
+            table = pq.read_table(part)
+            if "text_hash" in table.column_names:
+                pq.write_table(table.drop(["text_hash"]), part)
+            shard["files"][part.name] = part.stat().st_size
+        manifest["status"] = status
+        sd.write_manifest(manifest)
+
+    drop_text_hash("complete")
+    with caplog.at_level(logging.WARNING, logger="euds"):
+        assert score(corpus, out, INFO, progress=False).reused
+    assert "earlier euds, without text_hash" in caplog.text
     again = score(corpus, out, INFO, overwrite=True, progress=False)
     assert not again.reused
     assert "text_hash" in pq.read_schema(out / "part-00000.parquet").names
     assert score(corpus, out, INFO, progress=False).reused
+    drop_text_hash("scoring")
+    with pytest.raises(ValueError, match=r"earlier euds, without the column\(s\) text_hash"):
+        score(corpus, out, INFO, progress=False)

@@ -481,6 +481,21 @@ def _open_or_create(
             return manifest
         if (
             same
+            and config == identity["config"]
+            and missing
+            and not overwrite
+            and manifest.get("status") == "complete"
+        ):
+            # Still sound for everything it has; only the new columns are absent.
+            log.warning(
+                "%s was scored by an earlier euds, without %s: reusing it; --overwrite scores "
+                "it again",
+                sd.path,
+                ", ".join(missing),
+            )
+            return manifest
+        if (
+            same
             and not missing
             and manifest.get("pass_complete")
             and _without(config, reclusterable) == _without(identity["config"], reclusterable)
@@ -546,7 +561,9 @@ def _is_reserved_name(name: str) -> bool:
 
 def _missing_columns(sd: ScoreDir, manifest: dict[str, Any], expected: Any) -> list[str]:
     """The pass columns (``expected``) that the directory's first shard lacks: a directory
-    scored by an earlier euds (before ``bpb`` or ``text_hash``) has fewer."""
+    scored by an earlier euds (before ``bpb`` or ``text_hash``) has fewer. Complete, it is
+    reused with a warning (``--overwrite`` scores it again); unfinished, it cannot be resumed
+    into shards of two layouts and is refused."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
