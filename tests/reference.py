@@ -225,3 +225,42 @@ def exact_quantile(x: np.ndarray, q: float) -> float:
     if math.isinf(a) or math.isinf(b):
         return a if math.isinf(a) else b
     return a + (b - a) * frac
+
+
+# ---------------------------------------------------------------------------------------------
+# MinHash band keys (near duplicates)
+
+
+def mix64(x: int) -> int:
+    """splitmix64's output function of x + golden ratio, on Python ints."""
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def minhash_bands(
+    texts: list[str], shingle: int, bands: int, rows: int, seed: int = 0
+) -> np.ndarray:
+    """Band keys per text, one shingle and one hash function at a time, on Python ints."""
+    n_hashes = bands * rows
+    a = [mix64(seed ^ (2 * p + 1)) | 1 for p in range(n_hashes)]
+    c = [mix64(seed ^ (2 * p + 2)) for p in range(n_hashes)]
+    out = np.zeros((len(texts), bands), dtype=np.uint64)
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        width = min(shingle, len(text))
+        hashes = set()
+        for s in range(len(text) - width + 1):
+            h = mix64(seed)
+            for ch in text[s : s + width]:
+                h = mix64(h ^ ord(ch))
+            hashes.add(h)
+        minima = [min(((a[p] * h + c[p]) & MASK64) >> 32 for h in hashes) for p in range(n_hashes)]
+        for j in range(bands):
+            key = mix64((seed + j + 1) & MASK64)
+            for r in range(rows):
+                key = mix64(key ^ minima[j * rows + r])
+            out[i, j] = key
+    return out

@@ -18,6 +18,7 @@
 #include "arrays.hpp"
 #include "euds/build_info.hpp"
 #include "euds/information.hpp"
+#include "euds/minhash.hpp"
 #include "euds/parallel.hpp"
 #include "euds/pooling.hpp"
 #include "euds/row_entropy.hpp"
@@ -43,6 +44,7 @@ using RowIds = Dtypes<DT::i32, DT::i64>;  // target and segment ids
 using RowMask = Dtypes<DT::b1, DT::u8>;
 using TokenMask = Dtypes<DT::i64, DT::u8, DT::b1>;
 using Scores = Dtypes<DT::f32, DT::f64>;
+using U32 = Dtypes<DT::u32>;
 
 py::array_t<bool> bool_output(py::ssize_t n) { return py::array_t<bool>(n); }
 
@@ -110,6 +112,32 @@ py::array_t<double> information_entropy(const py::object& offsets, const py::obj
     euds::information_entropy(c.n_samples, off, c.n_ids, id, dst);
   });
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MinHash band keys (near duplicates)
+
+py::array_t<std::uint64_t> minhash_bands(const py::object& offsets_obj, const py::object& chars_obj,
+                                         py::ssize_t shingle, py::ssize_t bands, py::ssize_t rows,
+                                         std::uint64_t seed) {
+  const auto [offsets, chars] =
+      take_all(In{offsets_obj, "offsets", 1, I64{}}, In{chars_obj, "chars", 1, U32{}});
+  if (offsets.shape(0) < 1)
+    throw py::value_error("offsets must hold n_texts + 1 >= 1 entries (start with 0)");
+  if (shingle < 1 || bands < 1 || rows < 1)
+    throw py::value_error("shingle, bands and rows must be >= 1");
+  const auto n = static_cast<std::size_t>(offsets.shape(0) - 1);
+  py::array_t<std::uint64_t> out({static_cast<py::ssize_t>(n), bands});
+  const auto* off = static_cast<const std::int64_t*>(offsets.data());
+  const auto* ch = static_cast<const std::uint32_t*>(chars.data());
+  std::uint64_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    euds::minhash_bands(n, off, static_cast<std::size_t>(chars.shape(0)), ch,
+                        static_cast<std::size_t>(shingle), static_cast<std::size_t>(bands),
+                        static_cast<std::size_t>(rows), seed, dst);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,6 +595,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("mean_rank", &mean_rank, "ranks"_a);
   m.def("band_select", &band_select, "ranks"_a, "position"_a, "keep"_a, "seed"_a = 0);
   m.def("tie_key", &euds::tie_key, "i"_a, "seed"_a = 0);
+  m.def("minhash_bands", &minhash_bands, "offsets"_a, "chars"_a, "shingle"_a, "bands"_a, "rows"_a,
+        "seed"_a = 0);
 
   py::class_<PyUnigramCounts>(m, "UnigramCounts")
       .def(py::init<std::size_t>(), "vocab_size"_a = 0)

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "euds/minhash.hpp"  // mix64
+
 namespace euds {
 namespace {
 
@@ -23,10 +25,7 @@ inline double entry_width(double u, double p) {
 }  // namespace
 
 std::uint64_t tie_key(std::uint64_t i, std::uint64_t seed) {
-  std::uint64_t z = i + seed * 0x9e3779b97f4a7c15ull + 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return mix64(i + seed * 0x9e3779b97f4a7c15ull);
 }
 
 template <class T>

@@ -46,6 +46,14 @@ def band_select(
     ranks: npt.NDArray[np.float64], position: float, keep: int, seed: int = 0
 ) -> tuple[npt.NDArray[np.bool_], float]: ...
 def tie_key(i: int, seed: int = 0) -> int: ...
+def minhash_bands(
+    offsets: npt.NDArray[np.int64],
+    chars: npt.NDArray[np.uint32],
+    shingle: int,
+    bands: int,
+    rows: int,
+    seed: int = 0,
+) -> npt.NDArray[np.uint64]: ...
 
 class UnigramCounts:
     """Thread-safe: methods on one counter from several threads run one at a time."""
