@@ -206,7 +206,7 @@ def same_table(a, b) -> bool:
         if x.dtype.kind == "f":
             if not np.array_equal(x, y, equal_nan=True):
                 return False
-        elif x.tolist() != y.tolist():
+        elif a.column(name).to_pylist() != b.column(name).to_pylist():
             return False
     return True
 

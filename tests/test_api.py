@@ -38,7 +38,11 @@ def test_scores_match_the_scorers_they_wrap(scorer, sst2_records):
         "truncated",
         "flags",
         "text_hash",
+        "near_keys",
     }
+    from euds.batch import near_duplicate_keys
+
+    np.testing.assert_array_equal(np.stack(out["near_keys"]), near_duplicate_keys(texts))
     tokens = scorer.tokenizer.encode(texts)
     np.testing.assert_array_equal(out["information"], scorer.information.score(tokens))
     ge, _ = scorer.generative.score(tokens)
@@ -115,9 +119,11 @@ def test_hugging_face_dataset_map(scorer, sst2_records):
 def test_select_on_a_pandas_frame(scorer, sst2_records):
     pd = pytest.importorskip("pandas")
     out = scorer.score_texts([r["text"] for r in sst2_records])
-    frame = pd.DataFrame({k: v for k, v in out.items() if k != "flags"})
+    frame = pd.DataFrame(out)
     chosen = select(frame, budget=0.5, signals=["information", "semantic"])
     assert chosen.counts["kept"] == round(0.5 * len(frame))
+    deduped = select(frame, budget=0.5, drop_near_duplicates=True)
+    assert deduped.counts["kept"] == round(0.5 * len(frame)) and "near" in deduped.duplicates
 
 
 def test_select_dataset_keeps_what_select_keeps_with_and_without_workers(scorer, sst2_records):
@@ -161,6 +167,17 @@ def test_select_dataset_options_and_errors(scorer, sst2_records):
     for label in set(labels.tolist()):  # each label keeps half of its rows (largest remainder)
         assert abs(int(chosen.keep[labels == label].sum()) - (labels == label).sum() / 2) <= 0.5
     assert by_label.num_rows == 20
+    # Two near copies (case, punctuation) of rows 0 and 1 at the end: the copies go.
+    copies = [
+        {**r, "id": f"copy{i}", "text": r["text"].upper() + " !"}
+        for i, r in enumerate(sst2_records[:2])
+    ]
+    with_copies = datasets.Dataset.from_list(sst2_records[:40] + copies)
+    deduped, chosen = select_dataset(
+        with_copies, scorer, budget=0.5, drop_near_duplicates=True, return_selection=True
+    )
+    assert chosen.reason[40:].tolist() == ["near_duplicate_text"] * 2
+    assert deduped.num_rows == 21 and not any(i.startswith("copy") for i in deduped["id"])
     with pytest.raises(ValueError, match="not a column"):
         select_dataset(ds, scorer, budget=0.5, stratify="topic")
     with pytest.raises(ValueError, match="budget must be"):

@@ -22,7 +22,7 @@ from euds.cli import main
 from euds.io import RecordReader
 from euds.scores import ScoreDir, read_scores
 
-SCORE_COLUMNS = ["id", "information", "n_tokens", "truncated", "flags", "text_hash"]
+SCORE_COLUMNS = ["id", "information", "n_tokens", "truncated", "flags", "text_hash", "near_keys"]
 INFO = ("--signals", "information")  # the fast signal; the others need exported models
 
 

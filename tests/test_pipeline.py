@@ -60,6 +60,7 @@ def test_all_signals_in_one_pass(tmp_path, corpus, tiny_lm, embedder):
         "truncated",
         "flags",
         "text_hash",
+        "near_keys",
     ]
     sd = ScoreDir(out)
     manifest = sd.manifest()
@@ -251,10 +252,12 @@ def test_disk_full_leaves_only_complete_shards(tmp_path, corpus, tiny_lm, embedd
     script = (
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))\n"
+        # Above a part's size (16 rows, about 5.6 kB with near_keys), below the manifest's
+        # once it lists about 36 shards.
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))\n"
         "from euds.cli import main\n"
         f"sys.exit(main(['score', {str(corpus)!r}, '-o', {str(out)!r}, '--signals', 'information',"
-        " '--batch-size', '16', '--shard-size', '32', '-q']))\n"
+        " '--batch-size', '16', '--shard-size', '16', '-q']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
     assert proc.returncode == 2, proc.stderr.decode()
@@ -267,7 +270,7 @@ def test_disk_full_leaves_only_complete_shards(tmp_path, corpus, tiny_lm, embedd
     import pyarrow.parquet as pq
 
     for part in out.glob("part-*"):  # written whole, even the one the manifest could not list
-        assert pq.read_table(part).num_rows == 32
+        assert pq.read_table(part).num_rows == 16
 
 
 def _peak_rss_kib(args: list[str]) -> int:

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import jsonl_bytes, read_jsonl_gz
-from euds.batch import text_hashes
+from euds.batch import fold_for_near_duplicates, near_duplicate_keys, text_hashes
 from euds.cli import main
 from euds.scores import ScoreDir, read_scores
-from euds.select import largest_remainder, read_field, select
+from euds.select import largest_remainder, near_duplicate_groups, read_field, select
 
 INFO = ("--signals", "information")
 
@@ -338,6 +338,94 @@ def test_duplicates_first_eligible_copy_is_the_candidate():
     assert no_hashes.duplicates["detected"] is False and "text_hash" in no_hashes.duplicates["note"]
 
 
+# -- near duplicates ---------------------------------------------------------------------------
+
+BASE_TEXTS = [
+    "the film is a charming and often affecting journey through the lives of two friends",
+    "an utterly predictable plot with wooden acting and a script that never takes off",
+    "a gorgeous visual feast , but the story underneath is thin and forgettable",
+    "one of the most original comedies of the year , sharp and warm at once",
+]
+
+
+def test_fold_for_near_duplicates_ignores_case_punctuation_and_spacing():
+    assert fold_for_near_duplicates("  The FILM -- is, well… GREAT!! ") == "the film is well great"
+    assert fold_for_near_duplicates("Ｆｕｌｌ_width") == "full width"
+    assert fold_for_near_duplicates("?!") == ""
+
+
+def test_near_duplicate_keys_find_small_edits_not_other_texts():
+    edited = [
+        BASE_TEXTS[0].upper(),  # case only: folds to the same text
+        BASE_TEXTS[1] + " !!",  # punctuation only
+        BASE_TEXTS[2].replace(" thin", ""),  # a word dropped
+        BASE_TEXTS[3].replace("sharp", "sharp sharp"),  # a word doubled
+    ]
+    keys = near_duplicate_keys([*BASE_TEXTS, *edited, None, "!!"])
+    assert keys.shape == (10, 20) and keys.dtype == np.uint64
+    for i in range(4):
+        assert (keys[i] == keys[4 + i]).any(), edited[i]
+        for j in range(4):
+            if j != i:
+                assert not (keys[i] == keys[4 + j]).any()
+    np.testing.assert_array_equal(keys[0], keys[4])  # same folded text, every key
+    assert not keys[8].any() and not keys[9].any()  # nothing to hash: keys of 0
+
+
+def brute_force_groups(keys: np.ndarray) -> np.ndarray:
+    m = len(keys)
+    parent = list(range(m))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a in range(m):
+        for b in range(a + 1, m):
+            if (keys[a] == keys[b]).any():
+                ra, rb = find(a), find(b)
+                parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(m)])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_near_duplicate_groups_match_a_brute_force_union_find(seed):
+    rng = np.random.default_rng(seed)
+    m, bands = int(rng.integers(1, 120)), int(rng.integers(1, 6))
+    # Few distinct keys per band: long chains and merged groups.
+    keys = rng.integers(0, int(rng.integers(2, 3 * m + 3)), size=(m, bands)).astype(np.uint64)
+    np.testing.assert_array_equal(near_duplicate_groups(keys), brute_force_groups(keys))
+
+
+def test_near_duplicates_dropped_first_kept_before_the_band():
+    rng = np.random.default_rng(5)
+    texts = [*BASE_TEXTS, BASE_TEXTS[0].upper(), BASE_TEXTS[2].replace(" thin", ""), BASE_TEXTS[1]]
+    texts += [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(13)]
+    n = len(texts)  # 20
+    scores = {
+        "information": rng.normal(size=n),
+        "text_hash": np.array(text_hashes(texts), dtype=object),
+        "near_keys": near_duplicate_keys(texts),
+    }
+    sel = select(scores, budget=0.5, drop_near_duplicates=True)
+    check_counts(sel, n, 10)
+    assert sel.reason[6] == "duplicate_text"  # exact copies go first
+    assert sel.reason[4] == sel.reason[5] == "near_duplicate_text"
+    assert sel.duplicates["near"]["dropped"] == 2 and sel.duplicates["near"]["groups"] == 2
+    assert sel.duplicates["near"]["minhash"]["bands"] == 20
+    plain = select(scores, budget=0.5)
+    assert "near_duplicate_text" not in plain.counts["dropped_by_reason"]
+    assert "near" not in plain.duplicates
+    # An unscored first copy is no candidate: the next copy stands for the group.
+    scores["information"][0] = np.nan
+    sel = select(scores, budget=0.5, drop_near_duplicates=True)
+    assert sel.reason[0] == "unscored" and sel.reason[4] != "near_duplicate_text"
+    del scores["near_keys"]
+    with pytest.raises(ValueError, match="near_keys"):
+        select(scores, budget=0.5, drop_near_duplicates=True)
+
+
 # -- files and the command line ------------------------------------------------------------------
 
 
@@ -399,6 +487,30 @@ def test_cli_duplicates(dup_input, dup_scored, tmp_path):
     sel2 = manifest_of(out2)["selection"]
     assert "duplicate_text" not in sel2["counts"]["dropped_by_reason"]
     assert sel2["counts"]["kept"] == 300 and sel2["duplicates"]["policy"] == "keep-all"
+
+
+def test_cli_near_duplicates(data_dir, tmp_path):
+    records = read_jsonl_gz(data_dir / "sst2" / "train.jsonl.gz", 300)
+    records = [r for r in records if len(r["text"].split()) >= 8][:100]
+    rng = np.random.default_rng(1)
+    for k, j in enumerate(rng.choice(len(records), size=20, replace=False)):
+        words = records[j]["text"].split()
+        words.insert(int(rng.integers(len(words))), "really")
+        records.append({"id": f"near{k}", "text": " ".join(words).upper(), "label": 0})
+    path = tmp_path / "near.jsonl"
+    path.write_bytes(jsonl_bytes(records))
+    scores = tmp_path / "S"
+    assert cli("score", path, "-o", scores, *INFO, "-q") == 0
+    assert read_scores(scores).schema.field("near_keys").type.list_size == 20
+    out = tmp_path / "kept.jsonl"
+    args = ("--budget", "0.5", "--drop-near-duplicates")
+    assert cli("select", path, "--scores", scores, "-o", out, *args) == 0
+    sel = manifest_of(out)["selection"]
+    near = sel["counts"]["dropped_by_reason"]["near_duplicate_text"]
+    assert near == sel["duplicates"]["near"]["dropped"] >= 18  # MinHash: (nearly) all found
+    assert sel["counts"]["kept"] == 60
+    kept = set(output_ids(out))
+    assert not any(i.startswith("near") for i in kept)  # the later copy is the one dropped
 
 
 def test_old_score_directory_without_text_hash(dup_scored, tmp_path):

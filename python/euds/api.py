@@ -29,7 +29,7 @@ from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig
 from euds.io import RecordBatch, RecordRules
 from euds.scores import COLUMN_ORDER
-from euds.select import SELECTABLE, TEXT_HASH, select
+from euds.select import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
 from euds.signals import SIGNALS
 from euds.signals.semantic import assign
 
@@ -101,8 +101,10 @@ class Scorer:
         """Scores one batch of texts; keys: the signals (``generative`` adds ``nll`` and
         ``bpb``, :mod:`euds.signals.generative`), plus
         ``n_tokens``, ``truncated``, ``flags`` (as a score directory's: ``missing_text``
-        for None, ``non_string_text``, ``invalid_utf8``, ``empty_text``) and ``text_hash``
-        (equal for exact duplicates, so that a selection keeps one copy)."""
+        for None, ``non_string_text``, ``invalid_utf8``, ``empty_text``), ``text_hash``
+        (equal for exact duplicates, so that a selection keeps one copy) and ``near_keys``
+        (per text an array of uint64 MinHash band keys: texts sharing one are near
+        duplicates; an object column, so that the result makes a ``pandas.DataFrame``)."""
         if self.embedder is not None and self.centroids is None:
             raise ValueError(
                 "semantic entropy needs centroids: pass centroids= (e.g. an earlier score "
@@ -127,6 +129,10 @@ class Scorer:
         out["truncated"] = columns["truncated"].to_numpy(zero_copy_only=False)
         out["flags"] = np.array(columns["flags"].to_pylist(), dtype=object)
         out["text_hash"] = np.array(columns["text_hash"].to_pylist(), dtype=object)
+        keys = near_key_matrix(columns["near_keys"], len(records.texts))
+        out["near_keys"] = np.empty(len(keys), dtype=object)
+        for i, row in enumerate(keys):
+            out["near_keys"][i] = row
         return out
 
     def score_batches(
@@ -295,9 +301,9 @@ def select_dataset(
         stratify = dataset.select_columns([stratify]).to_dict()[stratify]
     scored = score_dataset(dataset, scorer, text_column, batch_size, num_proc=num_proc)
     added = [c for c in SCORE_COLUMNS if c in scored.column_names]
-    # Only the columns select() reads: the scores, text_hash, and an id for its messages;
+    # Only the columns select() reads: the scores, text_hash, near_keys, and an id for its messages;
     # as Arrow, in row order (an indices mapping included).
-    wanted = [c for c in (*SELECTABLE, TEXT_HASH) if c in added]
+    wanted = [c for c in (*SELECTABLE, TEXT_HASH, NEAR_KEYS) if c in added]
     if "id" in scored.column_names:
         wanted.append("id")
     columns = scored.select_columns(wanted).with_format("arrow")[:]

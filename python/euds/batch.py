@@ -2,14 +2,16 @@
 
 :class:`Models` loads a configuration's tokenizer and models once; :func:`score_record_batch`
 sends one batch of records through every signal of the pass and returns the pass columns
-(:func:`pass_schema`) with the flags of :func:`record_flags` and the exact-duplicate key of
-:func:`text_hashes`. The local engine, the Ray actors
+(:func:`pass_schema`) with the flags of :func:`record_flags`, the exact-duplicate key of
+:func:`text_hashes` and the near-duplicate keys of :func:`near_duplicate_keys`. The local
+engine, the Ray actors
 and :class:`euds.api.Scorer` all score through here, so they give the same numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -162,6 +164,9 @@ def score_record_batch(models: Models, records, schema, stages: Stages):
     columns["truncated"] = pa.array(tokens.truncated, pa.bool_())
     columns["flags"] = pa.array(record_flags(records, tokens), pa.string())
     columns["text_hash"] = pa.array(text_hashes(records.texts), pa.string())
+    columns["near_keys"] = near_keys_array(
+        stages.run("near_duplicates", near_duplicate_keys, records.texts)
+    )
     return pa.record_batch([columns[f.name] for f in schema], schema=schema), embeddings, tokens
 
 
@@ -183,6 +188,7 @@ def pass_schema(signals, information_mode: str = "sample"):
         pa.field("truncated", pa.bool_()),
         pa.field("flags", pa.string()),
         pa.field("text_hash", pa.string()),
+        pa.field("near_keys", pa.list_(pa.uint64(), NEAR_DUPLICATES["bands"])),
     ]
     return pa.schema(fields_)
 
@@ -201,6 +207,46 @@ def text_hashes(texts: list[str | None]) -> list[str | None]:
         ).hexdigest()
         for text in texts
     ]
+
+
+#: How near-duplicate keys are made (recorded in each selection's manifest; keys made with other
+#: values match nothing, so a change here needs directories scored again): MinHash over
+#: shingles of 5 code points of the folded text, 20 bands of 5 rows. A pair of Jaccard
+#: similarity J shares a key with probability 1 - (1 - J**5)**20: 0.05 at J = 0.3, 0.47 at 0.5,
+#: 0.80 at 0.6, 0.97 at 0.7 (short texts need the low threshold: one word dropped from a
+#: ten-word sentence leaves J near 0.6).
+NEAR_DUPLICATES: dict[str, int] = {"shingle": 5, "bands": 20, "rows": 5, "seed": 0}
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def fold_for_near_duplicates(text: str) -> str:
+    """The text MinHash sees: NFKC, case-folded, every run of characters other than letters
+    and digits (punctuation, symbols, whitespace) one space, none at the ends. Texts that
+    differ only in case, punctuation or spacing fold to the same string."""
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def near_duplicate_keys(texts: list[str | None]) -> np.ndarray:
+    """The ``near_keys`` column: ``[n, bands]`` uint64 MinHash band keys
+    (:func:`euds.kernels.minhash_bands` with :data:`NEAR_DUPLICATES`) of each folded text.
+    Texts sharing any key are near duplicates; a text that folds to nothing (or None) has keys
+    of 0, which match nothing."""
+    from euds import _core
+
+    folded = ["" if t is None else fold_for_near_duplicates(t) for t in texts]
+    offsets = np.zeros(len(folded) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in folded], out=offsets[1:])
+    # Lone surrogates (undecodable input bytes kept by surrogateescape) are code points too.
+    chars = np.frombuffer("".join(folded).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    p = NEAR_DUPLICATES
+    return _core.minhash_bands(offsets, chars, p["shingle"], p["bands"], p["rows"], p["seed"])
+
+
+def near_keys_array(keys: np.ndarray) -> Any:
+    """``[n, bands]`` keys as the pass column (an Arrow fixed-size list per record)."""
+    import pyarrow as pa
+
+    return pa.FixedSizeListArray.from_arrays(pa.array(keys.reshape(-1)), keys.shape[1])
 
 
 def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
@@ -239,9 +285,13 @@ def timed_iter(it, stages: Stages, name: str) -> Iterator[Any]:
 
 
 __all__ = [
+    "NEAR_DUPLICATES",
     "Models",
     "Stages",
     "concat_csr",
+    "fold_for_near_duplicates",
+    "near_duplicate_keys",
+    "near_keys_array",
     "pass_schema",
     "record_flags",
     "score_record_batch",

@@ -6,9 +6,10 @@ Layout of ``SCORES_DIR``::
                           status ("scoring" until the pass and the late columns are done)
     part-00000.parquet    rows [0, shard_size): id, information, generative, nll, bpb,
                           n_tokens, truncated, flags (the signals scored in the pass),
-                          text_hash (the exact-duplicate key of :func:`euds.batch.text_hashes`);
-                          text_hash and bpb are absent in directories scored before they
-                          existed
+                          text_hash (the exact-duplicate key of :func:`euds.batch.text_hashes`),
+                          near_keys (MinHash band keys, :func:`euds.batch.near_duplicate_keys`);
+                          text_hash, near_keys and bpb are absent in directories scored
+                          before they existed
     emb-00000.npy         float16 embeddings of those rows (semantic signal), kept so that
                           clustering or re-selection never re-embeds
     ids-00000.npz         content token ids of those rows (corpus-mode information only)
@@ -69,6 +70,7 @@ COLUMN_ORDER = (
     "truncated",
     "flags",
     "text_hash",
+    "near_keys",
 )
 
 

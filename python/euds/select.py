@@ -1,5 +1,6 @@
 """Selection over score columns: bands (single signal, IGSE ``intersect`` and ``mean-rank``),
-cluster- or group-stratified bands, filter-then-sample, and one copy of exact duplicates.
+cluster- or group-stratified bands, filter-then-sample, one copy of exact duplicates and, on
+request, of near duplicates.
 
 Two ways to say what to keep (naming no signal and no method selects on
 :data:`DEFAULT_SIGNALS`, the generative band, as ``euds experiment`` chose on dev data):
@@ -36,6 +37,11 @@ are distinct texts and the budget (a share of all input records) stays exact;
 ``keep_duplicates=True`` keeps them all (identical texts have identical scores,
 so a band then keeps all copies or none).
 
+Near duplicates (``drop_near_duplicates=True``; needs the ``near_keys`` column of
+:func:`euds.batch.near_duplicate_keys`): records sharing a MinHash band key are joined into
+groups (transitively, as MinHash deduplication does); the first usable record of each group in
+input order stays, the others are dropped before the band (reason ``near_duplicate_text``).
+
 A record whose score is NaN in a used signal (empty text, unreadable record, ...) is never kept;
 its reason is ``unscored``. Infinite scores raise ``ValueError`` naming the first such record,
 unless ``on_nonfinite="drop"`` (reason ``nonfinite``). Every record is either kept or dropped
@@ -70,6 +76,7 @@ MEAN_RANK = "mean-rank"
 FILTER_RANDOM = "filter-random"
 DEFAULT_TAILS = (0.05, 0.95)
 TEXT_HASH = "text_hash"
+NEAR_KEYS = "near_keys"
 CLUSTERS = "clusters"
 
 REASON_KEPT = ""
@@ -77,6 +84,7 @@ REASON_OUTSIDE = "outside_interval"
 REASON_UNSCORED = "unscored"
 REASON_NONFINITE = "nonfinite"
 REASON_DUPLICATE = "duplicate_text"
+REASON_NEAR_DUPLICATE = "near_duplicate_text"
 REASON_TAIL = "tail"
 REASON_NOT_SAMPLED = "not_sampled"
 
@@ -146,18 +154,20 @@ def select(
     stratify: Any = None,
     tails: tuple[float, float] | None = None,
     keep_duplicates: bool = False,
+    drop_near_duplicates: bool = False,
 ) -> Selection:
     """Selects records from score columns.
 
     ``scores``: a mapping of column name to array, a ``pyarrow.Table`` or a
     ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages;
-    ``text_hash``, for exact duplicates). Give exactly one of ``budget`` (a share in (0, 1])
-    and ``intervals``. ``position``: one number, or one per signal (a mapping naming every
-    used signal; it names the signals when ``signals`` is not given). Neither ``signals`` nor
-    ``method`` given: :data:`DEFAULT_SIGNALS` when scored, else every scored signal; a
-    ``method`` alone uses every scored signal. ``stratify``: one label
-    per record (None/NaN labels form their own stratum). ``tails``: the kept quantile range of
-    each signal for ``method="filter-random"``.
+    ``text_hash``, for exact duplicates; ``near_keys``, for ``drop_near_duplicates``). Give
+    exactly one of ``budget`` (a share in (0, 1]) and ``intervals``. ``position``: one number,
+    or one per signal (a mapping naming every used signal; it names the signals when
+    ``signals`` is not given). Neither ``signals`` nor ``method`` given:
+    :data:`DEFAULT_SIGNALS` when scored, else every scored signal; a ``method`` alone uses
+    every scored signal. ``stratify``: one label per record (None/NaN labels form their own
+    stratum). ``tails``: the kept quantile range of each signal for
+    ``method="filter-random"``.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
@@ -234,6 +244,8 @@ def select(
         reason[nan & usable] = REASON_UNSCORED
         usable &= ~nan
     duplicates = _drop_duplicates(columns.get(TEXT_HASH), usable, reason, keep_duplicates)
+    if drop_near_duplicates:
+        duplicates["near"] = _drop_near_duplicates(columns.get(NEAR_KEYS), n, usable, reason)
     # Every used signal ranks the same pool: the records scorable on all of them.
     masked = {s: np.where(usable, v, np.nan) for s, v in values.items()}
 
@@ -292,6 +304,85 @@ def _drop_duplicates(
     reason[dup] = REASON_DUPLICATE
     usable[dup] = False
     return {"policy": "keep-first", "detected": True, "dropped": len(dup)}
+
+
+def _drop_near_duplicates(
+    keys: Any, n: int, usable: np.ndarray, reason: np.ndarray
+) -> dict[str, Any]:
+    """Marks every usable record that shares a near-duplicate group with an earlier usable
+    record (reason ``near_duplicate_text``, no longer usable); returns the manifest's account."""
+    from euds.batch import NEAR_DUPLICATES
+
+    if keys is None:
+        raise ValueError(
+            f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
+            "(scored before euds computed it): score the input again (--overwrite)"
+        )
+    keys = near_key_matrix(keys, n)
+    rows = np.flatnonzero(usable & keys.any(axis=1))
+    root = near_duplicate_groups(keys[rows])
+    later = root != np.arange(len(rows))
+    dup = rows[later]
+    reason[dup] = REASON_NEAR_DUPLICATE
+    usable[dup] = False
+    return {
+        "policy": "keep-first",
+        "dropped": len(dup),
+        "groups": len(np.unique(root[later])),
+        "minhash": dict(NEAR_DUPLICATES),
+    }
+
+
+def near_key_matrix(keys: Any, n: int) -> np.ndarray:
+    """The ``near_keys`` column as a ``[n, bands]`` uint64 array (a missing row, in shards
+    scored before the column existed, as zeros: it matches nothing). ``keys``: a 2-D array,
+    one key array (or None) per row, or an Arrow (fixed-size) list column."""
+    if hasattr(keys, "type"):  # pyarrow Array or ChunkedArray
+        import pyarrow as pa
+
+        keys = _arrow_to_numpy(pa.chunked_array([keys]) if isinstance(keys, pa.Array) else keys)
+    if isinstance(keys, np.ndarray) and keys.ndim == 2 and keys.dtype == np.uint64:
+        out = keys
+    else:
+        rows = [None if k is None else np.asarray(k, dtype=np.uint64) for k in keys]
+        width = max((len(r) for r in rows if r is not None), default=0)
+        out = np.zeros((len(rows), width), dtype=np.uint64)
+        for i, r in enumerate(rows):
+            if r is not None:
+                out[i] = r
+    if out.shape[0] != n:
+        raise ValueError(f"{NEAR_KEYS} has {out.shape[0]} rows, the scores {n}")
+    return out
+
+
+def near_duplicate_groups(keys: np.ndarray) -> np.ndarray:
+    """For ``keys [m, bands]``, the first row (lowest index) of each row's group, where rows
+    sharing a key in any band are joined transitively (connected components, by label
+    propagation: each band sets every row to the smallest label among the rows sharing its
+    key, until nothing changes)."""
+    m = len(keys)
+    label = np.arange(m)
+    if m == 0:
+        return label
+    bands = [
+        np.unique(keys[:, j], return_inverse=True)[1].reshape(-1) for j in range(keys.shape[1])
+    ]
+    changed = True
+    while changed:
+        changed = False
+        for inverse in bands:
+            smallest = np.full(int(inverse.max()) + 1, m, dtype=np.int64)
+            np.minimum.at(smallest, inverse, label)
+            new = smallest[inverse]
+            if (new < label).any():
+                changed = True
+                label = np.minimum(label, new)
+        while True:  # pointer jumping: a label's own label is in the same group
+            jumped = label[label]
+            if (jumped == label).all():
+                break
+            label = jumped
+    return label
 
 
 def _strata(labels: Any, n: int) -> tuple[np.ndarray, list[Any]]:
@@ -558,10 +649,7 @@ def _columns(scores: Any) -> dict[str, Any]:
         import pyarrow as pa
 
         if isinstance(scores, pa.Table):
-            return {
-                name: scores.column(name).to_numpy(zero_copy_only=False)
-                for name in scores.column_names
-            }
+            return {name: _arrow_to_numpy(scores.column(name)) for name in scores.column_names}
     except ImportError:  # pragma: no cover
         pass
     if hasattr(scores, "columns") and hasattr(scores, "__getitem__"):  # pandas.DataFrame
@@ -570,6 +658,21 @@ def _columns(scores: Any) -> dict[str, Any]:
         f"scores must be a mapping of arrays, a pyarrow.Table or a pandas.DataFrame, got "
         f"{type(scores).__name__}"
     )
+
+
+def _arrow_to_numpy(column: Any) -> np.ndarray:
+    """A column as numpy; a fixed-size list column without nulls (``near_keys``) as 2-D."""
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(column.type) and column.null_count == 0:
+        width = column.type.list_size
+        flat = (
+            column.combine_chunks().flatten()
+            if column.num_chunks
+            else pa.array([], column.type.value_type)
+        )
+        return flat.to_numpy(zero_copy_only=False).reshape(len(column), width)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _length(columns: Mapping[str, Any]) -> int:
