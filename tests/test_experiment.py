@@ -12,6 +12,7 @@ from euds.experiment import (
     BASELINES,
     BEST_RANDOM,
     CANDIDATES,
+    DEDUP,
     LENGTH_MATCHED,
     ExperimentConfig,
     Pool,
@@ -82,6 +83,7 @@ def test_every_method_keeps_exactly_the_budget_on_every_pool(ran):
         *(m + LENGTH_MATCHED for m in CANDIDATES),
         AUTO,
         BEST_RANDOM,
+        *(m + DEDUP for m in ("random", *CANDIDATES)),
     }
     for seed in config.seeds:
         for pool, n in (("clean", 200), ("noisy", 250)):
@@ -97,6 +99,13 @@ def test_every_method_keeps_exactly_the_budget_on_every_pool(ran):
     assert all("junk_share" in r and set(r["junk_kept"]) <= set(KINDS) for r in noisy)
     full_noisy = [r for r in noisy if r["method"] == "full"]
     assert all(r["junk_share"] == pytest.approx(0.2, abs=0.01) for r in full_noisy)
+
+    # Near-duplicate removal keeps fewer near duplicates than the methods without it.
+    def near_kept(names: set[str]) -> int:
+        return sum(r["junk_kept"].get("near_duplicate", 0) for r in noisy if r["method"] in names)
+
+    bases = {"random", *CANDIDATES}
+    assert near_kept({m + DEDUP for m in bases}) < near_kept(bases)
     auto = [r for r in rows if r["method"] == AUTO]
     assert all(len(r["tuned"]["trials"]) == 25 for r in auto)
     assert all(len(r["trials"]) == 25 for r in rows if r["method"] == BEST_RANDOM)

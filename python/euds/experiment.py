@@ -17,8 +17,9 @@ Design (docs/results.md states it for a reader):
   entropy alone, IGSE ``intersect`` and ``mean-rank``, cluster-stratified intersect,
   ``filter-random``. Searched: ``auto`` (the best of :data:`TUNE_GRID` on the dev probe) and its
   control ``best-of-25-random`` (the best of 25 random subsets by the same probe), at the
-  :data:`CHOICE_BUDGETS` only. Seed s sets the pool, the random draws, every method's tie-break
-  and the fine-tune seed.
+  :data:`CHOICE_BUDGETS` only. Near-duplicate removal: ``METHOD+dedup`` for random and every
+  candidate (:data:`DEDUP`), screened apart and never chosen as the default. Seed s sets the
+  pool, the random draws, every method's tie-break and the fine-tune seed.
 * **Screening** (every method x budget x seed x pool): a linear probe, logistic regression on the
   frozen embeddings of the kept records, scored on dev and on eval (seconds each).
 * **The default** (:func:`choose_default`): the candidate with the largest mean dev-probe gain
@@ -63,6 +64,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "filter-random+clusters": {"signals": ALL, "method": "filter-random", "stratify": "clusters"},
 }
 BASELINES = ("random", "random+classes", "random+clusters")
+# Near-duplicate removal (``select(drop_near_duplicates=True)``) on top of a method, screened
+# apart from the rest (its own cache) and never a candidate for the default: does it drop the
+# near-duplicate junk, and what does it cost a clean pool? ``random+dedup`` draws uniformly
+# from what removal leaves.
+DEDUP = "+dedup"
 LENGTH_MATCHED = "~length"
 AUTO, BEST_RANDOM = "auto", "best-of-25-random"
 DEFAULT = "default"
@@ -284,6 +290,7 @@ def make_pool(
     score: dict[str, Any],
     noise: float,
 ) -> Pool:
+    from euds.batch import near_duplicate_keys
     from euds.config import ScoreConfig
     from euds.noise import noisy_pool
     from euds.signals.semantic import assign, fit_centroids
@@ -310,6 +317,9 @@ def make_pool(
         max_points_per_centroid=config.max_points_per_centroid,
     )
     columns = dict(part.columns)
+    # From the texts with the pass's own function: score directories made before the column
+    # existed lack it.
+    columns["near_keys"] = near_duplicate_keys([r["text"] for r in records])
     columns["semantic"] = assign(part.embeddings, centroids, config.m, config.temperature)
     emb = np.nan_to_num(part.embeddings)
     clusters = np.argmax(emb @ centroids.T, axis=1)
@@ -365,6 +375,23 @@ def choose(method: str, budget: float, pool: Pool, *, seed: int) -> np.ndarray:
         return _stratified_random(pool.labels, count, _rng(seed, budget, 1))
     if method == "random+clusters":
         return _stratified_random(pool.clusters, count, _rng(seed, budget, 2))
+    if method.endswith(DEDUP):
+        base = method[: -len(DEDUP)]
+        spec = (
+            {"signals": ALL, "method": "filter-random", "tails": (0.0, 1.0)}
+            if base == "random"
+            else dict(CANDIDATES[base])
+        )
+        if spec.get("stratify") == "clusters":
+            spec["stratify"] = pool.clusters
+        return select(
+            pool.columns,
+            budget=budget,
+            seed=seed,
+            on_nonfinite="drop",
+            drop_near_duplicates=True,
+            **spec,
+        ).keep
     if method.endswith(LENGTH_MATCHED):
         base = choose(method[: -len(LENGTH_MATCHED)], budget, pool, seed=seed)
         return length_matched(base, pool.words, _rng(seed, budget, 3))
@@ -477,18 +504,18 @@ def search(pool: Pool, budget: float, probe: Probe) -> dict[str, tuple[np.ndarra
 
 
 def screen_pool(
-    pool: Pool, budgets: list[float], probe: Probe, methods: list[str]
+    pool: Pool, budgets: list[float], probe: Probe, methods: list[str], *, searched: bool = True
 ) -> list[dict[str, Any]]:
-    """Probe results and subset statistics of every method at every budget on one pool (the
-    searched methods at :data:`CHOICE_BUDGETS` only), and of the whole pool."""
+    """Probe results and subset statistics of every method at every budget on one pool, and
+    with ``searched`` the searched methods at :data:`CHOICE_BUDGETS` and the whole pool."""
     y = pool.labels
     rows = []
-    for budget in [*budgets, 1.0]:
+    for budget in [*budgets, 1.0] if searched else budgets:
         if budget == 1.0:
             chosen = {"full": (np.ones(len(pool.records), dtype=bool), {})}
         else:
             chosen = {m: (choose(m, budget, pool, seed=pool.seed), {}) for m in methods}
-            if budget in CHOICE_BUDGETS:
+            if searched and budget in CHOICE_BUDGETS:
                 chosen.update(search(pool, budget, probe))
         for method, (keep, extra) in chosen.items():
             dev, test = probe.score(pool.embeddings[keep], y[keep])
@@ -573,6 +600,7 @@ def screen(config: ExperimentConfig) -> Screened:
         config.probe_c,
     )
     methods = [*BASELINES, *CANDIDATES, *(m + LENGTH_MATCHED for m in CANDIDATES)]
+    dedup = [m + DEDUP for m in ("random", *CANDIDATES)]
     rows: list[dict[str, Any]] = []
     t = time.perf_counter()
     for seed in config.seeds:
@@ -589,14 +617,22 @@ def screen(config: ExperimentConfig) -> Screened:
                 config.noise,
                 config.pool_size,
             )
+            pool: list[Pool] = []  # made once, when a cache misses
+
+            def made(kind: str = kind, seed: int = seed, pool: list[Pool] = pool) -> Pool:
+                if not pool:
+                    pool.append(
+                        make_pool(kind, seed, prepared, superset, junk, config.score, config.noise)
+                    )
+                return pool[0]
+
             rows += _cached(
                 out / "screen" / f"{key}.json",
-                lambda kind=kind, seed=seed: screen_pool(
-                    make_pool(kind, seed, prepared, superset, junk, config.score, config.noise),
-                    config.budgets,
-                    probe,
-                    methods,
-                ),
+                lambda made=made: screen_pool(made(), config.budgets, probe, methods),
+            )
+            rows += _cached(
+                out / "screen" / f"{_key(key, DEDUP, dedup)}.json",
+                lambda made=made: screen_pool(made(), config.budgets, probe, dedup, searched=False),
             )
             log.info("%s: screened seed %d, %s pool", config.name, seed, kind)
     seconds["screen"] = time.perf_counter() - t

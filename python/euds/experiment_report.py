@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from euds.experiment import DEDUP
 from euds.stats import holm, paired, tost
 
 RANDOM = "random"
@@ -329,11 +330,51 @@ def write_report(summary: dict[str, Any], out: Path) -> None:
         )
 
 
+def _dedup_section(
+    screen: list[dict[str, Any]], dedup_rows: list[dict[str, Any]], default: str, dedup: list[str]
+) -> list[str]:
+    """Near-duplicate removal: junk kept on the noisy pool at 16%, each method without and
+    with it (``screen``: every row), then the probe with it on each pool (``dedup_rows``: its
+    own rows and random's, one Holm family)."""
+    rename = {default: "default", default + DEDUP: "default" + DEDUP}
+    pairs = [rename.get(m, m) for d in dedup for m in (d[: -len(DEDUP)], d)]
+    every = [{**r, "method": rename.get(r["method"], r["method"])} for r in screen]
+    rows = [{**r, "method": rename.get(r["method"], r["method"])} for r in dedup_rows]
+    parts = [
+        "## Near-duplicate removal (`--drop-near-duplicates`; probe pools)",
+        "",
+        "Junk kept on the noisy pool at 16% without and with it (counts per kind, mean over "
+        "seeds):",
+        "",
+        noise_table(every, PRIMARY_BUDGET, pairs),
+        "",
+    ]
+    for pool in ("clean", "noisy"):
+        if any(r["pool"] == pool for r in rows):
+            parts += [
+                f"Linear probe with it, {pool} pool (eval accuracy, points):",
+                "",
+                table(rows, "probe_eval", pool, [rename.get(m, m) for m in dedup]),
+                "",
+            ]
+    return parts
+
+
 def markdown(summary: dict[str, Any]) -> str:
     default = summary["default"]["method"]
-    screen: list[dict[str, Any]] = summary["screen"]
+    # Near-duplicate removal has its own section (and Holm family): the main tables are as
+    # they were before it was screened.
+    screen: list[dict[str, Any]] = [r for r in summary["screen"] if not r["method"].endswith(DEDUP)]
+    dedup_rows = [
+        r for r in summary["screen"] if r["method"].endswith(DEDUP) or r["method"] == RANDOM
+    ]
     runs: list[dict[str, Any]] = summary["finetune"]
-    main = [m for m in _methods_in(screen) if "~length" not in m or m.startswith(default + "~")]
+    main = [
+        m
+        for m in _methods_in(screen)
+        if ("~length" not in m or m.startswith(default + "~")) and not m.endswith(DEDUP)
+    ]
+    dedup = [m for m in _methods_in(dedup_rows) if m.endswith(DEDUP)]
     parts = [
         f"# {summary['name']}",
         "",
@@ -391,6 +432,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         noise_table(screen, PRIMARY_BUDGET, listed),
         "",
+        *(_dedup_section(summary["screen"], dedup_rows, default, dedup) if dedup else []),
         "## What the 16% subsets hold (clean pool, mean over seeds)",
         "",
         makeup_table(screen, PRIMARY_BUDGET, listed),
