@@ -45,8 +45,10 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
+	$(PIP) install -q "datasketch>=1.6"  # bench/minhash.py's baseline
 	$(PY) bench/kernels.py
 	$(PY) bench/information.py
+	$(PY) bench/minhash.py
 	$(PY) bench/generative.py
 	$(PY) bench/semantic.py
 	$(PY) bench/pipeline.py
