@@ -369,11 +369,7 @@ def markdown(summary: dict[str, Any]) -> str:
         r for r in summary["screen"] if r["method"].endswith(DEDUP) or r["method"] == RANDOM
     ]
     runs: list[dict[str, Any]] = summary["finetune"]
-    main = [
-        m
-        for m in _methods_in(screen)
-        if ("~length" not in m or m.startswith(default + "~")) and not m.endswith(DEDUP)
-    ]
+    main = [m for m in _methods_in(screen) if "~length" not in m or m.startswith(default + "~")]
     dedup = [m for m in _methods_in(dedup_rows) if m.endswith(DEDUP)]
     parts = [
         f"# {summary['name']}",
