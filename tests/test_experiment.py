@@ -22,6 +22,7 @@ from euds.experiment import (
     length_matched,
     subset_stats,
 )
+from euds.experiment_report import _choice_pools
 from euds.noise import KINDS
 
 
@@ -169,12 +170,26 @@ def test_the_default_is_chosen_on_dev_never_on_eval():
         return out
 
     class S:
-        def __init__(self, r):
-            self.rows, self.config = r, type("C", (), {"name": "x"})
+        def __init__(self, r, pools=("clean", "noisy")):
+            self.rows = r
+            self.config = type("C", (), {"name": "x", "choice_pools": list(pools)})
 
     choice = choose_default([S(rows("semantic", "intersect"))])
     assert choice["method"] == "semantic"
     assert choice["mean_dev_gain"]["semantic"] == pytest.approx(0.1)
+    assert "every_pool" not in choice
+
+    # A pool left out of choice_pools does not move the choice; the report shows what would.
+    late = [
+        {**r, "pool": "noisy", "probe_dev": 0.7 + 0.3 * (r["method"] == "information")}
+        for r in rows("information", "information")
+    ]
+    choice = choose_default([S(rows("semantic", "intersect") + late, pools=["clean"])])
+    assert choice["method"] == "semantic"
+    assert choice["mean_dev_gain"]["semantic"] == pytest.approx(0.1)
+    assert choice["every_pool"]["method"] == "information"
+    assert choice["every_pool"]["mean_dev_gain"]["semantic"] == pytest.approx(0.05)
+    assert "would choose" in _choice_pools(choice)
 
 
 def _pool(labels, words, clusters, junk=None, hashes=None):
@@ -254,6 +269,7 @@ def test_config_errors(tmp_path):
         ('[[confirm]]\nmethods=["best"]\n', "unknown methods"),
         ("colour=1\n", "colour"),
         ('noise=0.0\n[[confirm]]\nmethods=["random"]\npools=["noisy"]\n', "noisy only"),
+        ('choice_pools=["dirty"]\n', "choice_pools"),
         ('seeds=[0, 1]\n[[confirm]]\nmethods=["random"]\nseeds=[2]\n', "confirm seeds"),
     ):
         bad.write_text(base + extra)

@@ -23,8 +23,8 @@ Design (docs/results.md states it for a reader):
 * **Screening** (every method x budget x seed x pool): a linear probe, logistic regression on the
   frozen embeddings of the kept records, scored on dev and on eval (seconds each).
 * **The default** (:func:`choose_default`): the candidate with the largest mean dev-probe gain
-  over random across the datasets, pools, seeds and budgets 10-30% — a rule fixed before any
-  eval number is read; eval never chooses.
+  over random across the datasets, their ``choice_pools``, seeds and budgets 10-30% — a rule
+  fixed before any eval number is read; eval never chooses.
 * **Confirmation**: fine-tunes (:mod:`euds.finetune`) for the config's ``confirm`` list, with
   ``default`` standing for the chosen candidate; every method at a budget trains the same
   number of optimiser updates (``min_steps``), the count is reported.
@@ -106,6 +106,10 @@ class ExperimentConfig:
     # Fine-tunes: [{methods = [...], budgets = [...], pools = [...], seeds = [...]}] (seeds:
     # default all); "full" runs at 1.0.
     confirm: list[dict[str, Any]] = field(default_factory=list)
+    # Pools whose dev probes choose the default. A pool added after the default was chosen (and
+    # fine-tuned on) stays out, so adding evidence later cannot move the choice under the
+    # finished confirm runs; the report still shows what the choice would be with every pool.
+    choice_pools: list[str] = field(default_factory=lambda: list(POOLS))
     sample_seed: int = 1234
 
     @classmethod
@@ -140,6 +144,8 @@ class ExperimentConfig:
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
         if self.superset and self.superset < self.pool_size:
             raise ValueError(f"superset ({self.superset}) must hold the pool ({self.pool_size})")
+        if not self.choice_pools or not set(self.choice_pools) <= set(POOLS):
+            raise ValueError(f"choice_pools must be among {POOLS}, got {self.choice_pools}")
         known = {*CANDIDATES, *BASELINES, AUTO, BEST_RANDOM, DEFAULT, "full"}
         for item in self.confirm:
             bad = [m for m in item.get("methods", []) if m.split(LENGTH_MATCHED)[0] not in known]
@@ -648,25 +654,33 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def choose_default(screened: list[Screened]) -> dict[str, Any]:
+def choose_default(screened: list[Screened], *, every_pool: bool = False) -> dict[str, Any]:
     """The candidate with the largest mean dev-probe gain over random (paired by dataset, pool,
-    seed and budget, budgets in :data:`CHOICE_BUDGETS`). Dev only: eval plays no part."""
+    seed and budget, budgets in :data:`CHOICE_BUDGETS`), over each config's ``choice_pools``.
+    Dev only: eval plays no part. ``every_pool`` counts every screened pool instead (reported
+    beside the choice, never used for it)."""
     gains: dict[str, list[float]] = {m: [] for m in CANDIDATES}
     for s in screened:
+        pools = POOLS if every_pool else s.config.choice_pools
         by = {(r["pool"], r["seed"], r["budget"], r["method"]): r["probe_dev"] for r in s.rows}
         for (pool, seed, budget, method), dev in by.items():
-            if method in gains and budget in CHOICE_BUDGETS:
+            if method in gains and budget in CHOICE_BUDGETS and pool in pools:
                 gains[method].append(dev - by[(pool, seed, budget, "random")])
     mean = {m: float(np.nanmean(g)) for m, g in gains.items() if g}
     best = max(mean, key=lambda m: mean[m])
-    return {
+    choice = {
         "method": best,
         "select": CANDIDATES[best],
         "rule": "largest mean dev-probe gain over random, budgets "
         + ", ".join(f"{b:.0%}" for b in CHOICE_BUDGETS),
         "mean_dev_gain": mean,
         "datasets": [s.config.name for s in screened],
+        "pools": {s.config.name: list(s.config.choice_pools) for s in screened},
     }
+    if not every_pool and any(set(s.config.choice_pools) != set(POOLS) for s in screened):
+        every = choose_default(screened, every_pool=True)
+        choice["every_pool"] = {"method": every["method"], "mean_dev_gain": every["mean_dev_gain"]}
+    return choice
 
 
 def confirm(s: Screened, default: str, item: dict[str, Any]) -> list[dict[str, Any]]:

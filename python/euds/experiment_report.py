@@ -309,6 +309,24 @@ def plot(rows: list[dict[str, Any]], metric: str, pool: str, title: str) -> str:
     return svg_lines(title, series)
 
 
+def _choice_pools(default: dict[str, Any]) -> str:
+    """Which pools chose the default and, when some were left out, what all of them would choose."""
+    pools = default.get("pools")
+    if not pools:
+        return ""
+    text = "; pools " + "; ".join(f"{name}: {', '.join(p)}" for name, p in pools.items())
+    every = default.get("every_pool")
+    if every:
+        gain = every["mean_dev_gain"]
+        top = sorted(gain, key=lambda m: -gain[m])[:2]
+        text += (
+            f". With every screened pool the rule would choose {every['method']} ("
+            + ", ".join(f"{m} {100 * gain[m]:+.2f}" for m in top)
+            + " mean dev points over random)"
+        )
+    return text
+
+
 def write_report(summary: dict[str, Any], out: Path) -> None:
     """results.md, probe_clean.svg and probe_noisy.svg in ``out``."""
     (out / "results.md").write_text(markdown(summary))
@@ -377,7 +395,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"Pool {summary['pool']:,} records per seed (from a superset of {summary['superset']:,}), "
         f"dev {summary['dev']:,}, eval {summary['eval']:,}; seeds "
         f"{sorted({r['seed'] for r in screen})}. Default chosen on dev: **{default}** "
-        f"({summary['default']['rule']}).",
+        f"({summary['default']['rule']}{_choice_pools(summary['default'])}).",
         "",
         "## Linear probe on the kept embeddings (eval accuracy, points)",
         "",
