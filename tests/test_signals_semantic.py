@@ -8,6 +8,7 @@ import pytest
 from euds.signals.semantic import (
     Embedder,
     fit_centroids,
+    nearest_centroid,
     semantic_entropy,
     top_similarities,
 )
@@ -129,6 +130,24 @@ def test_nan_embeddings_are_skipped_by_clustering_and_stay_nan():
     assert np.isnan(se[::10]).all() and np.isfinite(np.delete(se, np.s_[::10])).all()
 
 
+def test_nearest_centroid_matches_a_loop():
+    rng = np.random.default_rng(1)
+    emb = rng.standard_normal((300, 8)).astype(np.float16)  # stored embeddings are float16
+    emb[::7] = np.nan
+    centroids = rng.standard_normal((5, 8)).astype(np.float32)
+    centroids[3] = centroids[1]  # a tie: the lower index wins
+    expected = []
+    for row in emb.astype(np.float32):
+        if np.isnan(row).any():
+            expected.append(-1)
+            continue
+        sims = [float(np.dot(row, c)) for c in centroids]
+        expected.append(sims.index(max(sims)))
+    labels = nearest_centroid(emb, centroids)
+    assert labels.dtype == np.int64 and labels.tolist() == expected
+    assert 3 not in labels and (labels == -1).sum() == len(emb[::7])
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -137,6 +156,7 @@ def test_nan_embeddings_are_skipped_by_clustering_and_stay_nan():
         (lambda e, c: fit_centroids(e[0], 4), "2-D"),
         (lambda e, c: top_similarities(e, c, 99), "m must"),
         (lambda e, c: top_similarities(e[:, :5], c), "embeddings must"),
+        (lambda e, c: nearest_centroid(e[:, :5], c), "embeddings must"),
         (lambda e, c: semantic_entropy(top_similarities(e, c), 0.0), "temperature"),
         (lambda e, c: Embedder(batch_tokens=0), "batch_tokens"),
         (lambda e, c: Embedder(pooling="max"), "pooling"),

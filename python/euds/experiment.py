@@ -299,7 +299,7 @@ def make_pool(
     from euds.batch import near_duplicate_keys
     from euds.config import ScoreConfig
     from euds.noise import noisy_pool
-    from euds.signals.semantic import assign, fit_centroids
+    from euds.signals.semantic import assign, fit_centroids, nearest_centroid
 
     rows = pool_rows(len(prepared.superset), prepared.pool_size, seed)
     records = [prepared.superset[i] for i in rows]
@@ -327,8 +327,7 @@ def make_pool(
     # existed lack it.
     columns["near_keys"] = near_duplicate_keys([r["text"] for r in records])
     columns["semantic"] = assign(part.embeddings, centroids, config.m, config.temperature)
-    emb = np.nan_to_num(part.embeddings)
-    clusters = np.argmax(emb @ centroids.T, axis=1)
+    clusters = nearest_centroid(part.embeddings, centroids)
     return Pool(kind, seed, records, columns, part.embeddings, clusters)
 
 

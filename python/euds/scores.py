@@ -263,18 +263,14 @@ class ScoreDir:
                 f"{self.path} has no k-means centroids: score with the semantic signal to "
                 "stratify by cluster"
             )
-        centroids = np.ascontiguousarray(self.centroids(), dtype=np.float32)
+        from euds.signals.semantic import nearest_centroid
+
+        centroids = self.centroids()
         labels = []
         for shard in self.shards():
             if embedding_name(shard.index) not in shard.files:
                 raise ValueError(f"{self.path}: shard {shard.index} kept no embeddings")
-            emb = self.embeddings(shard)
-            out = np.full(shard.rows, -1, dtype=np.int64)
-            for a in range(0, shard.rows, 1 << 16):  # bounded float32 copies of the mmap
-                e = np.asarray(emb[a : a + (1 << 16)], dtype=np.float32)
-                ok = ~np.isnan(e).any(axis=1)
-                out[a : a + len(e)][ok] = np.argmax(e[ok] @ centroids.T, axis=1)
-            labels.append(out)
+            labels.append(nearest_centroid(self.embeddings(shard), centroids))
         return np.concatenate(labels)
 
     def token_ids(self, shard: ShardInfo) -> tuple[np.ndarray, np.ndarray]:

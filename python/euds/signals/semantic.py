@@ -205,6 +205,23 @@ def top_similarities(
     return out
 
 
+def nearest_centroid(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The hard k-means cluster of each row: the index of the centroid with the largest inner
+    product (the lowest index on a tie), int64; -1 for a NaN row (a record without text).
+    Works through ``embeddings`` (an mmap is fine) in bounded float32 blocks."""
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    if embeddings.ndim != 2 or embeddings.shape[1] != centroids.shape[1]:
+        raise ValueError(
+            f"embeddings must be [n, {centroids.shape[1]}], got shape {embeddings.shape}"
+        )
+    out = np.full(len(embeddings), -1, dtype=np.int64)
+    for a in range(0, len(embeddings), 1 << 16):
+        e = np.asarray(embeddings[a : a + (1 << 16)], dtype=np.float32)
+        ok = ~np.isnan(e).any(axis=1)
+        out[a : a + len(e)][ok] = np.argmax(e[ok] @ centroids.T, axis=1)
+    return out
+
+
 def semantic_entropy(
     similarities: np.ndarray, temperature: float = DEFAULT_TEMPERATURE
 ) -> np.ndarray:
