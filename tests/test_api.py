@@ -114,6 +114,12 @@ def test_hugging_face_dataset_map(scorer, sst2_records):
     assert scored.num_rows == 50 and "generative" in scored.column_names
     direct = scorer.score_texts([r["text"] for r in sst2_records[:50]])
     np.testing.assert_allclose(np.array(scored["information"]), direct["information"])
+    # The Scorer's own map function is the same one.
+    mapped = ds.map(scorer.hf_map_function(), batched=True, batch_size=16)
+    assert mapped.column_names == scored.column_names
+    np.testing.assert_array_equal(np.array(mapped["generative"]), np.array(scored["generative"]))
+    with pytest.raises(ValueError, match="text_column="):
+        ds.map(scorer.hf_map_function("body"), batched=True)
 
 
 def test_select_on_a_pandas_frame(scorer, sst2_records):

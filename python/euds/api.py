@@ -164,13 +164,9 @@ class Scorer:
     def hf_map_function(
         self, text_column: str = "text"
     ) -> Callable[[dict[str, list]], dict[str, list]]:
-        """A function for ``datasets.Dataset.map(fn, batched=True)`` adding the score columns."""
-
-        def fn(batch: dict[str, list]) -> dict[str, list]:
-            scores = self.score_texts(batch[text_column])
-            return {name: values.tolist() for name, values in scores.items()}
-
-        return fn
+        """A function for ``datasets.Dataset.map(fn, batched=True)`` adding the score columns
+        (the one :func:`score_dataset` uses: picklable, so ``num_proc`` works too)."""
+        return _DatasetScorer(self, text_column)
 
 
 def worker_process_setup(signals: Sequence[str]) -> None:
@@ -266,9 +262,6 @@ def score_dataset(
         load_from_cache_file=False,
         desc="euds scoring",
     )
-
-
-y: ...
 
 
 def select_dataset(
