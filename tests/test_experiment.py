@@ -14,6 +14,7 @@ from euds.experiment import (
     CANDIDATES,
     DEDUP,
     LENGTH_MATCHED,
+    STEP_MATCHED,
     ExperimentConfig,
     Pool,
     choose,
@@ -61,6 +62,11 @@ shard_size = 128
 methods = ["default", "random"]
 budgets = [0.3]
 pools = ["clean", "noisy"]
+
+[[confirm]]
+methods = ["full", "default"]
+budgets = [0.3]
+steps = "full"
 """
     path = tmp_path / "tiny.toml"
     path.write_text(body)
@@ -126,11 +132,18 @@ def test_default_is_a_candidate_and_fine_tunes_are_paired(ran):
     _config, summary, out = ran
     assert summary["default"]["method"] in CANDIDATES
     runs = summary["finetune"]
-    assert {(r["method"], r["pool"], r["seed"]) for r in runs} == {
+    natural = [r for r in runs if r["method"] in ("default", "random")]
+    assert {(r["method"], r["pool"], r["seed"]) for r in natural} == {
         (m, p, s) for m in ("default", "random") for p in ("clean", "noisy") for s in (0, 1)
     }
-    assert {r["records"] for r in runs if r["pool"] == "clean"} == {60}
-    assert len({r["steps"] for r in runs if r["pool"] == "clean"}) == 1  # same updates per budget
+    assert {r["records"] for r in natural if r["pool"] == "clean"} == {60}
+    assert len({r["steps"] for r in natural if r["pool"] == "clean"}) == 1  # same per budget
+    # Step-matched: 60 records train (whole epochs) at least the whole pool's 13 steps.
+    full = [r for r in runs if r["method"] == "full"]
+    matched = [r for r in runs if r["method"] == "default" + STEP_MATCHED]
+    assert [r["records"] for r in full] == [200, 200] and {r["steps"] for r in full} == {13}
+    assert [r["records"] for r in matched] == [60, 60] and {r["steps"] for r in matched} == {16}
+    assert {r["candidate"] for r in matched} == {summary["default"]["method"] + STEP_MATCHED}
     md = (out / "results.md").read_text()
     assert (
         "primary comparison" in md
@@ -138,6 +151,8 @@ def test_default_is_a_candidate_and_fine_tunes_are_paired(ran):
         and "| random |" in md
         and "[" in md
     )
+    assert "30% step-matched: 16 steps" in md and f"| default{STEP_MATCHED} |" in md
+    assert f"default{STEP_MATCHED} - full = " in md
     assert (out / "probe_clean.svg").read_text().startswith("<svg")
     assert json.loads((out / "summary.json").read_text())["finetune"] == runs
 
@@ -270,6 +285,7 @@ def test_config_errors(tmp_path):
         ("colour=1\n", "colour"),
         ('noise=0.0\n[[confirm]]\nmethods=["random"]\npools=["noisy"]\n', "noisy only"),
         ('choice_pools=["dirty"]\n', "choice_pools"),
+        ('[[confirm]]\nmethods=["random"]\nsteps="double"\n', "steps"),
         ('seeds=[0, 1]\n[[confirm]]\nmethods=["random"]\nseeds=[2]\n', "confirm seeds"),
     ):
         bad.write_text(base + extra)

@@ -27,7 +27,9 @@ Design (docs/results.md states it for a reader):
   fixed before any eval number is read; eval never chooses.
 * **Confirmation**: fine-tunes (:mod:`euds.finetune`) for the config's ``confirm`` list, with
   ``default`` standing for the chosen candidate; every method at a budget trains the same
-  number of optimiser updates (``min_steps``), the count is reported.
+  number of optimiser updates (natural epochs with a ``min_steps`` floor), the count is
+  reported; an item with ``steps = "full"`` trains its subsets as many steps as the whole pool
+  (:data:`STEP_MATCHED`).
 * Results are cached under the output folder by a hash of what decides them, so an interrupted
   run resumes and a finished one re-renders for free. Statistics: :mod:`euds.stats`; tables
   and plots: :mod:`euds.experiment_report`.
@@ -69,6 +71,10 @@ BASELINES = ("random", "random+classes", "random+clusters")
 # near-duplicate junk, and what does it cost a clean pool? ``random+dedup`` draws uniformly
 # from what removal leaves.
 DEDUP = "+dedup"
+# A confirm item with ``steps = "full"`` trains every subset for as many optimiser steps as the
+# whole pool takes with natural epochs (whole epochs, so at least that many); its rows carry
+# this suffix (``default@full-steps``) beside the natural-epoch ones.
+STEP_MATCHED = "@full-steps"
 LENGTH_MATCHED = "~length"
 AUTO, BEST_RANDOM = "auto", "best-of-25-random"
 DEFAULT = "default"
@@ -103,8 +109,8 @@ class ExperimentConfig:
     probe_c: float = 1.0
     finetune: dict[str, Any] = field(default_factory=dict)
     score: dict[str, Any] = field(default_factory=dict)
-    # Fine-tunes: [{methods = [...], budgets = [...], pools = [...], seeds = [...]}] (seeds:
-    # default all); "full" runs at 1.0.
+    # Fine-tunes: [{methods = [...], budgets = [...], pools = [...], seeds = [...], steps = ...}]
+    # (seeds: default all; steps: "natural" or "full", see STEP_MATCHED); "full" runs at 1.0.
     confirm: list[dict[str, Any]] = field(default_factory=list)
     # Pools whose dev probes choose the default. A pool added after the default was chosen (and
     # fine-tuned on) stays out, so adding evidence later cannot move the choice under the
@@ -153,6 +159,8 @@ class ExperimentConfig:
                 raise ValueError(f"unknown methods {bad} in confirm; choose from {sorted(known)}")
             if not set(item.get("seeds", self.seeds)) <= set(self.seeds):
                 raise ValueError(f"confirm seeds must be among seeds {self.seeds}: {item}")
+            if item.get("steps", "natural") not in ("natural", "full"):
+                raise ValueError(f"confirm steps must be 'natural' or 'full', got {item}")
             pools = item.get("pools", ["clean"])
             if any(p not in POOLS for p in pools) or ("noisy" in pools and not self.noise):
                 raise ValueError(
@@ -684,23 +692,30 @@ def choose_default(screened: list[Screened], *, every_pool: bool = False) -> dic
 
 def confirm(s: Screened, default: str, item: dict[str, Any]) -> list[dict[str, Any]]:
     """One ``confirm`` item's fine-tunes (cached by training set and settings), a row per run."""
-    from euds.finetune import FinetuneConfig, finetune
+    from euds.finetune import FinetuneConfig, finetune, planned_epochs
 
     config, out = s.config, Path(s.config.output)
     eval_hash = sha256_file(s.prepared.paths["eval"])
+    matched = item.get("steps", "natural") == "full"
     runs = []
     for seed in item.get("seeds", config.seeds):
         for kind in item.get("pools", ["clean"]):
             pool = make_pool(kind, seed, s.prepared, s.superset, s.junk, config.score, config.noise)
+            natural = {"task": "classification", **config.finetune, "seed": seed}
+            epochs, per_epoch = planned_epochs(len(pool.records), FinetuneConfig(**natural))
             for method in item["methods"]:
                 name = default if method == DEFAULT else method
+                # The whole pool is the reference: it always trains its natural epochs.
+                suffix = STEP_MATCHED if matched and name != "full" else ""
                 for budget in [1.0] if name == "full" else item["budgets"]:
                     if name == "full":
                         keep = np.ones(len(pool.records), dtype=bool)
                     else:
                         keep = choose(name, budget, pool, seed=seed)
                     chosen = [r for r, k in zip(pool.records, keep, strict=True) if k]
-                    ft = {"task": "classification", **config.finetune, "seed": seed}
+                    ft = dict(natural)
+                    if suffix:
+                        ft["min_steps"] = epochs * per_epoch
                     ids = hashlib.sha256("\n".join(str(r["id"]) for r in chosen).encode())
                     cached = out / "runs" / f"{_key(eval_hash, ids.hexdigest(), ft)}.json"
                     if not cached.is_file():
@@ -713,7 +728,7 @@ def confirm(s: Screened, default: str, item: dict[str, Any]) -> list[dict[str, A
                             "fine-tune %s %s %s %.0f%% seed %d (%d records)",
                             config.name,
                             kind,
-                            name,
+                            name + suffix,
                             100 * budget,
                             seed,
                             len(chosen),
@@ -728,8 +743,8 @@ def confirm(s: Screened, default: str, item: dict[str, Any]) -> list[dict[str, A
                             "pool": kind,
                             "seed": seed,
                             "budget": budget,
-                            "method": method if method in (DEFAULT, "full") else name,
-                            "candidate": name,
+                            "method": (method if method in (DEFAULT, "full") else name) + suffix,
+                            "candidate": name + suffix,
                             "accuracy": metrics["accuracy"],
                             "macro_f1": metrics["macro_f1"],
                             "steps": metrics["train_steps"],

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from euds.experiment import DEDUP
+from euds.experiment import DEDUP, STEP_MATCHED
 from euds.stats import holm, paired, tost
 
 RANDOM = "random"
@@ -90,11 +90,12 @@ def table(
 
 
 def steps_line(runs: list[dict[str, Any]]) -> str:
-    steps: dict[float, set[int]] = {}
+    steps: dict[tuple[float, bool], set[int]] = {}
     for r in runs:
-        steps.setdefault(r["budget"], set()).add(r["steps"])
+        steps.setdefault((r["budget"], r["method"].endswith(STEP_MATCHED)), set()).add(r["steps"])
     return "; ".join(
-        f"{b:.0%}: {'/'.join(str(s) for s in sorted(v))} steps" for b, v in sorted(steps.items())
+        f"{b:.0%}{' step-matched' if matched else ''}: {'/'.join(str(s) for s in sorted(v))} steps"
+        for (b, matched), v in sorted(steps.items())
     )
 
 
@@ -130,7 +131,7 @@ def equivalence(
     verdict = "shown" if p < 0.05 else "not shown"
     return (
         f"Within {TOST_MARGIN:g} point of full at {TOST_BUDGET:.0%} (TOST, {what}, n = {len(d)} "
-        f"seeds): default - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
+        f"seeds): {method} - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
         f"p = {p:.3f}: equivalence {verdict}."
     )
 
@@ -435,6 +436,11 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             equivalence(runs),
             "",
+            *(
+                [equivalence(runs, method="default" + STEP_MATCHED), ""]
+                if any(r["method"] == "default" + STEP_MATCHED for r in runs)
+                else []
+            ),
             rank_correlation(screen, runs),
             "",
         ]

@@ -379,6 +379,13 @@ def squad_metrics(gold: dict[str, list[str]], predictions: dict[str, str]) -> di
 # -- the loop ------------------------------------------------------------------------------------
 
 
+def planned_epochs(examples: int, config: FinetuneConfig) -> tuple[int, int]:
+    """(epochs, optimiser steps per epoch) for ``examples`` training examples: ``epochs``, or
+    more whole epochs to reach ``min_steps``."""
+    steps_per_epoch = math.ceil(max(examples, 1) / config.batch_size)
+    return max(config.epochs, math.ceil(config.min_steps / steps_per_epoch)), steps_per_epoch
+
+
 def _train(
     model, features: list[dict[str, Any]], config: FinetuneConfig, device, pad_id: int
 ) -> int:
@@ -386,8 +393,7 @@ def _train(
     import torch
 
     rng = random.Random(config.seed)
-    steps_per_epoch = math.ceil(len(features) / config.batch_size)
-    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    epochs, steps_per_epoch = planned_epochs(len(features), config)
     total = steps_per_epoch * epochs
     warmup = int(config.warmup * total)
     log.info(
