@@ -113,9 +113,10 @@ def primary(rows: list[dict[str, Any]], metric: str = "accuracy", method: str = 
 
 
 def equivalence(
-    rows: list[dict[str, Any]], metric: str = "accuracy", method: str = "default"
+    rows: list[dict[str, Any]], label: str, metric: str = "accuracy", method: str = "default"
 ) -> str:
-    """TOST of ``method`` at 30% against the full pool, margin 1 point, clean pool."""
+    """TOST of ``method`` at 30% against the full pool, margin 1 point, clean pool; ``label``
+    names the method in the line, the same way for the probe and the fine-tunes."""
     what = "fine-tuned" if metric == "accuracy" else "linear probe"
     by: dict[tuple[str, float], dict[int, float]] = {}
     for r in rows:
@@ -131,7 +132,7 @@ def equivalence(
     verdict = "shown" if p < 0.05 else "not shown"
     return (
         f"Within {TOST_MARGIN:g} point of full at {TOST_BUDGET:.0%} (TOST, {what}, n = {len(d)} "
-        f"seeds): {method} - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
+        f"seeds): {label} - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
         f"p = {p:.3f}: equivalence {verdict}."
     )
 
@@ -410,7 +411,7 @@ def markdown(summary: dict[str, Any]) -> str:
     parts += [
         primary(screen, "probe_eval", default),
         "",
-        equivalence(screen, "probe_eval", default),
+        equivalence(screen, f"the default ({default})", "probe_eval", default),
         "",
     ]
     parts += [
@@ -434,10 +435,17 @@ def markdown(summary: dict[str, Any]) -> str:
         parts += [
             "Pre-registered primary comparison. " + primary(runs),
             "",
-            equivalence(runs),
+            equivalence(runs, f"the default ({default})"),
             "",
             *(
-                [equivalence(runs, method="default" + STEP_MATCHED), ""]
+                [
+                    equivalence(
+                        runs,
+                        f"the default ({default}, step-matched)",
+                        method="default" + STEP_MATCHED,
+                    ),
+                    "",
+                ]
                 if any(r["method"] == "default" + STEP_MATCHED for r in runs)
                 else []
             ),
