@@ -23,7 +23,7 @@ from euds.experiment import (
     length_matched,
     subset_stats,
 )
-from euds.experiment_report import _choice_pools
+from euds.experiment_report import _choice_pools, p_text
 from euds.noise import KINDS
 
 
@@ -208,6 +208,13 @@ def test_the_default_is_chosen_on_dev_never_on_eval():
     assert choice["every_pool"]["method"] == "information"
     assert choice["every_pool"]["mean_dev_gain"]["semantic"] == pytest.approx(0.05)
     assert "would choose" in _choice_pools(choice)
+
+
+def test_a_small_p_is_printed_as_below_a_thousandth():
+    assert p_text(0.0) == p_text(0.0004) == "p < 0.001"
+    assert p_text(0.0005) == "p = 0.001"
+    assert p_text(0.019) == "p = 0.019"
+    assert p_text(float("nan")) == "p = nan"
 
 
 def _pool(labels, words, clusters, junk=None, hashes=None):

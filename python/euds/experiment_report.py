@@ -99,6 +99,12 @@ def steps_line(runs: list[dict[str, Any]]) -> str:
     )
 
 
+def p_text(p: float) -> str:
+    """A p-value as the report prints it: three decimals, and "p < 0.001" below that, so a
+    small p never reads as "p = 0.000"."""
+    return "p < 0.001" if p < 0.0005 else f"p = {p:.3f}"
+
+
 def primary(rows: list[dict[str, Any]], metric: str = "accuracy", method: str = "default") -> str:
     """The pre-registered comparison: ``method`` vs random at 16% on the clean pool."""
     what = "fine-tuned" if metric == "accuracy" else "linear probe"
@@ -108,7 +114,7 @@ def primary(rows: list[dict[str, Any]], metric: str = "accuracy", method: str = 
     d = c["diff"]
     return (
         f"Default vs random at 16% ({what}, clean pool, n = {d.n} seeds): {d.mean:+.2f} points "
-        f"[95% CI {d.lo:+.2f}, {d.hi:+.2f}], p = {d.p:.3f}."
+        f"[95% CI {d.lo:+.2f}, {d.hi:+.2f}], {p_text(d.p)}."
     )
 
 
@@ -133,7 +139,7 @@ def equivalence(
     return (
         f"Within {TOST_MARGIN:g} point of full at {TOST_BUDGET:.0%} (TOST, {what}, n = {len(d)} "
         f"seeds): {label} - full = {ci.mean:+.2f} points [90% CI {ci.lo:+.2f}, {ci.hi:+.2f}], "
-        f"p = {p:.3f}: equivalence {verdict}."
+        f"{p_text(p)}: equivalence {verdict}."
     )
 
 
@@ -193,7 +199,7 @@ def rank_correlation(screen: list[dict[str, Any]], runs: list[dict[str, Any]]) -
     rho, p = spearmanr([probe[k] for k in keys], [fine[k] for k in keys])
     return (
         f"Probe vs fine-tune rank correlation (Spearman, over the {len(keys)} pool x method x "
-        f"budget cells both measured): rho = {rho:.2f} (p = {p:.3f})."
+        f"budget cells both measured): rho = {rho:.2f} ({p_text(p)})."
     )
 
 
