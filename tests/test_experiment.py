@@ -23,7 +23,7 @@ from euds.experiment import (
     length_matched,
     subset_stats,
 )
-from euds.experiment_report import _choice_pools, p_text
+from euds.experiment_report import _choice_pools, comparisons, p_text
 from euds.noise import KINDS
 
 
@@ -208,6 +208,28 @@ def test_the_default_is_chosen_on_dev_never_on_eval():
     assert choice["every_pool"]["method"] == "information"
     assert choice["every_pool"]["mean_dev_gain"]["semantic"] == pytest.approx(0.05)
     assert "would choose" in _choice_pools(choice)
+
+
+def test_a_step_matched_row_is_paired_only_with_step_matched_random():
+    def row(method, seed, accuracy):
+        return {
+            "pool": "clean",
+            "budget": 0.3,
+            "method": method,
+            "seed": seed,
+            "accuracy": accuracy,
+        }
+
+    rows = [row("random", s, 0.80) for s in range(3)]
+    rows += [row("default", s, 0.81 + 0.001 * s) for s in range(3)]
+    rows += [row("default@full-steps", s, 0.85 + 0.001 * s) for s in range(3)]
+    cells = comparisons(rows, "accuracy", "clean")
+    assert cells[("default", 0.3)]["diff"].mean == pytest.approx(1.1)
+    assert "diff" not in cells[("default@full-steps", 0.3)]  # no step-matched random to pair with
+    rows += [row("random@full-steps", s, 0.84) for s in range(3)]
+    cells = comparisons(rows, "accuracy", "clean")
+    assert cells[("default@full-steps", 0.3)]["diff"].mean == pytest.approx(1.1)
+    assert "diff" not in cells[("random@full-steps", 0.3)]
 
 
 def test_a_small_p_is_printed_as_below_a_thousandth():

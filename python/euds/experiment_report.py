@@ -28,7 +28,8 @@ def comparisons(
     rows: list[dict[str, Any]], metric: str, pool: str
 ) -> dict[tuple[str, float], dict[str, Any]]:
     """Per (method, budget) on one pool: mean metric and the paired difference from random
-    (points), with Holm-adjusted p over every method x budget of the table."""
+    (points; step-matched rows from step-matched random), with Holm-adjusted p over every
+    method x budget of the table."""
     by: dict[tuple[str, float], dict[int, float]] = {}
     for r in rows:
         if r["pool"] == pool and not _nan(r.get(metric)):
@@ -39,8 +40,11 @@ def comparisons(
             "mean": _points(float(np.mean(list(values.values())))),
             "n": len(values),
         }
-        base = by.get((RANDOM, budget))
-        if method != RANDOM and base:
+        # A step-matched row is paired only with step-matched random: against natural-epoch
+        # random it would measure the extra updates, not the selection.
+        baseline = RANDOM + STEP_MATCHED if method.endswith(STEP_MATCHED) else RANDOM
+        base = by.get((baseline, budget))
+        if method != baseline and base:
             seeds = sorted(set(values) & set(base))
             cell["diff"] = paired([_points(values[s] - base[s]) for s in seeds])
         out[(method, budget)] = cell
