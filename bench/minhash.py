@@ -2,9 +2,9 @@
 datasketch (``MinHash.update_batch`` per text, then its band keys), with the same shingles and
 the same 20 bands x 5 rows.
 
-Both start from the folded texts (:func:`euds.batch.fold_for_near_duplicates`, timed apart).
+Both start from the folded texts (:func:`euds.duplicates.fold_for_near_duplicates`, timed apart).
 Besides the time, the two are compared on what they find: the share of near duplicates made by
-euds's corruption generator (one or two word edits, :mod:`euds.noise`) that share a key with
+euds's corruption generator (one or two word edits, :mod:`euds.research.noise`) that share a key with
 their original, and the share of unrelated pairs that do.
 
     python bench/minhash.py [--input ../shared/data/sst2/train.jsonl.gz]
@@ -22,7 +22,7 @@ import numpy as np
 import euds
 from _common import DATA, table, timeit, write_result
 from euds import kernels
-from euds.batch import NEAR_DUPLICATES, fold_for_near_duplicates
+from euds.duplicates import NEAR_DUPLICATES, fold_for_near_duplicates
 
 
 def csr(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +67,7 @@ def shares(keys, pairs: list[tuple[int, int]]) -> float:
 
 
 def main() -> None:
-    from euds.noise import _near
+    from euds.research.noise import _near
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--input", default=str(DATA / "sst2" / "train.jsonl.gz"))

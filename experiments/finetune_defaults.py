@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from euds.cache import atomic_write_bytes
-from euds.experiment import read_jsonl
-from euds.finetune import FinetuneConfig, finetune
+from euds.research.experiment import read_jsonl
+from euds.research.finetune import FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"

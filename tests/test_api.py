@@ -40,7 +40,7 @@ def test_scores_match_the_scorers_they_wrap(scorer, sst2_records):
         "text_hash",
         "near_keys",
     }
-    from euds.batch import near_duplicate_keys
+    from euds.duplicates import near_duplicate_keys
 
     np.testing.assert_array_equal(np.stack(out["near_keys"]), near_duplicate_keys(texts))
     tokens = scorer.tokenizer.encode(texts)

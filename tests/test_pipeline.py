@@ -401,7 +401,7 @@ def test_bpb_column_and_directories_scored_before_it(tmp_path, corpus, tiny_lm, 
 
     from conftest import read_all
     from euds.cli import main
-    from euds.select import select_file
+    from euds.subset import select_file
 
     out = tmp_path / "scores"
     score(corpus, out, small_config(tiny_lm, embedder, signals=("generative",)), progress=False)

@@ -293,7 +293,7 @@ def test_any_jsonl_scores_the_same_through_resume_and_selects_every_record(
     tmp_path_factory, lines, cut
 ):
     from euds.io import RecordReader
-    from euds.select import select_file
+    from euds.subset import select_file
 
     folder = tmp_path_factory.mktemp("prop")
     path = folder / "in.jsonl"

@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import jsonl_bytes, read_jsonl_gz
-from euds.batch import fold_for_near_duplicates, near_duplicate_keys, text_hashes
 from euds.cli import main
+from euds.duplicates import fold_for_near_duplicates, near_duplicate_keys, text_hashes
+from euds.io import read_field
 from euds.scores import ScoreDir, read_scores
-from euds.select import largest_remainder, near_duplicate_groups, read_field, select
+from euds.select import largest_remainder, near_duplicate_groups, select
 
 INFO = ("--signals", "information")
 
@@ -210,7 +211,7 @@ def test_stratify_missing_labels_and_unscored_records():
         select(scores, budget=0.1, stratify=labels[:-1])
     with pytest.raises(ValueError, match="select_file"):
         select(scores, budget=0.1, stratify="clusters")
-    with pytest.raises(ValueError, match="need budget"):
+    with pytest.raises(ValueError, match="needs budget"):
         select(scores, intervals={"information": (0.1, 0.9)}, stratify=labels)
 
 
@@ -278,7 +279,7 @@ def test_filter_random_options_and_errors():
             select(scores, budget=0.1, method="filter-random", tails=bad)
     with pytest.raises(ValueError, match="tails= is for"):
         select(scores, budget=0.1, tails=(0.1, 0.9))
-    with pytest.raises(ValueError, match="need budget"):
+    with pytest.raises(ValueError, match="needs budget"):
         select(scores, intervals={"information": (0.1, 0.9)}, method="filter-random")
     strat = select(scores, budget=0.1, method="filter-random", stratify=np.arange(n) % 3)
     check_counts(strat, n, 100)

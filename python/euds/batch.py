@@ -2,18 +2,15 @@
 
 :class:`Models` loads a configuration's tokenizer and models once; :func:`score_record_batch`
 sends one batch of records through every signal of the pass and returns the pass columns
-(:func:`pass_schema`) with the flags of :func:`record_flags`, the exact-duplicate key of
-:func:`text_hashes` and the near-duplicate keys of :func:`near_duplicate_keys`. The local
+(:func:`pass_schema`) with the flags of :func:`record_flags` and the duplicate keys of
+:mod:`euds.duplicates` (``text_hash``, ``near_keys``). The local
 engine, the Ray actors
 and :class:`euds.api.Scorer` all score through here, so they give the same numbers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +18,7 @@ import numpy as np
 
 from euds.cache import sha256_file
 from euds.config import ScoreConfig
+from euds.duplicates import NEAR_DUPLICATES, near_duplicate_keys, near_keys_array, text_hashes
 from euds.io import RecordBatch, flag_order
 from euds.signals.generative import bits_per_byte
 from euds.signals.information import InformationScorer
@@ -193,62 +191,6 @@ def pass_schema(signals, information_mode: str = "sample"):
     return pa.schema(fields_)
 
 
-def text_hashes(texts: list[str | None]) -> list[str | None]:
-    """The ``text_hash`` column: 16 hex digits (64-bit BLAKE2b) of each text after Unicode NFKC
-    normalisation and whitespace folding (runs of whitespace become one space, none at the
-    ends), so that texts differing only in such form share a hash; None for a record without
-    text. Case is kept: a change of case can change what a text says (or its label)."""
-    return [
-        None
-        if text is None
-        else hashlib.blake2b(
-            " ".join(unicodedata.normalize("NFKC", text).split()).encode("utf-8"),
-            digest_size=8,
-        ).hexdigest()
-        for text in texts
-    ]
-
-
-#: How near-duplicate keys are made (recorded in each selection's manifest; keys made with other
-#: values match nothing, so a change here needs directories scored again): MinHash over
-#: shingles of 5 code points of the folded text, 20 bands of 5 rows. A pair of Jaccard
-#: similarity J shares a key with probability 1 - (1 - J**5)**20: 0.05 at J = 0.3, 0.47 at 0.5,
-#: 0.80 at 0.6, 0.97 at 0.7 (short texts need the low threshold: one word dropped from a
-#: ten-word sentence leaves J near 0.6).
-NEAR_DUPLICATES: dict[str, int] = {"shingle": 5, "bands": 20, "rows": 5, "seed": 0}
-_NOT_WORD = re.compile(r"[\W_]+")
-
-
-def fold_for_near_duplicates(text: str) -> str:
-    """The text MinHash sees: NFKC, case-folded, every run of characters other than letters
-    and digits (punctuation, symbols, whitespace) one space, none at the ends. Texts that
-    differ only in case, punctuation or spacing fold to the same string."""
-    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
-def near_duplicate_keys(texts: list[str | None]) -> np.ndarray:
-    """The ``near_keys`` column: ``[n, bands]`` uint64 MinHash band keys
-    (:func:`euds.kernels.minhash_bands` with :data:`NEAR_DUPLICATES`) of each folded text.
-    Texts sharing any key are near duplicates; a text that folds to nothing (or None) has keys
-    of 0, which match nothing."""
-    from euds import _core
-
-    folded = ["" if t is None else fold_for_near_duplicates(t) for t in texts]
-    offsets = np.zeros(len(folded) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in folded], out=offsets[1:])
-    # Lone surrogates (undecodable input bytes kept by surrogateescape) are code points too.
-    chars = np.frombuffer("".join(folded).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    p = NEAR_DUPLICATES
-    return _core.minhash_bands(offsets, chars, p["shingle"], p["bands"], p["rows"], p["seed"])
-
-
-def near_keys_array(keys: np.ndarray) -> Any:
-    """``[n, bands]`` keys as the pass column (an Arrow fixed-size list per record)."""
-    import pyarrow as pa
-
-    return pa.FixedSizeListArray.from_arrays(pa.array(keys.reshape(-1)), keys.shape[1])
-
-
 def record_flags(records: RecordBatch, tokens: TokenBatch) -> list[str]:
     """The ``flags`` column: reader flags, plus ``empty_text`` for a present but empty or
     whitespace-only text; several flags are joined with ``|``."""
@@ -285,16 +227,11 @@ def timed_iter(it, stages: Stages, name: str) -> Iterator[Any]:
 
 
 __all__ = [
-    "NEAR_DUPLICATES",
     "Models",
     "Stages",
     "concat_csr",
-    "fold_for_near_duplicates",
-    "near_duplicate_keys",
-    "near_keys_array",
     "pass_schema",
     "record_flags",
     "score_record_batch",
-    "text_hashes",
     "timed_iter",
 ]

@@ -15,7 +15,15 @@ from typing import Any
 
 from euds._core import EudsError
 from euds._version import __version__
-from euds.config import GENERATIVE, INFORMATION, READING, SCORING, SEMANTIC, ScoreConfig
+from euds.config import (
+    GENERATIVE,
+    INFORMATION,
+    READING,
+    SCORING,
+    SEMANTIC,
+    ScoreConfig,
+    SelectConfig,
+)
 from euds.signals import SIGNALS
 
 log = logging.getLogger("euds")
@@ -148,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--eval", type=Path, required=True)
     f.add_argument("--model", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)")
-    from euds.finetune import FinetuneConfig
+    from euds.research.finetune import FinetuneConfig
 
     ft = FinetuneConfig()  # the defaults live there, once
     f.add_argument("--epochs", type=int, default=ft.epochs, help=f"default {ft.epochs}")
@@ -280,64 +288,55 @@ _OPTION_TYPES: dict[Any, Callable[[str], Any]] = {
 def _add_selection_options(
     sel: argparse.ArgumentParser, *, budget_required: bool, alone: bool = True
 ) -> None:
-    """Selection flags; ``alone`` (the select command) also takes the short names --signals
-    and --seed, which `euds run` keeps for scoring."""
+    """The options of :class:`euds.config.SelectConfig`'s fields, read from the fields'
+    metadata. ``alone`` (the select command) uses each field's short flag (--signals, --seed);
+    `euds run` keeps those for scoring and takes the ``run_flag`` form (--select-signals,
+    --tie-seed)."""
+    from euds.select import METHODS
+
+    groups: dict[str, Any] = {}
     how = sel.add_mutually_exclusive_group(required=budget_required)
-    how.add_argument("--budget", type=float, help="share of records to keep, e.g. 0.16")
-    how.add_argument(
-        "--interval",
-        action="append",
-        metavar="SIGNAL=LO:HI",
-        help="an interval per signal (quantiles unless --absolute); repeat for several",
-    )
-    names = ("--signals", "--select-signals") if alone else ("--select-signals",)
-    sel.add_argument(
-        *names,
-        dest="select_signals",
-        help="signals to select on, nll and bpb too (default: generative when it is scored and "
-        "no --method is given, else all scored)",
-    )
-    sel.add_argument("--method", choices=["single", "intersect", "mean-rank", "filter-random"])
-    sel.add_argument(
-        "--position",
-        default="0.5",
-        metavar="P | SIGNAL=P,...",
-        help="band position, 0 = lowest entropies; one number, or one per signal "
-        "(e.g. information=0.7,generative=0.4)",
-    )
-    sel.add_argument(
-        "--stratify",
-        metavar="clusters | FIELD",
-        help="a quota per k-means cluster (clusters) or per value of an input field, in "
-        "proportion to its size, the band inside each",
-    )
-    sel.add_argument(
-        "--tails",
-        metavar="LO:HI",
-        help="filter-random: the quantiles of each signal kept before sampling (default 0.05:0.95)",
-    )
-    sel.add_argument(
-        "--keep-duplicates",
-        action="store_true",
-        help="keep every copy of an exact-duplicate text (default: the first one only)",
-    )
-    sel.add_argument(
-        "--drop-near-duplicates",
-        action="store_true",
-        help="keep only the first of each group of near-duplicate texts (MinHash over the "
-        "folded text's 5-character shingles: a pair of Jaccard similarity 0.5 is found half "
-        "the time, 0.7 almost always)",
-    )
-    sel.add_argument("--absolute", action="store_true", help="--interval gives score values")
-    sel.add_argument("--on-nonfinite", choices=["raise", "drop"], default="raise")
-    names = ("--seed", "--tie-seed") if alone else ("--tie-seed",)
-    sel.add_argument(
-        *names,
-        dest="tie_seed",
-        type=int,
-        default=0,
-        help="seed of the tie-break among equal scores",
-    )
+    for f in fields(SelectConfig):
+        cli = f.metadata["cli"]
+        flag = cli.get("flag", "--" + f.name.replace("_", "-"))
+        names = (
+            (flag, cli["run_flag"]) if alone and "run_flag" in cli else (cli.get("run_flag", flag),)
+        )
+        kwargs: dict[str, Any] = {"dest": "select_" + f.name, "help": cli["help"]}
+        if isinstance(f.default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["default"] = f.default
+            kwargs["type"] = _SELECT_TYPES.get(cli.get("type"), _plain(f.default))
+            if f.name == "budget":
+                kwargs["type"] = float
+            if "metavar" in cli:
+                kwargs["metavar"] = cli["metavar"]
+            if f.name == "method":
+                kwargs["choices"] = METHODS
+            elif "choices" in cli:
+                kwargs["choices"] = cli["choices"]
+        if f.name == "intervals":
+            kwargs["action"] = "append"
+            kwargs.pop("default")
+        if f.name in ("budget", "intervals"):
+            how.add_argument(*names, **kwargs)
+            continue
+        group = cli["group"]
+        if group not in groups:
+            groups[group] = sel if group == "selection" else sel.add_argument_group(group)
+        groups[group].add_argument(*names, **kwargs)
+
+
+def _select_config(args: argparse.Namespace) -> SelectConfig:
+    values = {f.name: getattr(args, "select_" + f.name) for f in fields(SelectConfig)}
+    if values["intervals"] is not None:
+        values["intervals"] = _parse_intervals(values["intervals"])
+    if isinstance(values["position"], str):
+        values["position"] = _parse_position(values["position"])
+    if values["tails"] is not None:
+        values["tails"] = _parse_tails(values["tails"])
+    return SelectConfig(**values)
 
 
 def _score_config(args: argparse.Namespace) -> ScoreConfig:
@@ -404,25 +403,6 @@ def _log_summary(summary) -> None:
         )
 
 
-def _selection_options(args: argparse.Namespace) -> dict:
-    return {
-        "signals": [s.strip() for s in args.select_signals.split(",")]
-        if args.select_signals
-        else None,
-        "method": args.method,
-        "budget": args.budget,
-        "position": _parse_position(args.position),
-        "intervals": _parse_intervals(args.interval) if args.interval else None,
-        "absolute": args.absolute,
-        "on_nonfinite": args.on_nonfinite,
-        "seed": args.tie_seed,
-        "stratify": args.stratify,
-        "tails": _parse_tails(args.tails) if args.tails else None,
-        "keep_duplicates": args.keep_duplicates,
-        "drop_near_duplicates": args.drop_near_duplicates,
-    }
-
-
 def _parse_position(text: str) -> float | dict[str, float]:
     """``--position``: ``0.5`` or ``information=0.7,generative=0.4``."""
     try:
@@ -453,6 +433,16 @@ def _parse_tails(text: str) -> tuple[float, float]:
         raise ValueError(f"--tails {text!r} is not LO:HI (e.g. 0.05:0.95)") from None
 
 
+# Option types named in SelectConfig's metadata; the rest are parsed by _select_config, so that
+# a malformed value is the command's one-line error (exit 2) like any other bad argument.
+_SELECT_TYPES: dict[Any, Callable[[str], Any]] = {
+    "signals": _signal_list,
+    "position": str,
+    "tails": str,
+    "interval": str,
+}
+
+
 def _cmd_select(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from functools import partial
@@ -461,16 +451,16 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
         select_file = partial(select_ray, address=args.address)
     else:
-        from euds.select import select_file
+        from euds.subset import select_file
 
     result = select_file(
         args.input,
         args.scores,
         args.output,
+        _select_config(args),
         format=args.format,
         command=_command_line(),
         overwrite=args.overwrite,
-        **_selection_options(args),
     )
     counts = result.selection.counts
     log.info(
@@ -497,7 +487,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         command=_command_line(),
-        **_selection_options(args),
+        selection=_select_config(args),
     )
     _log_summary(result.summary)
     counts = result.selected.selection.counts
@@ -539,7 +529,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from euds.finetune import FinetuneConfig, finetune
+    from euds.research.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
         task=args.task,
@@ -561,7 +551,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from euds.experiment import ExperimentConfig, run_experiments
+    from euds.research.experiment import ExperimentConfig, run_experiments
 
     configs = [ExperimentConfig.from_toml(path) for path in args.configs]
     for config in configs:
@@ -576,7 +566,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from euds.experiment import tune_score_dir
+    from euds.tune import tune_score_dir
 
     choice = tune_score_dir(args.scores, args.pool, args.dev, args.budget, args.label_field)
     print(json.dumps({k: v for k, v in choice.items() if k != "trials"}, indent=2))

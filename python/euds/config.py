@@ -1,19 +1,26 @@
-"""The scoring configuration: :class:`ScoreConfig`, everything that decides the scores.
+"""The configurations: :class:`ScoreConfig`, everything that decides the scores, and
+:class:`SelectConfig`, everything that decides a selection made from them.
 
 Each field carries its command-line form in its metadata (``cli``: help, group, flag, choices),
-so that ``euds score`` / ``euds run`` build their options from this one list
+so that ``euds score`` / ``euds select`` / ``euds run`` build their options from these lists
 (:func:`euds.cli` reads :func:`dataclasses.fields`) and a new option is written once. Which
-fields take part in a score directory's identity is decided here too.
+fields take part in a score directory's identity is decided here too; each ``check()`` runs
+before any work starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
+from euds.select.coverage import DEFAULT_STRATA
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -163,4 +170,179 @@ class ScoreConfig:
         return identity
 
 
-__all__ = ["CLUSTERING", "DEFAULT_SHARD_SIZE", "RUNTIME_ONLY", "ScoreConfig"]
+# Option groups of ``euds select --help``.
+SELECTION, DUPLICATES, TARGETING = ("selection", "duplicates", "target matching")
+
+
+@dataclass
+class SelectConfig:
+    """Everything that decides a selection (see ``euds select --help``); the options of
+    :func:`euds.select.select` plus what only a file job has (``stratify`` by name, a
+    ``target`` sample file). Give exactly one of ``budget`` and ``intervals``."""
+
+    budget: float | None = _option(None, "share of records to keep, e.g. 0.16", SELECTION)
+    # _option's defaults are immutable (None, 0.5): a field() per instance is not needed.
+    intervals: dict[str, tuple[float, float]] | None = _option(  # noqa: RUF009
+        None,
+        "an interval per signal (quantiles unless --absolute); repeat for several",
+        SELECTION,
+        flag="--interval",
+        type="interval",
+        metavar="SIGNAL=LO:HI",
+    )
+    signals: tuple[str, ...] | None = _option(
+        None,
+        "signals to select on, nll and bpb too (default: generative when it is scored and no "
+        "--method is given, else all scored; coverage: its score; typical and target: the "
+        "signals whose --tails are dropped first)",
+        SELECTION,
+        flag="--signals",
+        run_flag="--select-signals",
+        type="signals",
+    )
+    method: str | None = _option(None, "how to select (see euds.select)", SELECTION)
+    position: float | dict[str, float] = _option(  # noqa: RUF009
+        0.5,
+        "band position, 0 = lowest entropies; one number, or one per signal "
+        "(e.g. information=0.7,generative=0.4); typical: 0 = most typical",
+        SELECTION,
+        type="position",
+        metavar="P | SIGNAL=P,...",
+    )
+    absolute: bool = _option(False, "--interval gives score values", SELECTION)
+    on_nonfinite: str = _option(
+        "raise", "infinite scores: an error, or dropped", SELECTION, choices=("raise", "drop")
+    )
+    seed: int = _option(
+        0,
+        "seed of the tie-break among equal scores and of every draw",
+        SELECTION,
+        flag="--seed",
+        run_flag="--tie-seed",
+    )
+    stratify: str | None = _option(
+        None,
+        "a quota per k-means cluster (clusters) or per value of an input field, in proportion "
+        "to its size, the method inside each",
+        SELECTION,
+        metavar="clusters | FIELD",
+    )
+    tails: tuple[float, float] | None = _option(
+        None,
+        "filter-random, coverage, typical, target: the quantiles of each signal kept before "
+        "the method runs (default 0.05:0.95 for filter-random and coverage)",
+        SELECTION,
+        type="tails",
+        metavar="LO:HI",
+    )
+    strata: int = _option(
+        DEFAULT_STRATA, "coverage: equal-width strata of the score's range", SELECTION
+    )
+    keep_duplicates: bool = _option(
+        False, "keep every copy of an exact-duplicate text (default: the first)", DUPLICATES
+    )
+    drop_near_duplicates: bool = _option(
+        False,
+        "keep only the first of each group of near-duplicate texts (MinHash over the folded "
+        "text's 5-character shingles: a pair of Jaccard similarity 0.5 is found half the time, "
+        "0.7 almost always)",
+        DUPLICATES,
+    )
+    drop_contained: bool = _option(
+        False,
+        "drop a text whose folded words occur inside a longer text of the input",
+        DUPLICATES,
+    )
+    target: str | None = _option(
+        None,
+        "target: a file of unlabelled texts from the distribution wanted (any input format)",
+        TARGETING,
+        metavar="FILE",
+    )
+    target_field: str | None = _option(
+        None, "the target file's text field (default: the input's)", TARGETING
+    )
+    target_score: str = _option(
+        "embedding",
+        "target similarity: embedding (k nearest target texts), ngram (DSIR) or both",
+        TARGETING,
+        choices=("embedding", "ngram", "both"),
+    )
+
+    def check(self) -> None:
+        """Refuses what cannot work, before any file is read (``ValueError`` naming the option)."""
+        from euds.select import METHODS, TARGET, TARGET_SCORES
+
+        if (self.budget is None) == (self.intervals is None):
+            raise ValueError("give exactly one of budget (--budget) and intervals (--interval)")
+        if self.budget is not None and (
+            isinstance(self.budget, bool)
+            or not isinstance(self.budget, (int, float))
+            or not 0 < self.budget <= 1
+        ):
+            raise ValueError(f"budget must be a share in (0, 1], got {self.budget!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64), got {self.seed!r}")
+        if not _is_int(self.strata) or self.strata < 1:
+            raise ValueError(f"strata must be a positive int, got {self.strata!r}")
+        if self.on_nonfinite not in ("raise", "drop"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {self.on_nonfinite!r}")
+        if self.signals is not None:
+            if isinstance(self.signals, str):
+                raise ValueError(f"signals must be a list of names, got {self.signals!r}")
+            self.signals = tuple(self.signals)
+        positions = (
+            self.position.values() if isinstance(self.position, Mapping) else [self.position]
+        )
+        for p in positions:
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ValueError(f"position must lie in [0, 1], got {self.position!r}")
+        if self.tails is not None:
+            lo, hi = self.tails
+            if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))) or not (
+                0 <= lo < hi <= 1
+            ):
+                raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1: {self.tails}")
+        for name in ("absolute", "keep_duplicates", "drop_near_duplicates", "drop_contained"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.target_score not in TARGET_SCORES:
+            raise ValueError(f"target_score must be one of {TARGET_SCORES}: {self.target_score!r}")
+        if (self.method == TARGET) != (self.target is not None):
+            raise ValueError(
+                "method target needs a target sample (--target FILE), and a target sample "
+                "needs --method target"
+            )
+        if self.target is not None and not Path(self.target).is_file():
+            raise ValueError(f"target file not found: {self.target}")
+
+    def select_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`euds.select.select` (stratify excluded: a file job
+        turns its name into labels)."""
+        skip = {"stratify", "target", "target_field", "target_score"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.target is not None:
+            out["target"] = os.fspath(self.target)
+        return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+__all__ = [
+    "CLUSTERING",
+    "DEFAULT_SHARD_SIZE",
+    "RUNTIME_ONLY",
+    "ScoreConfig",
+    "SelectConfig",
+]

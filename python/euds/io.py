@@ -856,6 +856,46 @@ def read_batches(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[Record
     return iter(RecordReader(path, **kwargs))
 
 
+def read_texts(path: str | os.PathLike[str], **kwargs: Any) -> list[str | None]:
+    """The text of every record of an input, in input order, as the scoring pass reads it
+    (None where a record has none); ``kwargs`` are :class:`RecordReader`'s."""
+    texts: list[str | None] = []
+    for batch in RecordReader(path, **kwargs):
+        texts.extend(batch.texts)
+    return texts
+
+
+def read_field(path: str | os.PathLike[str], name: str, *, format: str | None = None) -> np.ndarray:
+    """The value of the field ``name`` of every record of an input, in input order, as euds's
+    reader counts records (object array; None where a record lacks the field or cannot be
+    read). A CSV/TSV or Parquet file without that column, or a JSONL file none of whose
+    records has it, raises ``ValueError``."""
+    path = Path(path)
+    fmt, gz = resolve_format(path, format, None)
+    out: list[Any] = []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if name not in pq.read_schema(path).names:
+            raise ValueError(f"{path} has no column {name!r} to stratify by")
+        out = pq.read_table(path, columns=[name]).column(name).to_pylist()
+    elif fmt in ("csv", "tsv"):
+        header, rows = iter_csv_rows(path, gz, fmt)
+        if name not in header:
+            raise ValueError(f"{path} has no column {name!r} to stratify by; columns: {header}")
+        at = header.index(name)
+        out = [None if row is None or len(row) != len(header) else row[at] for _, row in rows]
+    else:
+        for _, raw in iter_jsonl_lines(path, gz):
+            record = parse_jsonl_line(raw)
+            out.append(record.get(name) if isinstance(record, dict) else None)
+        if out and all(v is None for v in out):
+            raise ValueError(f"no record of {path} has the field {name!r} to stratify by")
+    values = np.empty(len(out), dtype=object)
+    values[:] = out
+    return values
+
+
 def write_selected(
     path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from euds.config import ScoreConfig
+from euds.config import ScoreConfig, SelectConfig
 from euds.engines import driver
 from euds.engines.driver import Engine, ScoreSummary
 from euds.engines.local import LocalEngine
 from euds.io import detect_format
 from euds.report import write_report
-from euds.select import SelectionOutput, select_file
+from euds.subset import SelectionOutput, select_file
 
 log = logging.getLogger("euds")
 
@@ -36,13 +36,16 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     command: list[str] | None = None,
-    **selection: Any,
+    selection: SelectConfig | None = None,
+    **options: Any,
 ) -> RunResult:
     """Scores ``input_path`` into ``out_dir/scores`` (a complete directory with the same input and
     configuration is reused as it is), selects into ``out_dir/selected.<input's extension>`` and
-    writes ``out_dir/report.html``. ``selection`` takes :func:`euds.select.select_file`'s
-    options (``stratify`` may name ``"clusters"`` or an input field);
-    ``engine`` scores (default: the local engine; the selection is written locally)."""
+    writes ``out_dir/report.html``. ``selection`` (or ``options``, its fields as keywords)
+    says what to keep (``stratify`` may name ``"clusters"`` or an input field); ``engine``
+    scores (default: the local engine; the selection is written locally)."""
+    selection = selection or SelectConfig(**options)
+    selection.check()  # before the scoring pass, not after it
     input_path, out = Path(input_path), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores_dir = out / "scores"
@@ -64,10 +67,10 @@ def run(
         input_path,
         scores_dir,
         out / f"selected{suffix or '.' + fmt}",
+        selection,
         format=config.format if config else None,
         command=command,
         overwrite=overwrite,
-        **selection,
     )
     report = write_report(scores_dir, out / "report.html", selection_manifest=selected.manifest)
     return RunResult(scores=scores_dir, summary=summary, selected=selected, report=report)

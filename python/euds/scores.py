@@ -6,8 +6,8 @@ Layout of ``SCORES_DIR``::
                           status ("scoring" until the pass and the late columns are done)
     part-00000.parquet    rows [0, shard_size): id, information, generative, nll, bpb,
                           n_tokens, truncated, flags (the signals scored in the pass),
-                          text_hash (the exact-duplicate key of :func:`euds.batch.text_hashes`),
-                          near_keys (MinHash band keys, :func:`euds.batch.near_duplicate_keys`);
+                          text_hash and near_keys (the exact- and near-duplicate keys of
+                          :mod:`euds.duplicates`);
                           text_hash, near_keys and bpb are absent in directories scored
                           before they existed
     emb-00000.npy         float16 embeddings of those rows (semantic signal), kept so that
@@ -272,6 +272,21 @@ class ScoreDir:
                 raise ValueError(f"{self.path}: shard {shard.index} kept no embeddings")
             labels.append(nearest_centroid(self.embeddings(shard), centroids))
         return np.concatenate(labels)
+
+    def embedding_matrix(self) -> np.ndarray:
+        """Every record's stored embedding, in input order, as float32 ``[n, d]`` (NaN rows for
+        records without text)."""
+        parts = []
+        for shard in self.shards():
+            if embedding_name(shard.index) not in shard.files:
+                raise ValueError(
+                    f"{self.path} kept no embeddings (shard {shard.index}): score with the "
+                    "semantic signal to select by embeddings"
+                )
+            parts.append(np.asarray(self.embeddings(shard), dtype=np.float32))
+        if not parts:
+            raise ValueError(f"{self.path} holds no scores yet")
+        return np.concatenate(parts)
 
     def token_ids(self, shard: ShardInfo) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.path / ids_name(shard.index)) as z:

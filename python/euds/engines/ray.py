@@ -426,16 +426,18 @@ def select_ray(
     input_path: str | os.PathLike[str],
     scores: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
+    config: Any = None,
     *,
     address: str | None = None,
     format: str | None = None,
     command: list[str] | None = None,
+    overwrite: bool = False,
     **options: Any,
 ):
-    """Like :func:`euds.select.select_file`, with the filter over the input run on Ray Data:
+    """Like :func:`euds.subset.select_file`, with the filter over the input run on Ray Data:
     the kept mask (one byte a record) is shipped to the workers, the input is read and
     filtered there, and the kept records stream back in input order into the output file."""
-    from euds import select as selection
+    from euds import subset
 
     def ray_writer(path, out, keep, *, format=None, gzip_output=None, sha256=None):
         written = _write_selected_ray(
@@ -445,13 +447,15 @@ def select_ray(
             raise InputError(Path(path), "changed while the selection was written; select again")
         return written
 
-    return selection.select_file(
+    return subset.select_file(
         input_path,
         scores,
         output_path,
+        config,
         format=format,
         command=command,
         writer=ray_writer,
+        overwrite=overwrite,
         **options,
     )
 

@@ -1,7 +1,8 @@
-"""Rendering an experiment's summary (:func:`euds.experiment.run_experiments`): Markdown tables of
-paired differences from random with 95% intervals and Holm-corrected significance, the noise
-table, the subsets' make-up, and SVG plots of accuracy against the share of data kept. Like
-:mod:`euds.report`, inline SVG written here."""
+"""Rendering an experiment's summary (:func:`euds.research.experiment.run_experiments`): Markdown
+tables of paired differences from random with 95% intervals, the minimum detectable effect of
+each cell and Holm-corrected significance, the default's non-inferiority, the junk kept per kind,
+the subsets' make-up, and SVG plots of accuracy against the share of data kept (inline SVG
+written here, like :mod:`euds.report`)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,48 @@ from typing import Any
 
 import numpy as np
 
-from euds.experiment import DEDUP, STEP_MATCHED
-from euds.stats import holm, paired, tost
+from euds.research.methods import (
+    DEFAULT,
+    FULL,
+    LENGTH_MATCHED,
+    RANDOM,
+    STEP_MATCHED,
+)
+from euds.research.stats import holm, mde, noninferiority, paired, tost
 
-RANDOM = "random"
 PRIMARY_BUDGET = 0.16
 TOST_BUDGET, TOST_MARGIN = 0.3, 1.0  # points of accuracy
-PLOTTED = ("random", "default", "auto", "intersect", "filter-random", "random+clusters")
+NONINFERIORITY_MARGIN = 0.5  # points of accuracy
+PLOTTED = ("random", "default", "coverage", "typical", "target", "random+classes")
 
 
 def _points(value: float) -> float:
     return 100.0 * value
 
 
+def with_default(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` plus, at every budget where a default was chosen, a copy of the chosen
+    candidate's rows (and of its length-matched control's) named ``default``
+    (``default~length``)."""
+    by_budget = choice.get("by_budget", {})
+    out = list(rows)
+    for r in rows:
+        chosen = by_budget.get(str(r["budget"]))
+        if chosen is None:
+            continue
+        if r["method"] == chosen:
+            out.append({**r, "method": DEFAULT})
+        elif r["method"] == chosen + LENGTH_MATCHED:
+            out.append({**r, "method": DEFAULT + LENGTH_MATCHED})
+    return out
+
+
 def comparisons(
     rows: list[dict[str, Any]], metric: str, pool: str
 ) -> dict[tuple[str, float], dict[str, Any]]:
-    """Per (method, budget) on one pool: mean metric and the paired difference from random
-    (points; step-matched rows from step-matched random), with Holm-adjusted p over every
-    method x budget of the table."""
+    """Per (method, budget) on one pool: mean metric, the paired difference from random
+    (points; step-matched rows from step-matched random) with its MDE, and the Holm-adjusted p
+    over every method x budget of the table."""
     by: dict[tuple[str, float], dict[int, float]] = {}
     for r in rows:
         if r["pool"] == pool and not _nan(r.get(metric)):
@@ -46,11 +70,18 @@ def comparisons(
         base = by.get((baseline, budget))
         if method != baseline and base:
             seeds = sorted(set(values) & set(base))
-            cell["diff"] = paired([_points(values[s] - base[s]) for s in seeds])
+            d = [_points(values[s] - base[s]) for s in seeds]
+            cell["diff"] = paired(d)
+            cell["mde"] = mde(d)
+            cell["differences"] = d
         out[(method, budget)] = cell
-    keys = [k for k, c in out.items() if "diff" in c]
+    # The copies named default are not comparisons of their own.
+    keys = [k for k, c in out.items() if "diff" in c and not k[0].startswith(DEFAULT)]
     for k, p in zip(keys, holm([out[k]["diff"].p for k in keys]), strict=True):
         out[k]["p_holm"] = float(p)
+    for (method, _), c in out.items():
+        if method.startswith(DEFAULT) and "diff" in c:
+            c["p_holm"] = float("nan")
     return out
 
 
@@ -64,17 +95,15 @@ def _cell(c: dict[str, Any] | None) -> str:
     if "diff" not in c:
         return f"{c['mean']:.1f}"
     d = c["diff"]
-    text = f"{c['mean']:.1f} ({d.mean:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}])"
+    text = f"{c['mean']:.1f} ({d.mean:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}]; MDE {c['mde']:.1f})"
     return f"**{text}**" if c.get("p_holm", 1.0) < 0.05 else text
 
 
 def _methods_in(rows: list[dict[str, Any]]) -> list[str]:
     seen = list(dict.fromkeys(r["method"] for r in rows))
-    first = [m for m in (RANDOM, "default") if m in seen]
+    first = [m for m in (RANDOM, DEFAULT) if m in seen]
     return (
-        first
-        + [m for m in seen if m not in first and m != "full"]
-        + (["full"] if "full" in seen else [])
+        first + [m for m in seen if m not in first and m != FULL] + ([FULL] if FULL in seen else [])
     )
 
 
@@ -109,21 +138,35 @@ def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.0005 else f"p = {p:.3f}"
 
 
-def primary(rows: list[dict[str, Any]], metric: str = "accuracy", method: str = "default") -> str:
-    """The pre-registered comparison: ``method`` vs random at 16% on the clean pool."""
-    what = "fine-tuned" if metric == "accuracy" else "linear probe"
-    c = comparisons(rows, metric, "clean").get((method, PRIMARY_BUDGET))
-    if not c or "diff" not in c:
-        return f"Default vs random at 16% ({what}, clean pool): not run."
-    d = c["diff"]
-    return (
-        f"Default vs random at 16% ({what}, clean pool, n = {d.n} seeds): {d.mean:+.2f} points "
-        f"[95% CI {d.lo:+.2f}, {d.hi:+.2f}], {p_text(d.p)}."
+def noninferiority_lines(rows: list[dict[str, Any]], metric: str, pool: str = "clean") -> str:
+    """The default against random at every budget: one-sided test that it is no more than
+    :data:`NONINFERIORITY_MARGIN` points under random."""
+    cells = comparisons(rows, metric, pool)
+    lines = []
+    for (method, budget), c in sorted(cells.items(), key=lambda kv: kv[0][1]):
+        if method != DEFAULT or "differences" not in c:
+            continue
+        d = c["differences"]
+        p = noninferiority(d, NONINFERIORITY_MARGIN)
+        lo = paired(d, level=0.90).lo  # the one-sided 95% bound
+        verdict = "shown" if p < 0.05 else "not shown"
+        lines.append(
+            f"| {budget:.0%} | {len(d)} | {np.mean(d):+.2f} | {lo:+.2f} | {p_text(p)} | {verdict} |"
+        )
+    if not lines:
+        return "(no default rows)"
+    return "\n".join(
+        [
+            f"| budget | seeds | default − random | one-sided 95% lower bound | p (H0: ≤ "
+            f"−{NONINFERIORITY_MARGIN:g}) | non-inferior |",
+            "|---|---|---|---|---|---|",
+            *lines,
+        ]
     )
 
 
 def equivalence(
-    rows: list[dict[str, Any]], label: str, metric: str = "accuracy", method: str = "default"
+    rows: list[dict[str, Any]], label: str, metric: str = "accuracy", method: str = DEFAULT
 ) -> str:
     """TOST of ``method`` at 30% against the full pool, margin 1 point, clean pool; ``label``
     names the method in the line, the same way for the probe and the fine-tunes."""
@@ -132,7 +175,7 @@ def equivalence(
     for r in rows:
         if r["pool"] == "clean" and not _nan(r.get(metric)):
             by.setdefault((r["method"], r["budget"]), {})[r["seed"]] = r[metric]
-    full, part = by.get(("full", 1.0)), by.get((method, TOST_BUDGET))
+    full, part = by.get((FULL, 1.0)), by.get((method, TOST_BUDGET))
     if not full or not part:
         return f"Within 1 point of full at 30% (TOST, {what}): not run."
     seeds = sorted(set(full) & set(part))
@@ -147,8 +190,34 @@ def equivalence(
     )
 
 
+def junk_share_table(rows: list[dict[str, Any]], methods: list[str]) -> str:
+    """Junk kept (% of the subset, mean over seeds) on the noisy pool, method x budget."""
+    noisy = [r for r in rows if r["pool"] == "noisy" and "junk_share" in r]
+    if not noisy:
+        return "(no noisy pool)"
+    budgets = sorted({r["budget"] for r in noisy if r["budget"] < 1.0})
+    lines = [
+        "| method | " + " | ".join(f"{b:.0%}" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for m in methods:
+        cells = []
+        for b in budgets:
+            rs = [r["junk_share"] for r in noisy if r["method"] == m and r["budget"] == b]
+            cells.append(f"{100 * np.mean(rs):.1f}" if rs else "")
+        if any(cells):
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    full = [r["junk_share"] for r in noisy if r["method"] == FULL]
+    if full:
+        lines.append(f"| whole pool | {100 * np.mean(full):.1f} |" + " |" * (len(budgets) - 1))
+    return "\n".join(lines)
+
+
 def noise_table(rows: list[dict[str, Any]], budget: float, methods: list[str]) -> str:
-    noisy = [r for r in rows if r["pool"] == "noisy" and r["budget"] == budget]
+    """Junk kept per kind (counts, mean over seeds) on the noisy pool at one budget."""
+    noisy = [
+        r for r in rows if r["pool"] == "noisy" and r["budget"] == budget and "junk_share" in r
+    ]
     if not noisy:
         return "(no noisy pool)"
     kinds = sorted({k for r in noisy for k in r.get("junk_kept", {})})
@@ -162,24 +231,72 @@ def noise_table(rows: list[dict[str, Any]], budget: float, methods: list[str]) -
             continue
         share = 100 * np.mean([r["junk_share"] for r in rs])
         per_kind = [np.mean([r["junk_kept"].get(k, 0) for r in rs]) for k in kinds]
-        lines.append(f"| {m} | {share:.1f} | " + " | ".join(f"{v:.0f}" for v in per_kind) + " |")
+        lines.append(f"| {m} | {share:.1f} | " + " | ".join(f"{v:.1f}" for v in per_kind) + " |")
+    return "\n".join(lines)
+
+
+def default_noise_table(rows: list[dict[str, Any]]) -> str:
+    """The default's junk kept per kind at every budget (counts, mean over seeds)."""
+    noisy = [
+        r for r in rows if r["pool"] == "noisy" and r["method"] == DEFAULT and "junk_share" in r
+    ]
+    if not noisy:
+        return "(no noisy pool)"
+    kinds = sorted({k for r in noisy for k in r.get("junk_kept", {})})
+    lines = [
+        "| budget | kept | junk kept % | " + " | ".join(kinds) + " |",
+        "|---|---|---|" + "---|" * len(kinds),
+    ]
+    for b in sorted({r["budget"] for r in noisy}):
+        rs = [r for r in noisy if r["budget"] == b]
+        share = 100 * np.mean([r["junk_share"] for r in rs])
+        per_kind = [np.mean([r["junk_kept"].get(k, 0) for r in rs]) for k in kinds]
+        lines.append(
+            f"| {b:.0%} | {rs[0]['records']} | {share:.1f} | "
+            + " | ".join(f"{v:.1f}" for v in per_kind)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def makeup_table(rows: list[dict[str, Any]], budget: float, methods: list[str]) -> str:
-    clean = [r for r in rows if r["pool"] == "clean" and r["budget"] in (budget, 1.0)]
-    lines = [
-        "| method | median words | largest class share | clusters covered |",
-        "|---|---|---|---|",
+    clean = [
+        r
+        for r in rows
+        if r["pool"] == "clean" and r["budget"] in (budget, 1.0) and "median_words" in r
     ]
-    for m in [*methods, "full"]:
+    lines = [
+        "| method | median words | largest class share | classes covered | clusters covered |",
+        "|---|---|---|---|---|",
+    ]
+    for m in [*methods, FULL]:
         rs = [r for r in clean if r["method"] == m]
         if rs:
             lines.append(
                 f"| {m} | {np.mean([r['median_words'] for r in rs]):.1f} | "
                 f"{np.mean([r['largest_class_share'] for r in rs]):.3f} | "
+                f"{np.mean([r.get('classes_covered', float('nan')) for r in rs]):.1f} | "
                 f"{np.mean([r['clusters_covered'] for r in rs]):.1f} |"
             )
+    return "\n".join(lines)
+
+
+def choice_table(choice: dict[str, Any]) -> str:
+    """The default at each budget with its worst-case dev gain, and the runner-up."""
+    worst = choice.get("worst_dev_gain", {})
+    lines = [
+        "| budget | default | worst-case dev gain | runner-up | its worst-case dev gain |",
+        "|---|---|---|---|---|",
+    ]
+    for b, chosen in sorted(choice.get("by_budget", {}).items(), key=lambda kv: float(kv[0])):
+        w = worst.get(b, {})
+        others = sorted((m for m in w if m != chosen), key=lambda m: -w[m])
+        second = others[0] if others else ""
+        lines.append(
+            f"| {float(b):.0%} | {chosen} | {w.get(chosen, float('nan')):+.2f} | {second} | "
+            + (f"{w[second]:+.2f}" if second else "")
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -191,9 +308,10 @@ def rank_correlation(screen: list[dict[str, Any]], runs: list[dict[str, Any]]) -
     def means(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, str, float], float]:
         groups: dict[tuple[str, str, float], list[float]] = {}
         for r in rows:
-            groups.setdefault((r["pool"], r.get("candidate", r["method"]), r["budget"]), []).append(
-                r[metric]
-            )
+            if _nan(r.get(metric)):
+                continue
+            key = (r["pool"], r.get("candidate", r["method"]), r["budget"])
+            groups.setdefault(key, []).append(r[metric])
         return {k: float(np.mean(v)) for k, v in groups.items()}
 
     probe, fine = means(screen, "probe_eval"), means(runs, "accuracy")
@@ -205,38 +323,6 @@ def rank_correlation(screen: list[dict[str, Any]], runs: list[dict[str, Any]]) -
         f"Probe vs fine-tune rank correlation (Spearman, over the {len(keys)} pool x method x "
         f"budget cells both measured): rho = {rho:.2f} ({p_text(p)})."
     )
-
-
-def auto_lines(screen: list[dict[str, Any]]) -> str:
-    lines = []
-    for pool in ("clean", "noisy"):
-        rows = [r for r in screen if r["pool"] == pool and r["method"] == "auto"]
-        if not rows:
-            continue
-        chosen: dict[str, int] = {}
-        for r in rows:
-            t = r["tuned"]
-            name = f"{t['method']}@{t['position']}"
-            chosen[name] = chosen.get(name, 0) + 1
-        top = ", ".join(f"{k} x{v}" for k, v in sorted(chosen.items(), key=lambda kv: -kv[1])[:6])
-        cells = comparisons(
-            [
-                {**r, "method": "random" if r["method"] == "best-of-25-random" else r["method"]}
-                for r in screen
-                if r["pool"] == pool and r["method"] in ("auto", "best-of-25-random")
-            ],
-            "probe_eval",
-            pool,
-        )
-        diffs = ", ".join(
-            f"{b:.0%}: {c['diff'].mean:+.1f} [{c['diff'].lo:+.1f}, {c['diff'].hi:+.1f}]"
-            for (m, b), c in sorted(cells.items(), key=lambda kv: kv[0][1])
-            if m == "auto" and "diff" in c
-        )
-        lines.append(
-            f"- {pool} pool: chosen {top}; auto - best-of-25-random (probe, eval): {diffs}"
-        )
-    return "\n".join(lines)
 
 
 def svg_lines(title: str, series: dict[str, list[tuple[float, float, float, float]]]) -> str:
@@ -251,7 +337,7 @@ def svg_lines(title: str, series: dict[str, list[tuple[float, float, float, floa
     w, h, m = 760, 420, 70
     colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
 
-    def x(b: float) -> float:  # log scale: budgets from 5% to 100%
+    def x(b: float) -> float:  # log scale: budgets from 1% to 100%
         a, z = math.log(xs[0]), math.log(xs[-1])
         return m + (math.log(b) - a) / max(z - a, 1e-9) * (w - 2 * m - 110)
 
@@ -301,9 +387,11 @@ def plot(rows: list[dict[str, Any]], metric: str, pool: str, title: str) -> str:
     series: dict[str, list[tuple[float, float, float, float]]] = {}
     groups: dict[tuple[str, float], list[float]] = {}
     for r in rows:
-        if r["pool"] == pool and r["method"] in (*PLOTTED, "full") and not _nan(r.get(metric)):
+        if r["pool"] == pool and r["method"] in (*PLOTTED, FULL) and not _nan(r.get(metric)):
             groups.setdefault((r["method"], r["budget"]), []).append(_points(r[metric]))
     for (method, budget), v in sorted(groups.items()):
+        if method == FULL:
+            continue
         a = np.array(v)
         half = (
             float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
@@ -311,45 +399,19 @@ def plot(rows: list[dict[str, Any]], metric: str, pool: str, title: str) -> str:
             else float("nan")
         )
         mean = float(a.mean())
-        if method == "full":
-            continue
         series.setdefault(method, []).append((budget, mean, mean - half, mean + half))
-    full = groups.get(("full", 1.0))
+    full = groups.get((FULL, 1.0))
     if full:
         for pts in series.values():
             pts.append((1.0, float(np.mean(full)), float("nan"), float("nan")))
     return svg_lines(title, series)
 
 
-def _choice_pools(default: dict[str, Any]) -> str:
-    """Which pools chose the default and, when some were left out, what all of them would choose."""
-    pools = default.get("pools")
-    if not pools:
-        return ""
-    text = "; pools " + "; ".join(f"{name}: {', '.join(p)}" for name, p in pools.items())
-    every = default.get("every_pool")
-    if every:
-        gain = every["mean_dev_gain"]
-        top = sorted(gain, key=lambda m: -gain[m])[:2]
-        text += (
-            f". With every screened pool the rule would choose {every['method']} ("
-            + ", ".join(f"{m} {100 * gain[m]:+.2f}" for m in top)
-            + " mean dev points over random)"
-        )
-    return text
-
-
 def write_report(summary: dict[str, Any], out: Path) -> None:
     """results.md, probe_clean.svg and probe_noisy.svg in ``out``."""
     (out / "results.md").write_text(markdown(summary))
+    rows = with_default(summary["screen"], summary["default"])
     for pool in ("clean", "noisy"):
-        rows = [
-            {
-                **r,
-                "method": "default" if r["method"] == summary["default"]["method"] else r["method"],
-            }
-            for r in summary["screen"]
-        ]
         (out / f"probe_{pool}.svg").write_text(
             plot(
                 rows,
@@ -360,74 +422,53 @@ def write_report(summary: dict[str, Any], out: Path) -> None:
         )
 
 
-def _dedup_section(
-    screen: list[dict[str, Any]], dedup_rows: list[dict[str, Any]], default: str, dedup: list[str]
-) -> list[str]:
-    """Near-duplicate removal: junk kept on the noisy pool at 16%, each method without and
-    with it (``screen``: every row), then the probe with it on each pool (``dedup_rows``: its
-    own rows and random's, one Holm family)."""
-    rename = {default: "default", default + DEDUP: "default" + DEDUP}
-    pairs = [rename.get(m, m) for d in dedup for m in (d[: -len(DEDUP)], d)]
-    every = [{**r, "method": rename.get(r["method"], r["method"])} for r in screen]
-    rows = [{**r, "method": rename.get(r["method"], r["method"])} for r in dedup_rows]
-    parts = [
-        "## Near-duplicate removal (`--drop-near-duplicates`; probe pools)",
-        "",
-        "Junk kept on the noisy pool at 16% without and with it (counts per kind, mean over "
-        "seeds):",
-        "",
-        noise_table(every, PRIMARY_BUDGET, pairs),
-        "",
-    ]
-    for pool in ("clean", "noisy"):
-        if any(r["pool"] == pool for r in rows):
-            parts += [
-                f"Linear probe with it, {pool} pool (eval accuracy, points):",
-                "",
-                table(rows, "probe_eval", pool, [rename.get(m, m) for m in dedup]),
-                "",
-            ]
-    return parts
-
-
 def markdown(summary: dict[str, Any]) -> str:
-    default = summary["default"]["method"]
-    # Near-duplicate removal has its own section (and Holm family): the main tables are as
-    # they were before it was screened.
-    screen: list[dict[str, Any]] = [r for r in summary["screen"] if not r["method"].endswith(DEDUP)]
-    dedup_rows = [
-        r for r in summary["screen"] if r["method"].endswith(DEDUP) or r["method"] == RANDOM
-    ]
+    choice = summary["default"]
+    screen = with_default(summary["screen"], choice)
     runs: list[dict[str, Any]] = summary["finetune"]
-    main = [m for m in _methods_in(screen) if "~length" not in m or m.startswith(default + "~")]
-    dedup = [m for m in _methods_in(dedup_rows) if m.endswith(DEDUP)]
+    main = [m for m in _methods_in(screen) if LENGTH_MATCHED not in m or m.startswith(DEFAULT)]
+    controls = [m for m in _methods_in(screen) if m.endswith(LENGTH_MATCHED)]
+    listed = [m for m in main if m != FULL]
+    seeds = sorted({r["seed"] for r in screen})
     parts = [
         f"# {summary['name']}",
         "",
         f"Pool {summary['pool']:,} records per seed (from a superset of {summary['superset']:,}), "
-        f"dev {summary['dev']:,}, eval {summary['eval']:,}; seeds "
-        f"{sorted({r['seed'] for r in screen})}. Default chosen on dev: **{default}** "
-        f"({summary['default']['rule']}{_choice_pools(summary['default'])}).",
+        f"dev {summary['dev']:,}, eval {summary['eval']:,}; {len(seeds)} seeds. Datasets that "
+        f"chose the default: {', '.join(choice.get('datasets', []))} (dev only; rule: "
+        f"{choice.get('rule', '')}).",
+        "",
+        "## The default, chosen on dev",
+        "",
+        choice_table(choice),
         "",
         "## Linear probe on the kept embeddings (eval accuracy, points)",
         "",
-        "Each cell: mean over seeds (paired difference from random [95% CI]); bold where the "
-        "Holm-corrected p over the table's comparisons is below .05.",
+        "Each cell: mean over seeds (paired difference from random [95% CI]; the minimum "
+        "detectable effect at 80% power, from the cell's own spread); bold where the "
+        "Holm-corrected p over the table's comparisons (the default's copies excluded) is "
+        "below .05. `default` repeats, at each budget, the candidate chosen there.",
         "",
     ]
     for pool in ("clean", "noisy"):
         if any(r["pool"] == pool for r in screen):
-            parts += [f"### {pool} pool", "", table(screen, "probe_eval", pool, main), ""]
+            parts += [
+                f"### {pool} pool",
+                "",
+                table(screen, "probe_eval", pool, main),
+                "",
+                f"Non-inferiority of the default ({pool} pool, probe, margin "
+                f"{NONINFERIORITY_MARGIN:g} point):",
+                "",
+                noninferiority_lines(screen, "probe_eval", pool),
+                "",
+            ]
     parts += [
-        primary(screen, "probe_eval", default),
+        "### Length-matched controls (clean pool)",
         "",
-        equivalence(screen, f"the default ({default})", "probe_eval", default),
+        table([r for r in screen if r["method"] in (RANDOM, *controls)], "probe_eval", "clean"),
         "",
-    ]
-    parts += [
-        "## Automatic interval (tuned on dev) and its control",
-        "",
-        auto_lines(screen),
+        equivalence(screen, "the default", "probe_eval"),
         "",
         "## Fine-tuned (eval accuracy, points)",
         "",
@@ -441,37 +482,29 @@ def markdown(summary: dict[str, Any]) -> str:
                     "",
                     table(pool_runs, "accuracy", pool),
                     "",
-                ]
-        parts += [
-            "Pre-registered primary comparison. " + primary(runs),
-            "",
-            equivalence(runs, f"the default ({default})"),
-            "",
-            *(
-                [
-                    equivalence(
-                        runs,
-                        f"the default ({default}, step-matched)",
-                        method="default" + STEP_MATCHED,
-                    ),
+                    "Non-inferiority of the default (fine-tuned, margin "
+                    f"{NONINFERIORITY_MARGIN:g} point):",
+                    "",
+                    noninferiority_lines(pool_runs, "accuracy", pool),
                     "",
                 ]
-                if any(r["method"] == "default" + STEP_MATCHED for r in runs)
-                else []
-            ),
-            rank_correlation(screen, runs),
-            "",
-        ]
+        parts += [rank_correlation(summary["screen"], runs), ""]
     else:
         parts += ["No fine-tunes ran.", ""]
-    listed = [m for m in main if m != "full"]
     parts += [
-        "## Junk kept on the noisy pool at 16% (probe pools; counts per kind, mean over seeds)",
+        "## Junk kept on the noisy pool (% of the subset, mean over seeds)",
+        "",
+        junk_share_table(screen, listed),
+        "",
+        "The default's junk per kind at every budget (counts, mean over seeds):",
+        "",
+        default_noise_table(screen),
+        "",
+        f"Every method's junk per kind at {PRIMARY_BUDGET:.0%} (counts, mean over seeds):",
         "",
         noise_table(screen, PRIMARY_BUDGET, listed),
         "",
-        *(_dedup_section(summary["screen"], dedup_rows, default, dedup) if dedup else []),
-        "## What the 16% subsets hold (clean pool, mean over seeds)",
+        f"## What the {PRIMARY_BUDGET:.0%} subsets hold (clean pool, mean over seeds)",
         "",
         makeup_table(screen, PRIMARY_BUDGET, listed),
         "",
@@ -479,3 +512,6 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+__all__ = ["comparisons", "markdown", "table", "write_report"]

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from euds.batch import text_hashes
-from euds.noise import _FOREIGN, KINDS, make_junk, noisy_pool
+from euds.duplicates import text_hashes
+from euds.research.noise import _FOREIGN, KINDS, make_junk, noisy_pool
 
 POOL = [
     "a gripping , beautifully shot film about loss",

@@ -1,5 +1,6 @@
 """The statistics of the experiment's claims: paired differences with a t interval, Holm's
-correction over a family of comparisons, and TOST equivalence.
+correction over a family of comparisons, TOST equivalence, one-sided non-inferiority, and the
+minimum detectable effect (what a cell could have seen).
 
 A claim "method beats random" is about the per-seed paired differences ``d_s = acc(method, s)
 - acc(random, s)``: seed s fixes the pool, the random subset and the fine-tune seed alike, so
@@ -80,3 +81,36 @@ def tost(differences: Any, margin: float) -> float:
     p_low = float(stats.t.sf((mean + margin) / se, n - 1))  # H0: mean <= -margin
     p_high = float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= margin
     return max(p_low, p_high)
+
+
+def mde(differences: Any, level: float = 0.95, power: float = 0.8) -> float:
+    """The minimum detectable effect of a paired t test on these differences: the true mean
+    difference it finds with probability ``power`` at two-sided ``level``, given their spread
+    and number, ``(t_{1-a/2} + t_power) * sd / sqrt(n)`` (NaN with fewer than 2)."""
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float)
+    n = len(d)
+    if n < 2:
+        return float("nan")
+    t_a = float(stats.t.ppf(0.5 + level / 2, n - 1))
+    t_b = float(stats.t.ppf(power, n - 1))
+    return (t_a + t_b) * float(d.std(ddof=1)) / float(np.sqrt(n))
+
+
+def noninferiority(differences: Any, margin: float) -> float:
+    """One-sided p of the t test that the mean difference is above ``-margin`` (H0: mean <=
+    -margin): non-inferiority is shown at level a when p < a."""
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=float)
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    n = len(d)
+    if n < 2:
+        return float("nan")
+    mean = float(d.mean())
+    se = float(d.std(ddof=1)) / np.sqrt(n)
+    if se == 0:
+        return 0.0 if mean > -margin else 1.0
+    return float(stats.t.sf((mean + margin) / se, n - 1))

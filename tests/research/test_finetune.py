@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from euds.finetune import (
+from euds.research.finetune import (
     FinetuneConfig,
     classification_metrics,
     finetune,
@@ -110,8 +110,8 @@ def test_qa_finetune_and_span_post_processing(tmp_path, data_dir):
 def test_qa_features_map_answers_to_token_spans(data_dir):
     from transformers import AutoTokenizer
 
-    from euds.finetune import _qa_features
     from euds.models import minilm_path
+    from euds.research.finetune import _qa_features
 
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))
     examples = read_squad(data_dir / "xquad_en" / "train.json.gz")[:30]

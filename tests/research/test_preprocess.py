@@ -2,7 +2,7 @@
 
 import pytest
 
-from euds import preprocess
+from euds.research import preprocess
 
 POST = """From: someone@example.edu (Some One)
 Subject: Re: Best CPU for a 486 board?

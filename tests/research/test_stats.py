@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from euds.stats import holm, paired, tost
+from euds.research.stats import holm, paired, tost
 
 
 def test_paired_matches_scipy_t_test_and_interval():

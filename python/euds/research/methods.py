@@ -1,0 +1,168 @@
+"""The methods the experiment compares, by name, and how each picks a subset of a pool
+(:func:`choose`): the one place their names live, for the runner and the report alike.
+
+* **Baselines** (:data:`BASELINES`): ``random`` (uniform), ``random+classes`` (stratified by
+  label), ``random+clusters`` (stratified by the pool's k-means clusters), and for each candidate
+  ``X~length``: random, matching X's count in every length decile of the pool. Every random draw
+  goes through :func:`random_rng`, one seeded generator per (seed, budget, kind of draw).
+* **Candidates** (:data:`CANDIDATES`): :func:`euds.select.select` settings — the entropy bands
+  (each signal, IGSE ``intersect`` and ``mean-rank``, cluster-stratified intersect), filter-then-
+  sample, coverage (CCS), typicality (TypiClust; ``atypical`` keeps the least typical), target
+  matching against the dev split's texts (unlabelled), and ``+clean`` variants that also drop
+  near-duplicate and contained texts. :data:`NEEDS_TARGET` are screened but never the default:
+  a user has no target sample unless they bring one.
+* ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
+  ``@full-steps``: a fine-tune trained for as many steps as the whole pool (:data:`STEP_MATCHED`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ALL = ["information", "generative", "semantic"]
+TAILS = (0.05, 0.95)
+CLEAN = {"drop_near_duplicates": True, "drop_contained": True}
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "information": {"signals": ["information"]},
+    "generative": {"signals": ["generative"]},
+    "semantic": {"signals": ["semantic"]},
+    "intersect": {"signals": ALL, "method": "intersect"},
+    "mean-rank": {"signals": ALL, "method": "mean-rank"},
+    "intersect+clusters": {"signals": ALL, "method": "intersect", "stratify": "clusters"},
+    "filter-random": {"signals": ALL, "method": "filter-random"},
+    "filter-random+clusters": {"signals": ALL, "method": "filter-random", "stratify": "clusters"},
+    "filter-random+clean": {"signals": ALL, "method": "filter-random", **CLEAN},
+    "coverage": {"method": "coverage"},
+    "coverage+clusters": {"method": "coverage", "stratify": "clusters"},
+    "coverage+clean": {"method": "coverage", **CLEAN},
+    "typical": {"method": "typical", "position": 0.0},
+    "typical+clean": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN},
+    "atypical": {"method": "typical", "position": 1.0},
+    "target": {"method": "target"},
+    "target+clusters": {"method": "target", "stratify": "clusters"},
+    "target+clean": {"method": "target", **CLEAN},
+}
+NEEDS_TARGET = ("target", "target+clusters", "target+clean")
+BASELINES = ("random", "random+classes", "random+clusters")
+RANDOM = "random"
+FULL = "full"
+DEFAULT = "default"
+LENGTH_MATCHED = "~length"
+STEP_MATCHED = "@full-steps"
+POOLS = ("clean", "noisy")
+# Salts of the random draws: each kind of draw has its own stream.
+_SALT = {"random": 0, "random+classes": 1, "random+clusters": 2, LENGTH_MATCHED: 3}
+
+
+def screened() -> list[str]:
+    """Every method the probe screens at every budget (the whole pool apart)."""
+    return [*BASELINES, *CANDIDATES, *(m + LENGTH_MATCHED for m in CANDIDATES)]
+
+
+def is_known(name: str) -> bool:
+    """A name a confirm item may list."""
+    base = name.removesuffix(LENGTH_MATCHED)
+    return base in CANDIDATES or base in BASELINES or name in (DEFAULT, FULL)
+
+
+def random_rng(seed: int, budget: float, kind: str) -> np.random.Generator:
+    """The generator of one random draw: seed s, budget b and the kind of draw fix it."""
+    return np.random.default_rng([seed, round(budget * 10_000), _SALT[kind]])
+
+
+def stratified_random(strata: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` records drawn uniformly inside each stratum, quotas by largest remainder."""
+    from euds.select import largest_remainder
+
+    names, codes = np.unique(strata, return_inverse=True)
+    quota = largest_remainder(np.bincount(codes, minlength=len(names)), count)
+    keep = np.zeros(len(strata), dtype=bool)
+    for c, q in enumerate(quota):
+        members = np.flatnonzero(codes == c)
+        keep[rng.choice(members, size=int(q), replace=False)] = True
+    return keep
+
+
+def length_deciles(words: np.ndarray) -> np.ndarray:
+    """Decile bin (0-9) of every record's length in the pool."""
+    edges = np.quantile(words, np.linspace(0.1, 0.9, 9))
+    return np.searchsorted(edges, words, side="right")
+
+
+def length_matched(keep: np.ndarray, words: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random subset with ``keep``'s number of records in every length decile of the pool."""
+    bins = length_deciles(words)
+    out = np.zeros(len(keep), dtype=bool)
+    for b in np.unique(bins):
+        members = np.flatnonzero(bins == b)
+        out[rng.choice(members, size=int(keep[members].sum()), replace=False)] = True
+    return out
+
+
+def choose(
+    method: str, budget: float, pool: Any, *, seed: int, memo: dict[Any, Any] | None = None
+) -> np.ndarray:
+    """The kept mask of a baseline or candidate on ``pool`` (a
+    :class:`~euds.research.pools.Pool`); ``memo`` keeps masks already made (a length-matched
+    control needs its candidate's)."""
+    if memo is not None:
+        key = (method, budget, seed)
+        if key not in memo:
+            memo[key] = _choose(method, budget, pool, seed, memo)
+        return memo[key]
+    return _choose(method, budget, pool, seed, None)
+
+
+def _choose(
+    method: str, budget: float, pool: Any, seed: int, memo: dict[Any, Any] | None
+) -> np.ndarray:
+    from euds.select import select
+
+    n = len(pool.records)
+    count = round(budget * n)
+    if method == RANDOM:
+        keep = np.zeros(n, dtype=bool)
+        keep[random_rng(seed, budget, method).choice(n, size=count, replace=False)] = True
+        return keep
+    if method == "random+classes":
+        return stratified_random(pool.labels, count, random_rng(seed, budget, method))
+    if method == "random+clusters":
+        return stratified_random(pool.clusters, count, random_rng(seed, budget, method))
+    if method.endswith(LENGTH_MATCHED):
+        base = choose(method.removesuffix(LENGTH_MATCHED), budget, pool, seed=seed, memo=memo)
+        return length_matched(base, pool.words, random_rng(seed, budget, LENGTH_MATCHED))
+    if method not in CANDIDATES:
+        raise ValueError(f"unknown method {method!r}")
+    spec = dict(CANDIDATES[method])
+    if spec.get("stratify") == "clusters":
+        spec["stratify"] = pool.clusters
+    if spec.get("method") == "typical":
+        spec["embeddings"] = pool.embeddings
+    if spec.get("drop_contained"):
+        spec["texts"] = [r["text"] for r in pool.records]
+    return select(pool.columns, budget=budget, seed=seed, on_nonfinite="drop", **spec).keep
+
+
+def subset_stats(keep: np.ndarray, pool: Any) -> dict[str, Any]:
+    """What a subset holds: size, median length, largest class share, clusters covered, junk."""
+    labels, junk = pool.labels[keep], pool.junk[keep]
+    _, class_counts = np.unique(labels, return_counts=True)
+    stats: dict[str, Any] = {
+        "records": int(keep.sum()),
+        "median_words": float(np.median(pool.words[keep])) if keep.any() else float("nan"),
+        "largest_class_share": float(class_counts.max() / keep.sum()) if keep.any() else 0.0,
+        "classes_covered": len(class_counts),
+        "clusters_covered": len(np.unique(pool.clusters[keep])),
+    }
+    if pool.kind == "noisy":
+        hashes = pool.columns["text_hash"][keep]
+        _, inverse, copies = np.unique(hashes.astype(str), return_inverse=True, return_counts=True)
+        # An exact duplicate is junk only when another copy is kept too.
+        is_junk = (junk != "") & ((junk != "exact_duplicate") | (copies[inverse] > 1))
+        stats["junk_share"] = float(is_junk.mean()) if keep.any() else 0.0
+        stats["junk_kept"] = {
+            kind: int(((junk == kind) & is_junk).sum()) for kind in sorted(set(pool.junk) - {""})
+        }
+    return stats

@@ -1,0 +1,84 @@
+"""Selection policy: which records of a scored pool to keep — arrays in, a mask and a reason per
+record out (:func:`select`). Files are :mod:`euds.subset`'s business.
+
+Methods (``method=``):
+
+* bands (:mod:`euds.select.bands`): ``single`` (one signal's band), ``intersect`` (IGSE: every
+  signal's band at once) and ``mean-rank``, by budget at a ``position`` or by ``intervals``;
+* ``filter-random``: drop each signal's junk tails, draw the budget uniformly from the rest;
+* ``coverage`` (:mod:`euds.select.coverage`): drop the tails, cover a score's range with
+  equal-width strata filled by water-filling, uniform inside each;
+* ``typical`` (:mod:`euds.select.typical`): one member per cluster of the stored embeddings,
+  as many clusters as the budget keeps, its most typical at ``position`` 0;
+* ``target`` (:mod:`euds.select.target`): the most similar to a sample of the texts wanted.
+
+Any of them with ``stratify`` (a quota per cluster or group), after the duplicate rules of
+:mod:`euds.duplicates` (exact, near, contained). The rules every method shares are in
+:mod:`euds.select.policy`.
+"""
+
+from euds.duplicates import near_duplicate_groups, near_key_matrix
+from euds.select.bands import MEAN_RANK
+from euds.select.coverage import DEFAULT_STRATA
+from euds.select.policy import (
+    COVERAGE,
+    DEFAULT_SIGNALS,
+    DEFAULT_TAILS,
+    FILTER_RANDOM,
+    METHODS,
+    NEAR_KEYS,
+    REASON_CONTAINED,
+    REASON_DUPLICATE,
+    REASON_KEPT,
+    REASON_LESS_TARGET_LIKE,
+    REASON_NEAR_DUPLICATE,
+    REASON_NONFINITE,
+    REASON_NOT_SAMPLED,
+    REASON_OTHER_IN_CLUSTER,
+    REASON_OUTSIDE,
+    REASON_TAIL,
+    REASON_UNSCORED,
+    SELECTABLE,
+    TEXT_HASH,
+    TYPICAL,
+    Method,
+    Selection,
+    select,
+)
+from euds.select.quotas import largest_remainder, water_filling
+from euds.select.target import TARGET, TARGET_SCORES, target_column
+
+__all__ = [
+    "COVERAGE",
+    "DEFAULT_SIGNALS",
+    "DEFAULT_STRATA",
+    "DEFAULT_TAILS",
+    "FILTER_RANDOM",
+    "MEAN_RANK",
+    "METHODS",
+    "NEAR_KEYS",
+    "REASON_CONTAINED",
+    "REASON_DUPLICATE",
+    "REASON_KEPT",
+    "REASON_LESS_TARGET_LIKE",
+    "REASON_NEAR_DUPLICATE",
+    "REASON_NONFINITE",
+    "REASON_NOT_SAMPLED",
+    "REASON_OTHER_IN_CLUSTER",
+    "REASON_OUTSIDE",
+    "REASON_TAIL",
+    "REASON_UNSCORED",
+    "SELECTABLE",
+    "TARGET",
+    "TARGET_SCORES",
+    "TEXT_HASH",
+    "TYPICAL",
+    "Method",
+    "Selection",
+    "largest_remainder",
+    "near_duplicate_groups",
+    "near_key_matrix",
+    "select",
+    "target_column",
+    "water_filling",
+]

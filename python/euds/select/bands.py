@@ -1,0 +1,161 @@
+"""Bands over score columns: one signal's band, IGSE ``intersect`` (every signal's band at
+once) and ``mean-rank`` (a band on the mean of the signals' percentile ranks), by budget at a
+position or by intervals; and the quantile intervals that the tails filters use.
+
+Budget: exactly ``keep`` records with a band at ``position`` (0 = the lowest entropies, 0.5 =
+centred on the median, 1 = the highest), one number for every signal or one per signal. For
+``intersect`` the bands of all signals widen together, each at its own position, until the
+intersection holds the budget: a record enters at the largest of its signals' normalised
+distances from their positions (``(p - u) / p`` below, ``(u - p) / (1 - p)`` above, u its
+percentile rank). For ``mean-rank`` with one position for all, the band sits at that position
+of the rank of the mean percentile rank; with positions that differ, the records kept are those
+with the smallest *mean* of those normalised distances. Records tied at the last admitted width
+are chosen by a hash of their row seeded with ``seed`` (the C++ kernel ``band_select``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from euds import _core
+
+MEAN_RANK = "mean-rank"
+BAND_METHODS = ("single", "intersect", MEAN_RANK)
+
+
+def positions_of(position: float | Mapping[str, float], signals: list[str]) -> dict[str, float]:
+    """The band position of every used signal, checked."""
+    if isinstance(position, Mapping):
+        missing = [s for s in signals if s not in position]
+        extra = [s for s in position if s not in signals]
+        if missing or extra:
+            raise ValueError(f"give one position per signal: missing {missing}, unexpected {extra}")
+        out = {s: position[s] for s in signals}
+    else:
+        out = dict.fromkeys(signals, position)
+    for s, p in out.items():
+        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1):
+            raise ValueError(f"position must lie in [0, 1], got {p!r} for {s}")
+    return {s: float(p) for s, p in out.items()}
+
+
+def band_pick(
+    values: dict[str, np.ndarray],
+    method: str,
+    positions: dict[str, float],
+    keep_n: int,
+    seed: int,
+) -> tuple[np.ndarray, float, dict[str, dict[str, float]]]:
+    """The ``keep_n`` records of one pool (NaN = not eligible) nearest the band's positions:
+    (mask, band width, the band of each signal in quantiles and values)."""
+    ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
+    ps = np.array([positions[s] for s in values])
+    at = float(ps[0])
+    if not (ps == at).all():
+        # centre() maps each position to 0.5, linearly on either side, so a mapped rank's
+        # distance from 0.5 is the rank's normalised distance from its own position: one
+        # band at 0.5 is every signal's band at its own position.
+        ranks = np.stack([centre(r, p) for r, p in zip(ranks, ps, strict=True)])
+        at = 0.5
+        if method == MEAN_RANK:
+            # Folded around 0.5: each signal's normalised distance from its position; the
+            # band starts at the smallest mean distance.
+            ranks = np.abs(2.0 * ranks - 1.0)
+            at = 0.0
+    if method == MEAN_RANK:
+        ranks = _core.mean_rank(ranks)[None, :]
+    keep, width = _core.band_select(np.ascontiguousarray(ranks), at, keep_n, seed)
+    band: dict[str, dict[str, float]] = {}
+    if method == MEAN_RANK:
+        band[MEAN_RANK] = {"q_lo": at * (1.0 - width), "q_hi": at * (1.0 - width) + width}
+    else:
+        for s, v in values.items():
+            q_lo = positions[s] * (1.0 - width)
+            q_hi = q_lo + width
+            lo, hi = _core.nan_quantiles(v, np.array([q_lo, q_hi]))
+            band[s] = {"q_lo": q_lo, "q_hi": q_hi, "lo": float(lo), "hi": float(hi)}
+    return keep, float(width), band
+
+
+def centre(ranks: np.ndarray, p: float) -> np.ndarray:
+    """Percentile ranks mapped piecewise-linearly so that ``p`` lands on 0.5 (0 -> 0, 1 -> 1)."""
+    below = 0.5 * ranks / p if p > 0 else np.zeros_like(ranks)
+    above = 0.5 + 0.5 * (ranks - p) / (1.0 - p) if p < 1 else np.full_like(ranks, 0.5)
+    return np.where(ranks < p, below, above)
+
+
+def check_tails(tails: Any) -> tuple[float, float]:
+    """A ``(lo, hi)`` pair of quantiles with ``0 <= lo < hi <= 1``."""
+    try:
+        lo, hi = float(tails[0]), float(tails[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise ValueError(f"tails must be a (lo, hi) pair of quantiles, got {tails!r}") from None
+    if len(tails) != 2 or not 0 <= lo < hi <= 1:
+        raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1, got {tails!r}")
+    return lo, hi
+
+
+def by_intervals(
+    values: dict[str, np.ndarray],
+    method: str,
+    intervals: Mapping[str, tuple[float, float]],
+    absolute: bool,
+) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """The records inside every signal's interval (``mean-rank``: inside the one interval on
+    the mean rank): (mask, each interval in quantiles and values)."""
+    n = len(next(iter(values.values())))
+    checked: dict[str, tuple[float, float]] = {}
+    for name, pair in intervals.items():
+        try:
+            lo, hi = (float(pair[0]), float(pair[1]))
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise ValueError(
+                f"interval for {name!r} must be a (lo, hi) pair, got {pair!r}"
+            ) from None
+        if not lo <= hi:
+            raise ValueError(f"interval for {name!r} has lo > hi: {lo} > {hi}")
+        if not absolute and not (0 <= lo and hi <= 1):
+            raise ValueError(
+                f"interval for {name!r} is in quantiles and must lie in [0, 1], got {pair!r} "
+                "(pass absolute=True for score values)"
+            )
+        checked[name] = (lo, hi)
+    out: dict[str, dict[str, float]] = {}
+    if method == MEAN_RANK:
+        if set(checked) != {MEAN_RANK}:
+            raise ValueError(
+                f"method 'mean-rank' takes one interval named {MEAN_RANK!r}, got {sorted(checked)}"
+            )
+        ranks = np.stack([_core.percentile_ranks(v) for v in values.values()])
+        combined = _core.mean_rank(ranks)
+        keep, out[MEAN_RANK] = quantile_mask(combined, checked[MEAN_RANK], absolute)
+    else:
+        missing = [s for s in values if s not in checked]
+        extra = [s for s in checked if s not in values]
+        if missing or extra:
+            raise ValueError(f"give one interval per signal: missing {missing}, unexpected {extra}")
+        keep = np.ones(n, dtype=bool)
+        for s, v in values.items():
+            mask, out[s] = quantile_mask(v, checked[s], absolute)
+            keep &= mask
+    return keep, out
+
+
+def quantile_mask(
+    v: np.ndarray, interval: tuple[float, float], absolute: bool = False
+) -> tuple[np.ndarray, dict[str, float]]:
+    """The records inside ``interval`` (quantiles of ``v``'s non-NaN values, or values with
+    ``absolute``), and the interval in quantiles and values."""
+    lo, hi = interval
+    if absolute:
+        return _core.interval_mask(v, lo, hi), {"lo": lo, "hi": hi}
+    vlo, vhi = _core.nan_quantiles(v, np.array([lo, hi]))
+    return _core.interval_mask(v, vlo, vhi), {
+        "q_lo": lo,
+        "q_hi": hi,
+        "lo": float(vlo),
+        "hi": float(vhi),
+    }

@@ -1,0 +1,532 @@
+""":func:`select`: which records of a scored pool to keep, and why each other one was dropped.
+
+One pass of rules, the same for every method:
+
+1. **usable**: a record whose score is NaN in a used signal (no text, unreadable record...) or
+   that has no embedding where the method needs one is never kept (reason ``unscored``);
+   infinite scores raise ``ValueError`` naming the record, unless ``on_nonfinite="drop"``
+   (``nonfinite``).
+2. **duplicates** (:mod:`euds.duplicates`): later copies of an exact-duplicate text
+   (``duplicate_text``, unless ``keep_duplicates``); with ``drop_near_duplicates`` all but the
+   first of each near-duplicate group (``near_duplicate_text``); with ``drop_contained`` every
+   text found inside a longer one (``contained_text``). The budget stays a share of *all* input
+   records.
+3. **tails** (filter-random, coverage, typical, target): each signal's values outside the
+   quantiles ``tails`` are dropped (``tail``), the junk filter.
+4. **strata** (``stratify``: one label per record): every stratum gets a quota in proportion to
+   its eligible records (largest remainder), and the method runs inside each stratum.
+5. **the method** picks its quota: a band (``outside_interval`` for the rest), a uniform draw
+   (filter-random, ``not_sampled``), coverage's strata (``not_sampled``), one typical member per
+   cluster (``other_in_cluster``), the most target-like (``less_target_like``).
+
+Every record is kept or dropped with exactly one reason: kept + dropped = input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from euds import _core
+from euds.duplicates import (
+    NEAR_DUPLICATES,
+    contained_texts,
+    exact_duplicates,
+    near_duplicates,
+    near_key_matrix,
+)
+from euds.select.bands import (
+    BAND_METHODS,
+    MEAN_RANK,
+    band_pick,
+    by_intervals,
+    check_tails,
+    positions_of,
+    quantile_mask,
+)
+from euds.select.columns import columns_of, length, score_column
+from euds.select.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
+from euds.select.quotas import draw, largest_remainder, strata_codes
+from euds.select.target import TARGET
+from euds.select.typical import typical_pick
+from euds.signals import SIGNALS
+
+Method = Literal[
+    "single", "intersect", "mean-rank", "filter-random", "coverage", "typical", "target"
+]
+FILTER_RANDOM = "filter-random"
+COVERAGE = "coverage"
+TYPICAL = "typical"
+METHODS: tuple[str, ...] = (*BAND_METHODS, FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
+# Methods that take the tails filter (and default to DEFAULT_TAILS where they need it).
+TAILED = (FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
+# The signals, and the LM's NLL per token (nll) and in bits per byte (bpb; absent from score
+# directories made before it existed: rescore them to select on it).
+SELECTABLE = (*SIGNALS, "nll", "bpb")
+# What a budget keeps when neither signals nor a method are named: the band of generative
+# entropy, the candidate `euds experiment` chose on dev data (docs/results.md); every scored
+# signal when it is absent, or when a method that combines signals is named.
+DEFAULT_SIGNALS = ("generative",)
+# The signal coverage stratifies when none is named.
+COVERAGE_SIGNALS = ("generative",)
+DEFAULT_TAILS = (0.05, 0.95)
+TEXT_HASH = "text_hash"
+NEAR_KEYS = "near_keys"
+
+REASON_KEPT = ""
+REASON_OUTSIDE = "outside_interval"
+REASON_UNSCORED = "unscored"
+REASON_NONFINITE = "nonfinite"
+REASON_DUPLICATE = "duplicate_text"
+REASON_NEAR_DUPLICATE = "near_duplicate_text"
+REASON_CONTAINED = "contained_text"
+REASON_TAIL = "tail"
+REASON_NOT_SAMPLED = "not_sampled"
+REASON_OTHER_IN_CLUSTER = "other_in_cluster"
+REASON_LESS_TARGET_LIKE = "less_target_like"
+# Why an eligible record the method did not pick was dropped.
+NOT_PICKED = {
+    **dict.fromkeys(BAND_METHODS, REASON_OUTSIDE),
+    FILTER_RANDOM: REASON_NOT_SAMPLED,
+    COVERAGE: REASON_NOT_SAMPLED,
+    TYPICAL: REASON_OTHER_IN_CLUSTER,
+    TARGET: REASON_LESS_TARGET_LIKE,
+}
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select`: ``keep[i]`` for every input record, and why not."""
+
+    keep: np.ndarray  # bool [n]
+    reason: np.ndarray  # object (str) [n]; "" for kept records
+    method: str
+    signals: list[str]
+    budget: float | None
+    position: float | dict[str, float] | None
+    absolute: bool
+    # Per signal (and "mean-rank"): {"q_lo", "q_hi"} in quantiles and {"lo", "hi"} in values.
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    band_width: float | None = None
+    seed: int | None = None
+    tails: tuple[float, float] | None = None
+    # What was stratified on ("clusters", a field name, "labels") and each stratum's quota,
+    # band width and intervals.
+    stratify: str | None = None
+    strata: list[dict[str, Any]] | None = None
+    duplicates: dict[str, Any] = field(default_factory=dict)
+    # What the method says of itself (coverage's strata, typical's clusters, the target...).
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        reasons, n = np.unique(self.reason[~self.keep], return_counts=True)
+        kept = int(self.keep.sum())
+        return {
+            "input": len(self.keep),
+            "kept": kept,
+            "dropped": len(self.keep) - kept,
+            "dropped_by_reason": {str(r): int(c) for r, c in zip(reasons, n, strict=True)},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "signals": self.signals,
+            "budget": self.budget,
+            "position": self.position,
+            "absolute": self.absolute,
+            "band_width": self.band_width,
+            "seed": self.seed,
+            "tails": list(self.tails) if self.tails is not None else None,
+            "intervals": self.intervals,
+            "stratify": self.stratify,
+            "strata": self.strata,
+            "duplicates": self.duplicates,
+            "details": self.details,
+            "counts": self.counts,
+        }
+
+
+def select(
+    scores: Any,
+    *,
+    signals: Sequence[str] | None = None,
+    method: Method | None = None,
+    budget: float | None = None,
+    position: float | Mapping[str, float] = 0.5,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+    absolute: bool = False,
+    on_nonfinite: Literal["raise", "drop"] = "raise",
+    seed: int = 0,
+    stratify: Any = None,
+    tails: tuple[float, float] | None = None,
+    strata: int = DEFAULT_STRATA,
+    keep_duplicates: bool = False,
+    drop_near_duplicates: bool = False,
+    drop_contained: bool = False,
+    texts: Sequence[str | None] | None = None,
+    embeddings: np.ndarray | None = None,
+) -> Selection:
+    """Selects records from score columns (see the module docstring for the rules).
+
+    ``scores``: a mapping of column name to array, a ``pyarrow.Table`` or a
+    ``pandas.DataFrame`` holding the signal columns (and ``id``, used in error messages;
+    ``text_hash``, for exact duplicates; ``near_keys``, for ``drop_near_duplicates``;
+    ``target``, for ``method="target"``). Give exactly one of ``budget`` (a share in (0, 1])
+    and ``intervals`` (band methods only). ``position``: one number, or one per signal (a
+    mapping naming every used signal; it names the signals when ``signals`` is not given);
+    for ``typical``, 0 = most typical, 1 = least. Neither ``signals`` nor ``method`` given:
+    :data:`DEFAULT_SIGNALS` when scored, else every scored signal. ``signals`` for coverage:
+    the score stratified (default :data:`COVERAGE_SIGNALS`; several: their mean rank); for
+    typical and target: only the signals whose ``tails`` are dropped first. ``stratify``: one
+    label per record (None/NaN labels form their own stratum). ``strata``: coverage's number
+    of equal-width strata. ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
+    (for ``typical``) are per record, in the scores' order.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    seed = int(seed)
+    for name, flag in (
+        ("absolute", absolute),
+        ("keep_duplicates", keep_duplicates),
+        ("drop_near_duplicates", drop_near_duplicates),
+        ("drop_contained", drop_contained),
+    ):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    columns = columns_of(scores)
+    n = length(columns)
+    if (budget is None) == (intervals is None):
+        raise ValueError("give exactly one of budget= and intervals=")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= 1
+    ):
+        raise ValueError(f"budget must be a share in (0, 1], got {budget!r}")
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if on_nonfinite not in ("raise", "drop"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
+    signals = _signals(columns, signals, method, intervals, position)
+    if method is None:
+        method = "single" if len(signals) == 1 else "intersect"
+    if method == "single" and len(signals) != 1:
+        raise ValueError(f"method 'single' takes one signal, got {signals}")
+    if method not in BAND_METHODS and budget is None:
+        raise ValueError(f"method {method!r} needs budget=, not intervals=")
+    if stratify is not None and budget is None:
+        raise ValueError("stratify= needs budget=, not intervals=")
+    if tails is not None and method not in TAILED:
+        raise ValueError(f"tails= is for the methods {TAILED}, not {method!r}")
+    if tails is None and method in (FILTER_RANDOM, COVERAGE):
+        tails = DEFAULT_TAILS
+    if tails is not None:
+        tails = check_tails(tails)
+        if not signals:
+            raise ValueError(f"tails= needs signals= to drop the tails of (method {method!r})")
+    positions = positions_of(position, signals) if method in BAND_METHODS else {}
+    if method == TYPICAL and not (
+        isinstance(position, (int, float)) and not isinstance(position, bool) and 0 <= position <= 1
+    ):
+        raise ValueError(f"position for typical must be a number in [0, 1], got {position!r}")
+    if isinstance(stratify, str):
+        raise ValueError(
+            f"stratify={stratify!r} needs the score directory or the input: use select_file; "
+            "select takes one label per record"
+        )
+    if not isinstance(strata, int) or isinstance(strata, bool) or strata < 1:
+        raise ValueError(f"strata must be a positive int, got {strata!r}")
+    population = strata_codes(stratify, n) if stratify is not None else None
+    x = _embeddings(embeddings, n) if method == TYPICAL else None
+    if drop_contained and (texts is None or len(texts) != n):
+        raise ValueError(
+            f"drop_contained needs texts= (one per record, {n}); "
+            f"got {None if texts is None else len(texts)}"
+        )
+
+    # 1. usable
+    values = {s: score_column(columns, s) for s in signals}
+    reason = np.full(n, REASON_KEPT, dtype=object)
+    usable = np.ones(n, dtype=bool)
+    for s, v in values.items():
+        nan, inf = np.isnan(v), np.isinf(v)
+        if inf.any():
+            if on_nonfinite == "raise":
+                i = int(np.flatnonzero(inf)[0])
+                ids = columns.get("id")
+                who = f"record {ids[i]!r} (row {i})" if ids is not None else f"row {i}"
+                raise ValueError(
+                    f"{s} score of {who} is {v[i]}; {int(inf.sum())} records have infinite "
+                    f"{s} scores: fix the scores or pass on_nonfinite='drop'"
+                )
+            reason[inf & usable] = REASON_NONFINITE
+            usable &= ~inf
+            values[s] = np.where(inf, np.nan, v)
+        reason[nan & usable] = REASON_UNSCORED
+        usable &= ~nan
+    ranked: np.ndarray | None = None  # the column a top-k method keeps the top of
+    if method == TARGET:
+        if TARGET not in columns:
+            raise ValueError(
+                f"method 'target' needs a {TARGET!r} score column (euds.select.target_column, "
+                "or select_file with a target sample)"
+            )
+        ranked = score_column(columns, TARGET)
+        bad = ~np.isfinite(ranked)
+        reason[bad & usable] = REASON_UNSCORED
+        usable &= ~bad
+    if x is not None:
+        missing = np.isnan(x[:, 0]) if x.shape[1] else np.ones(n, dtype=bool)
+        reason[missing & usable] = REASON_UNSCORED
+        usable &= ~missing
+
+    # 2. duplicates
+    duplicates = _exact(columns.get(TEXT_HASH), usable, reason, keep_duplicates)
+    if drop_near_duplicates:
+        keys = columns.get(NEAR_KEYS)
+        if keys is None:
+            raise ValueError(
+                f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
+                "(scored before euds computed it): score the input again (--overwrite)"
+            )
+        dup, groups = near_duplicates(near_key_matrix(keys, n), usable)
+        reason[dup] = REASON_NEAR_DUPLICATE
+        usable[dup] = False
+        duplicates["near"] = {
+            "policy": "keep-first",
+            "dropped": len(dup),
+            "groups": groups,
+            "minhash": dict(NEAR_DUPLICATES),
+        }
+    if drop_contained:
+        assert texts is not None
+        dup, equal = contained_texts(texts, usable)
+        reason[dup] = REASON_CONTAINED
+        usable[dup] = False
+        duplicates["contained"] = {
+            "policy": "keep-longer",
+            "dropped": len(dup),
+            "equal_words": equal,
+            "rule": "folded word sequence inside a longer usable text, or equal to an earlier one",
+        }
+
+    if budget is None:
+        assert intervals is not None
+        masked = {s: np.where(usable, v, np.nan) for s, v in values.items()}
+        keep, bands = by_intervals(masked, method, intervals, absolute)
+        sel = Selection(keep, reason, method, signals, None, None, absolute, intervals=bands)
+    else:
+        sel = _by_budget(
+            method,
+            values,
+            usable,
+            reason,
+            float(budget),
+            positions,
+            position,
+            seed,
+            population,
+            tails,
+            strata,
+            x,
+            ranked,
+        )
+    sel.signals = signals
+    sel.duplicates = duplicates
+    if population is not None:
+        sel.stratify = "labels"
+    sel.reason = reason
+    sel.reason[usable & ~sel.keep & (reason == REASON_KEPT)] = REASON_OUTSIDE
+    return sel
+
+
+def _signals(
+    columns: dict[str, Any],
+    signals: Sequence[str] | None,
+    method: str | None,
+    intervals: Mapping[str, Any] | None,
+    position: Any,
+) -> list[str]:
+    """The signals a selection uses, checked against the columns."""
+    if intervals is not None and signals is None:
+        # Per-signal intervals name their signals; a mean-rank interval uses every scored one.
+        signals = [s for s in intervals if s != MEAN_RANK] or None
+    if isinstance(position, Mapping) and signals is None:
+        signals = list(position)
+    if signals is None:
+        if method in (TYPICAL, TARGET):
+            signals = []
+        elif method == COVERAGE and all(s in columns for s in COVERAGE_SIGNALS):
+            signals = list(COVERAGE_SIGNALS)
+        elif method is None and intervals is None and all(s in columns for s in DEFAULT_SIGNALS):
+            signals = list(DEFAULT_SIGNALS)
+        else:
+            signals = [s for s in SIGNALS if s in columns]
+    if isinstance(signals, str):
+        raise ValueError(f"signals must be a list of names, got the string {signals!r}")
+    signals = list(signals)
+    if not signals and method not in (TYPICAL, TARGET):
+        raise ValueError(f"no signal columns to select on; columns: {sorted(columns)}")
+    for s in signals:
+        if s not in SELECTABLE:
+            raise ValueError(f"unknown signal {s!r}; selectable: {SELECTABLE}")
+        if s not in columns:
+            rescore = " (scored before euds wrote it: score the input again into a new folder)"
+            raise ValueError(
+                f"the scores have no {s!r} column; columns: {sorted(columns)}"
+                + (rescore if s == "bpb" else "")
+            )
+    if len(set(signals)) != len(signals):
+        raise ValueError(f"signals repeat: {signals}")
+    return signals
+
+
+def _embeddings(embeddings: Any, n: int) -> np.ndarray:
+    if embeddings is None:
+        raise ValueError(
+            "method 'typical' needs embeddings= ([n, d], one row per record; select_file reads "
+            "a score directory's)"
+        )
+    x = np.asarray(embeddings)
+    if x.ndim != 2 or len(x) != n:
+        raise ValueError(f"embeddings must be [n={n}, d], got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise ValueError(f"embeddings must be floating point, got dtype {x.dtype}")
+    return x
+
+
+def _exact(
+    hashes: Any, usable: np.ndarray, reason: np.ndarray, keep_duplicates: bool
+) -> dict[str, Any]:
+    """Drops later copies of exact-duplicate texts; returns the manifest's account of it."""
+    if keep_duplicates:
+        return {"policy": "keep-all", "detected": False, "dropped": 0}
+    if hashes is None:
+        return {
+            "policy": "keep-first",
+            "detected": False,
+            "dropped": 0,
+            "note": f"the scores have no {TEXT_HASH} column (scored before euds computed it): "
+            "exact duplicates were not detected; rescore to detect them",
+        }
+    dup = exact_duplicates(hashes, usable)
+    reason[dup] = REASON_DUPLICATE
+    usable[dup] = False
+    return {"policy": "keep-first", "detected": True, "dropped": len(dup)}
+
+
+def _by_budget(
+    method: str,
+    values: dict[str, np.ndarray],
+    usable: np.ndarray,
+    reason: np.ndarray,
+    budget: float,
+    positions: dict[str, float],
+    position: Any,
+    seed: int,
+    population: tuple[np.ndarray, list[Any]] | None,
+    tails: tuple[float, float] | None,
+    strata: int,
+    x: np.ndarray | None,
+    ranked: np.ndarray | None,
+) -> Selection:
+    n = len(usable)
+    keep_n = round(budget * n)
+    intervals: dict[str, dict[str, float]] = {}
+    eligible = usable.copy()
+    if tails is not None:
+        for s, v in values.items():
+            mask, intervals[s] = quantile_mask(np.where(usable, v, np.nan), tails)
+            eligible &= mask
+        reason[usable & ~eligible] = REASON_TAIL
+    n_valid = int(eligible.sum())
+    if keep_n > n_valid:
+        if tails is not None:
+            what = f"survive the tails {tails[0]}:{tails[1]}; lower the budget or widen the tails"
+        else:
+            what = "have every score (and are not a later copy of another text); lower the budget"
+        raise ValueError(
+            f"budget {budget} asks for {keep_n} of {n} records but only {n_valid} {what}"
+        )
+    codes, names = population if population is not None else (np.zeros(n, np.int64), [None])
+    sizes = np.bincount(codes[eligible], minlength=len(names))
+    quotas = largest_remainder(sizes, keep_n)
+    keep = np.zeros(n, dtype=bool)
+    per_stratum = []
+    for k, name in enumerate(names):
+        rows = np.flatnonzero(codes == k) if population is not None else np.arange(n)
+        quota = int(quotas[k])
+        entry: dict[str, Any] = {
+            "stratum": name,
+            "records": len(rows),
+            "eligible": int(sizes[k]),
+            "quota": quota,
+        }
+        if method in BAND_METHODS:
+            part = {s: np.where(eligible[rows], v[rows], np.nan) for s, v in values.items()}
+            chosen, width, band = band_pick(part, method, positions, quota, seed)
+            keep[rows[chosen]] = True
+            entry.update(band_width=width, intervals=band)
+        else:
+            pool = rows[eligible[rows]]
+            if method == FILTER_RANDOM:
+                picked = draw(pool, quota, seed)
+            elif method == COVERAGE:
+                score, what = coverage_score({s: v[pool] for s, v in values.items()})
+                picked, entry["coverage"] = coverage_pick(score, pool, quota, strata, seed)
+                entry["coverage"]["score"] = what
+            elif method == TYPICAL:
+                assert x is not None
+                picked, entry["typical"] = typical_pick(x[pool], pool, quota, position, seed)
+            else:  # target: the most target-like, ties by the seeded row hash
+                assert ranked is not None
+                at, _ = _core.band_select(
+                    np.ascontiguousarray(_core.percentile_ranks(ranked[pool])[None, :]),
+                    1.0,
+                    quota,
+                    seed,
+                )
+                picked = pool[at]
+                if quota:
+                    entry["target"] = {"kept_min": float(ranked[picked].min())}
+            keep[picked] = True
+        per_stratum.append(entry)
+    reason[eligible & ~keep] = NOT_PICKED[method]
+    if population is None and method in BAND_METHODS:
+        intervals = per_stratum[0]["intervals"]
+    for s, v in values.items():
+        entry = intervals.setdefault(s, {})
+        if method in BAND_METHODS and method != MEAN_RANK:
+            entry["position"] = positions[s]
+        kept = v[keep]
+        if kept.size:
+            entry.update(kept_min=float(np.min(kept)), kept_max=float(np.max(kept)))
+    uniform = len(set(positions.values())) <= 1
+    if method in BAND_METHODS:
+        shown_position: Any = next(iter(positions.values())) if uniform else positions
+    elif method == TYPICAL:
+        shown_position = float(position)
+    else:
+        shown_position = None
+    details: dict[str, Any] = {}
+    if population is None:
+        details = {k: v for k, v in per_stratum[0].items() if k in (COVERAGE, TYPICAL, TARGET)}
+        details = next(iter(details.values()), {})
+    return Selection(
+        keep=keep,
+        reason=reason,
+        method=method,
+        signals=[],
+        budget=budget,
+        position=shown_position,
+        absolute=False,
+        intervals=intervals,
+        band_width=per_stratum[0].get("band_width") if population is None else None,
+        seed=seed,
+        tails=tails,
+        strata=per_stratum if population is not None else None,
+        details=details,
+    )

@@ -1,0 +1,266 @@
+"""A selection made into files: :func:`select_file` reads an input's scores (and, where the method
+needs them, its texts, stored embeddings and a target sample), selects with
+:func:`euds.select.select` under a :class:`~euds.config.SelectConfig`, and writes the kept
+records in the input's format, ``<output>.decisions.parquet`` (id, kept, reason for every input
+record, plus the ``target`` column when there is one) and ``<output>.manifest.json``
+(configuration, intervals, counts in / kept / dropped by reason, checksums)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from euds.config import SelectConfig
+from euds.select import Selection
+
+CLUSTERS = "clusters"
+
+
+@dataclass
+class SelectionOutput:
+    """What :func:`select_file` wrote."""
+
+    selection: Selection
+    output: Path
+    manifest: Path
+    decisions: Path
+    written: int
+
+
+def select_file(
+    input_path: str | os.PathLike[str],
+    scores: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    config: SelectConfig | None = None,
+    *,
+    format: str | None = None,
+    command: list[str] | None = None,
+    writer: Any = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> SelectionOutput:
+    """Selects from the scores of ``input_path`` and writes the kept records to
+    ``output_path`` in the input's format (gzipped when the name ends in .gz), plus
+    ``<output>.manifest.json`` and ``<output>.decisions.parquet``. ``config`` (or ``options``,
+    its fields as keywords) says how. The scores must belong to this input (checked by sha256
+    where the score directory recorded it, and by record count). ``writer`` replaces
+    :func:`euds.io.write_selected` (the Ray engine filters on its workers).
+
+    ``config.stratify`` may name ``"clusters"`` (the k-means clusters of the semantic signal,
+    from the score directory's embeddings) or a field of the input's records.
+
+    The output never replaces the input. An existing output (or its manifest or decisions
+    file) is replaced only with ``overwrite`` or when it is a selection this function wrote
+    (its manifest's checksums match the files), so that the same command can run again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from euds._version import __version__
+    from euds.cache import atomic_path, atomic_write_bytes, sha256_file
+    from euds.io import read_field, write_selected
+    from euds.provenance import now_iso, to_json
+    from euds.scores import MANIFEST, ScoreDir, read_scores
+    from euds.select import TARGET, TYPICAL, select
+    from euds.select.columns import columns_of
+
+    if config is None:
+        config = SelectConfig(**options)
+    elif options:
+        raise ValueError(f"give config= or options, not both: {sorted(options)}")
+    config.check()
+    input_path, scores, out = Path(input_path), Path(scores), Path(output_path)
+    if not input_path.is_file():
+        raise ValueError(f"input file not found: {input_path}")
+    if not scores.exists():
+        raise ValueError(f"{scores} not found: score the input first (`euds score`)")
+    decisions_path = out.with_name(out.name + ".decisions.parquet")
+    manifest_path = out.with_name(out.name + ".manifest.json")
+    _check_outputs(input_path, scores, out, manifest_path, decisions_path, overwrite=overwrite)
+    input_sha = sha256_file(input_path)
+    score_meta: dict[str, Any] = {}
+    sd = ScoreDir(scores) if scores.is_dir() else None
+    if sd is not None:
+        score_meta = sd.manifest()
+        if score_meta.get("status") != "complete":
+            raise ValueError(f"{scores} is not complete: run `euds score` again to finish it")
+        recorded = score_meta.get("input", {}).get("sha256")
+        if recorded not in (None, input_sha):
+            raise ValueError(
+                f"{scores} was computed on another file (sha256 {recorded[:12]}…, {input_path} "
+                f"has {input_sha[:12]}…): rescore it with `euds score`"
+            )
+    score_config = score_meta.get("config", {})
+    fmt = format or score_config.get("format")
+    reading = {
+        "text_field": score_config.get("text_field", "text"),
+        "id_field": score_config.get("id_field", "id"),
+        "format": fmt,
+    }
+    table = read_scores(scores)
+    columns = columns_of(table)
+    labels = None
+    if config.stratify == CLUSTERS:
+        if sd is None:
+            raise ValueError(f"--stratify {CLUSTERS} needs a score directory, not {scores}")
+        labels = sd.cluster_labels()
+    elif config.stratify is not None:
+        labels = read_field(input_path, config.stratify, format=fmt)
+    wants_texts = config.drop_contained or (
+        config.target is not None and config.target_score != "embedding"
+    )
+    wants_embeddings = config.method == TYPICAL or (
+        config.target is not None and config.target_score != "ngram"
+    )
+    texts = _texts(input_path, reading) if wants_texts else None
+    if wants_embeddings and sd is None:
+        raise ValueError(f"method {config.method} needs a score directory's embeddings: {scores}")
+    embeddings = sd.embedding_matrix() if wants_embeddings and sd is not None else None
+    target_info = None
+    if config.target is not None:
+        columns[TARGET], target_info = _target_column(
+            config, score_config, reading, embeddings, texts
+        )
+    selection = select(
+        columns,
+        stratify=labels,
+        texts=texts,
+        embeddings=embeddings if config.method == TYPICAL else None,
+        **config.select_options(),
+    )
+    if config.stratify is not None:
+        selection.stratify = config.stratify
+    if target_info is not None:
+        selection.details["target_sample"] = target_info
+    written = (writer or write_selected)(
+        input_path,
+        out,
+        selection.keep,
+        format=fmt,
+        gzip_output=out.name.lower().endswith(".gz"),
+        sha256=input_sha,  # the kept records come from the bytes that were checked
+    )
+    counts = selection.counts
+    if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
+        raise RuntimeError(f"selection bookkeeping is off: wrote {written}, counts {counts}")
+    decision_columns = {
+        "id": table.column("id"),
+        "kept": pa.array(selection.keep),
+        "reason": pa.array(selection.reason.astype(str)),
+    }
+    if TARGET in columns:
+        decision_columns[TARGET] = pa.array(np.asarray(columns[TARGET], dtype=np.float64))
+    with atomic_path(decisions_path) as tmp:
+        pq.write_table(pa.table(decision_columns), tmp)
+    manifest = {
+        "euds_version": __version__,
+        "created": now_iso(),
+        "command": command,
+        "input": {"path": str(input_path), "sha256": input_sha, "records": counts["input"]},
+        "scores": {
+            "path": str(scores),
+            "sha256": None if sd is not None else sha256_file(scores),
+            "manifest_sha256": sha256_file(scores / MANIFEST) if sd is not None else None,
+            "config": score_config,
+        },
+        "config": config.as_dict(),
+        "selection": selection.summary(),
+        "output": {"path": str(out), "sha256": sha256_file(out), "records": written},
+        "decisions": {"path": str(decisions_path), "sha256": sha256_file(decisions_path)},
+    }
+    atomic_write_bytes(manifest_path, to_json(manifest))
+    return SelectionOutput(selection, out, manifest_path, decisions_path, written)
+
+
+def _texts(path: Path, reading: dict[str, Any]) -> list[str | None]:
+    from euds.io import read_texts
+
+    return read_texts(path, **reading)
+
+
+def _target_column(
+    config: SelectConfig,
+    score_config: dict[str, Any],
+    reading: dict[str, Any],
+    embeddings: np.ndarray | None,
+    texts: list[str | None] | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``target`` score column, and what the manifest says of the target sample."""
+    from euds.cache import sha256_file
+    from euds.io import read_texts
+    from euds.select import target_column
+
+    assert config.target is not None
+    path = Path(config.target)
+    sample = read_texts(
+        path, text_field=config.target_field or reading["text_field"], id_field=None
+    )
+    usable = [t for t in sample if t is not None and t.strip()]
+    if not usable:
+        raise ValueError(f"{path}: the target sample holds no text")
+    target_embeddings = None
+    if config.target_score != "ngram":
+        from euds.signals.semantic import Embedder
+
+        embedder = Embedder(
+            score_config.get("embedder"),
+            pooling=score_config.get("pooling", "core"),
+            precision=score_config.get("embed_precision", "fp32"),
+        )
+        target_embeddings = embedder.embed(usable)
+    column = target_column(
+        config.target_score,
+        embeddings=embeddings,
+        target_embeddings=target_embeddings,
+        texts=texts,
+        target_texts=usable,
+    )
+    return column, {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "texts": len(usable),
+        "score": config.target_score,
+    }
+
+
+def _check_outputs(
+    input_path: Path,
+    scores: Path,
+    out: Path,
+    manifest_path: Path,
+    decisions_path: Path,
+    *,
+    overwrite: bool,
+) -> None:
+    """Refuses outputs that would replace the input, the scores, or files euds did not write."""
+    from euds.cache import sha256_file
+
+    for path in (out, manifest_path, decisions_path):
+        for other, what in ((input_path, "the input"), (scores, "the scores")):
+            if path.exists() and path.resolve() == other.resolve():
+                raise ValueError(f"the output {path} would replace {what}: choose another -o")
+        if path.is_dir():
+            raise ValueError(f"the output {path} is a folder: give a file name")
+    existing = [p for p in (out, manifest_path, decisions_path) if p.exists()]
+    if not existing or overwrite:
+        return
+    try:  # a selection written here before: its manifest proves whose the files are
+        previous = json.loads(manifest_path.read_bytes())
+        ours = (
+            sha256_file(out) == previous["output"]["sha256"]
+            and sha256_file(decisions_path) == previous["decisions"]["sha256"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        ours = False
+    if not ours:
+        raise ValueError(
+            f"{existing[0]} exists and is not a selection euds wrote: choose another -o or "
+            "pass --overwrite to replace it"
+        )
+
+
+__all__ = ["CLUSTERS", "SelectionOutput", "select_file"]
