@@ -201,10 +201,10 @@ class SelectConfig:
         type="signals",
     )
     method: str | None = _option(None, "how to select (see euds.select)", SELECTION)
-    position: float | dict[str, float] = _option(  # noqa: RUF009
-        0.5,
-        "band position, 0 = lowest entropies; one number, or one per signal "
-        "(e.g. information=0.7,generative=0.4); typical: 0 = most typical",
+    position: float | dict[str, float] | None = _option(  # noqa: RUF009
+        None,
+        "band position, 0 = lowest entropies (default 0.5); one number, or one per signal "
+        "(e.g. information=0.7,generative=0.4); typical: 0 = most typical (the default)",
         SELECTION,
         type="position",
         metavar="P | SIGNAL=P,...",
@@ -293,9 +293,10 @@ class SelectConfig:
             if isinstance(self.signals, str):
                 raise ValueError(f"signals must be a list of names, got {self.signals!r}")
             self.signals = tuple(self.signals)
-        positions = (
-            self.position.values() if isinstance(self.position, Mapping) else [self.position]
-        )
+        if isinstance(self.position, Mapping):
+            positions = list(self.position.values())
+        else:
+            positions = [] if self.position is None else [self.position]
         for p in positions:
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
                 raise ValueError(f"position must lie in [0, 1], got {self.position!r}")

@@ -157,7 +157,7 @@ def select(
     signals: Sequence[str] | None = None,
     method: Method | None = None,
     budget: float | None = None,
-    position: float | Mapping[str, float] = 0.5,
+    position: float | Mapping[str, float] | None = None,
     intervals: Mapping[str, tuple[float, float]] | None = None,
     absolute: bool = False,
     on_nonfinite: Literal["raise", "drop"] = "raise",
@@ -179,7 +179,8 @@ def select(
     ``target``, for ``method="target"``). Give exactly one of ``budget`` (a share in (0, 1])
     and ``intervals`` (band methods only). ``position``: one number, or one per signal (a
     mapping naming every used signal; it names the signals when ``signals`` is not given);
-    for ``typical``, 0 = most typical, 1 = least. Neither ``signals`` nor ``method`` given:
+    default 0.5, the band centred on the median; for ``typical``, 0 = most typical (the
+    default), 1 = least. Neither ``signals`` nor ``method`` given:
     :data:`DEFAULT_SIGNALS` when scored, else every scored signal. ``signals`` for coverage:
     the score stratified (default :data:`COVERAGE_SIGNALS`; several: their mean rank); for
     typical and target: only the signals whose ``tails`` are dropped first. ``stratify``: one
@@ -227,6 +228,8 @@ def select(
         tails = check_tails(tails)
         if not signals:
             raise ValueError(f"tails= needs signals= to drop the tails of (method {method!r})")
+    if position is None:
+        position = 0.0 if method == TYPICAL else 0.5
     positions = positions_of(position, signals) if method in BAND_METHODS else {}
     if method == TYPICAL and not (
         isinstance(position, (int, float)) and not isinstance(position, bool) and 0 <= position <= 1

@@ -3,12 +3,13 @@ Sorscher et al. 2022): cluster the pool into as many clusters as the budget keep
 each cluster one member, its most typical (largest cosine similarity to the cluster's centroid)
 at ``position`` 0, its least typical at 1, in between at positions between.
 
-Clustering is FAISS spherical k-means (``niter`` 20, seeded). Up to :data:`ONE_LEVEL_MAX`
-clusters it runs once over the pool; above, in two levels, so that 16% of a million records
-stays minutes, not hours: ``ceil(sqrt(K))`` coarse clusters, then, inside each, k-means into
-its share of the K clusters (largest remainder by size). A cluster may end empty; then the
-budget is filled with the next member of the larger clusters (a member's *depth* is its place
-in its cluster's order of nearness to the position), so the count is always exact.
+Clustering is FAISS spherical k-means (``niter`` 20, k-means++ starts, seeded). Up to
+:data:`ONE_LEVEL_MAX` clusters it runs once over the pool; above, in two levels, so that 16% of
+a million records stays minutes, not hours: ``ceil(sqrt(K))`` coarse clusters, then, inside
+each, k-means into its share of the K clusters (largest remainder by size). A cluster may end
+empty; then the budget is filled with the next member of the larger clusters (a member's
+*depth* is its place in its cluster's order of nearness to the position), so the count is
+always exact.
 """
 
 from __future__ import annotations
@@ -22,10 +23,33 @@ from euds.select.quotas import largest_remainder, tie_keys
 
 ONE_LEVEL_MAX = 256
 NITER = 20
+PLUS_PLUS_SAMPLE = 20_000
+
+
+def plus_plus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means++ starting centroids (Arthur and Vassilvitskii 2007) of unit rows: the first
+    uniform, each next drawn with probability in proportion to its squared distance from the
+    nearest centroid so far; on at most :data:`PLUS_PLUS_SAMPLE` rows."""
+    rng = np.random.default_rng([seed, 23])
+    if len(x) > PLUS_PLUS_SAMPLE:
+        x = x[np.sort(rng.choice(len(x), size=PLUS_PLUS_SAMPLE, replace=False))]
+    n = len(x)
+    centres = np.empty((k, x.shape[1]), dtype=np.float32)
+    at = int(rng.integers(n))
+    centres[0] = x[at]
+    d2 = np.maximum(2.0 - 2.0 * (x @ x[at]), 0.0).astype(np.float64)
+    for j in range(1, k):
+        total = d2.sum()
+        at = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=d2 / total))
+        centres[j] = x[at]
+        np.minimum(d2, np.maximum(2.0 - 2.0 * (x @ x[at]), 0.0), out=d2)
+    return centres
 
 
 def kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(label of every row, unit centroids ``[k, d]``) of spherical k-means on unit rows."""
+    """(label of every row, unit centroids ``[k, d]``) of spherical k-means on unit rows,
+    started from :func:`plus_plus` (from a random start, k-means readily merges two clear
+    clusters and splits a third)."""
     import faiss
 
     n, d = x.shape
@@ -41,7 +65,7 @@ def kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
         max_points_per_centroid=256,
         verbose=False,
     )
-    km.train(x)
+    km.train(x, init_centroids=plus_plus(x, k, seed))
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     index = faiss.IndexFlatIP(d)
@@ -90,6 +114,24 @@ def typical_pick(
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     labels, sims, how = clusters(x, keep_n, seed)
     details.update(how)
+    picked, filled = pick_members(labels, sims, rows, keep_n, position, seed)
+    details["filled"] = filled
+    return picked, details
+
+
+def pick_members(
+    labels: np.ndarray,
+    sims: np.ndarray,
+    rows: np.ndarray,
+    keep_n: int,
+    position: float,
+    seed: int,
+) -> tuple[np.ndarray, int]:
+    """Given each row's cluster (-1: none) and its similarity to its centroid, ``keep_n`` rows
+    (sorted) and how many came from the fill: first every cluster's member nearest ``position``
+    in its typicality order (most typical = 0, least = 1, as a share of the cluster's size
+    minus one), then, while the budget is not full, the next nearest of the larger clusters.
+    Ties are broken by the seeded row hash."""
     hashes = tie_keys(rows, seed)
     # Typicality order inside each cluster (most typical first), as a share q in [0, 1].
     order = np.lexsort((hashes, -sims, labels))
@@ -99,12 +141,10 @@ def typical_pick(
     size = np.bincount(labels + 1)[labels + 1]
     q = np.where(size > 1, rank / np.maximum(size - 1, 1), 0.0)
     # Depth: the member's place in its cluster by nearness to the position.
-    near = np.abs(q - position)
-    order = np.lexsort((hashes, near, labels))
+    order = np.lexsort((hashes, np.abs(q - position), labels))
     first = np.searchsorted(labels[order], labels[order], side="left")
     depth = np.empty(len(rows), dtype=np.int64)
     depth[order] = np.arange(len(rows)) - first
     depth[labels < 0] = len(rows)  # outside every cluster: only to fill
     pick = np.lexsort((hashes, -size, depth))[:keep_n]
-    details["filled"] = int((depth[pick] > 0).sum())
-    return rows[np.sort(pick)], details
+    return rows[np.sort(pick)], int((depth[pick] > 0).sum())
