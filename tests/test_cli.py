@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from euds.cache import sha256_file
 from euds.cli import main
 from euds.io import RecordReader
 from euds.scores import ScoreDir, read_scores
@@ -99,7 +100,9 @@ def check_selection(inp: Path, scores: Path, out: Path, n_input: int, **read_kwa
     assert manifest["output"]["records"] == counts["kept"]
     # checksums
     assert manifest["input"]["sha256"] == sha256(inp)
-    assert manifest["scores"]["path"] == str(scores)
+    # Paths are relative to the manifest's folder, wherever it is read from.
+    assert (manifest_path.parent / manifest["scores"]["path"]).resolve() == scores.resolve()
+    assert (manifest_path.parent / manifest["input"]["path"]).resolve() == inp.resolve()
     if scores.is_dir():
         assert manifest["scores"]["sha256"] is None
         assert manifest["scores"]["manifest_sha256"] == sha256(scores / "_manifest.json")
@@ -109,7 +112,8 @@ def check_selection(inp: Path, scores: Path, out: Path, n_input: int, **read_kwa
         assert manifest["scores"]["manifest_sha256"] is None
     assert manifest["output"]["sha256"] == sha256(out)
     assert manifest["decisions"]["sha256"] == sha256(decisions_path)
-    assert Path(manifest["output"]["path"]) == out
+    assert manifest_path.parent / manifest["output"]["path"] == out
+    assert manifest_path.parent / manifest["decisions"]["path"] == decisions_path
     # decisions: one row per input record, aligned with the score table
     decisions = pq.read_table(decisions_path)
     assert decisions.column_names == ["id", "kept", "reason"]
@@ -443,7 +447,7 @@ def test_select_scores_not_a_score_directory(scored, tmp_path, capsys):
     pq.write_table(pa.table({"id": ["a"], "information": [1.0]}), fake)
     assert select_cli(inp, fake, out, "--budget", "0.5") == 2
     err = capsys.readouterr().err
-    assert "has 2000 records but the selection has 1" in err and "another file" in err
+    assert "does not hold the scores of" in err and "its records differ" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "empty", "fake.parquet"]
 
 
@@ -493,8 +497,9 @@ def test_select_nonfinite_scores(scored, tmp_path, capsys):
     pq.write_table(table, part)
     manifest = json.loads((bad / "_manifest.json").read_text())
     manifest["shards"][0]["files"][part.name] = part.stat().st_size
+    manifest["shards"][0]["sha256"][part.name] = sha256_file(part)
     (bad / "_manifest.json").write_text(json.dumps(manifest))
-    assert ScoreDir(bad).verify_shards() == ScoreDir(bad).shards()
+    assert ScoreDir(bad).damage() is None
     out = tmp_path / "o.jsonl.gz"
     assert select_cli(inp, bad, out, "--budget", "0.5") == 2
     err = capsys.readouterr().err
@@ -637,7 +642,7 @@ def test_select_never_replaces_the_input_or_a_file_it_did_not_write(sst2_files, 
     # onto the input itself: refused, with or without --overwrite
     for extra in ((), ("--overwrite",)):
         assert select_cli(inp, scores, inp, "--budget", "0.1", "-q", *extra) == 2
-        assert "would replace the input" in capsys.readouterr().err
+        assert "which this command reads" in capsys.readouterr().err
         assert inp.read_bytes() == original
     # onto a file of the user's: refused unless --overwrite
     theirs = tmp_path / "theirs.jsonl"

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import read_all
-from euds.io import RecordReader, detect_format, read_batches, resolve_format, write_selected
+from euds.io import RecordReader, detect_format, read_batches, resolve_format
+from euds.output import write_selected
 
 FORMATS = ["jsonl", "jsonl.gz", "csv", "csv.gz", "tsv", "parquet"]
 

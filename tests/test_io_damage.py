@@ -18,7 +18,8 @@ import pytest
 
 from conftest import read_all as _read_all
 from euds import io as eio
-from euds.io import RecordReader, parse_jsonl_line, write_selected
+from euds.io import RecordReader, parse_jsonl_line
+from euds.output import write_selected
 
 
 def records(n: int) -> list[dict]:

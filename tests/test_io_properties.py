@@ -25,8 +25,8 @@ from euds.io import (
     RecordReader,
     interpret_record,
     parse_jsonl_line,
-    write_selected,
 )
+from euds.output import write_selected
 
 SETTINGS = settings(
     max_examples=60,

@@ -84,6 +84,8 @@ class Scorer:
         """Fits the centroids on these texts (a representative sample of the pool)."""
         from euds.signals.semantic import fit_centroids
 
+        if isinstance(texts, (str, bytes)):
+            raise ValueError("texts must be an iterable of texts, not one string")
         if self.embedder is None:
             raise ValueError("this scorer does not compute the semantic signal")
         emb = self.embedder.embed(list(texts))
@@ -105,6 +107,11 @@ class Scorer:
         (equal for exact duplicates, so that a selection keeps one copy) and ``near_keys``
         (per text an array of uint64 MinHash band keys: texts sharing one are near
         duplicates; an object column, so that the result makes a ``pandas.DataFrame``)."""
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+            raise ValueError(
+                f"texts must be a sequence of texts (a list), not {type(texts).__name__}"
+                + (": wrap one string in a list" if isinstance(texts, str) else "")
+            )
         if self.embedder is not None and self.centroids is None:
             raise ValueError(
                 "semantic entropy needs centroids: pass centroids= (e.g. an earlier score "
@@ -139,6 +146,12 @@ class Scorer:
         self, texts: Iterable[str | None], batch_size: int = 1024
     ) -> Iterator[dict[str, np.ndarray]]:
         """Scores any iterable of texts, yielding one result dict per ``batch_size`` texts."""
+        if isinstance(texts, (str, bytes)):
+            raise ValueError(
+                "texts must be an iterable of texts, not one string: wrap it in a list"
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         batch: list[str | None] = []
         for text in texts:
             batch.append(text)

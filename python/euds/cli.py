@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -42,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     # One line on stderr for every failure, never a traceback unless --debug: exit 2 for a
     # bad input, argument or output (and anything euds itself reports), 1 for an internal
-    # error, 130 when interrupted.
+    # error, 130 when interrupted, 143 when terminated (SIGTERM: schedulers, `timeout`), which
+    # unwinds like Ctrl-C does: locks released, temporary files removed.
+    previous = _on_sigterm()
     try:
         if args.threads:
             from euds import set_num_threads
@@ -52,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"euds {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"euds {args.command}: terminated", file=sys.stderr)
+        return 143
     except (ValueError, IndexError, EudsError, OSError) as e:
         if args.debug:
             traceback.print_exc()
@@ -66,6 +73,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that every ``finally`` and context
+    manager runs, as for Ctrl-C (a ``BaseException``, so no ``except Exception`` swallows it)."""
+
+
+def _on_sigterm() -> Any:
+    """Turns SIGTERM into :class:`Terminated` while a command runs (main thread only); returns
+    the handler to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def _one_line(e: BaseException) -> str:
@@ -140,6 +167,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the scored input, if it moved (for example texts; its sha256 must match the "
         "score directory's manifest)",
     )
+    rep.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file that is not a report euds wrote",
+    )
     rep.set_defaults(func=_cmd_report)
 
     b = sub.add_parser("bench", parents=[common, reading], help="measure this machine on your data")
@@ -147,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, default=1000, help="records to measure on (default 1000)")
     b.add_argument("--signals", default=",".join(SIGNALS))
     b.add_argument("--json", type=Path, help="also write the figures as JSON")
+    b.add_argument(
+        "--overwrite", action="store_true", help="replace a --json file that euds did not write"
+    )
     b.set_defaults(func=_cmd_bench)
 
     f = sub.add_parser("finetune", parents=[common], help="fine-tune an encoder and evaluate it")
@@ -174,6 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     f.add_argument("-o", "--output", type=Path, help="metrics JSON")
+    f.add_argument(
+        "--overwrite", action="store_true", help="replace an output file that euds did not write"
+    )
     f.set_defaults(func=_cmd_finetune)
 
     x = sub.add_parser(
@@ -504,7 +542,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from euds.report import write_report
 
     path = write_report(
-        args.scores, args.output, selection_manifest=args.selection, input_path=args.input
+        args.scores,
+        args.output,
+        selection_manifest=args.selection,
+        input_path=args.input,
+        overwrite=args.overwrite,
     )
     print(f"report: {path}")
     return 0
@@ -512,7 +554,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from euds.bench import bench_file
+    from euds.output import Protected, check_output, write_marked
 
+    protected = Protected.of(inputs=[args.input])
+    if args.json:  # before the measurements, not after them
+        check_output(args.json, protected, overwrite=args.overwrite)
     result = bench_file(
         args.input,
         limit=args.limit,
@@ -524,7 +570,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     print(result.table())
     if args.json:
-        args.json.write_text(json.dumps(result.as_dict(), indent=2))
+        data = json.dumps(result.as_dict(), indent=2).encode()
+        write_marked(args.json, data, protected, overwrite=args.overwrite)
     return 0
 
 
@@ -544,7 +591,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads or None,
     )
-    metrics = finetune(args.train, args.eval, config, output=args.output)
+    metrics = finetune(args.train, args.eval, config, output=args.output, overwrite=args.overwrite)
     keys = ("train_steps", "accuracy", "macro_f1", "exact_match", "f1", "wall_seconds")
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
     return 0

@@ -142,10 +142,35 @@ class ScoreConfig:
         unknown = [s for s in self.signals if s not in SIGNALS]
         if unknown or not self.signals or len(set(self.signals)) != len(self.signals):
             raise ValueError(f"signals must be distinct names from {SIGNALS}, got {self.signals}")
-        for name in ("batch_size", "shard_size", "max_tokens", "k", "batch_tokens"):
+        for name in (
+            "batch_size",
+            "shard_size",
+            "max_tokens",
+            "k",
+            "batch_tokens",
+            "pack_length",
+            "embed_batch_tokens",
+            "max_points_per_centroid",
+        ):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**31:
+            raise ValueError(f"seed (k-means) must be an int in [0, 2**31), got {self.seed!r}")
+        if self.m is not None and (not _is_int(self.m) or not 1 <= self.m <= self.k):
+            raise ValueError(f"m must be an int from 1 to k ({self.k}), got {self.m!r}")
+        if self.pack_length < 2:
+            raise ValueError(f"pack_length must be >= 2, got {self.pack_length}")
+        # --batch-tokens bounds every ONNX Runtime call: one row (a packed row, or one text of
+        # up to max_tokens positions) must fit in it.
+        longest = max(self.max_tokens, self.pack_length if self.packing else 0)
+        if self.batch_tokens < longest:
+            raise ValueError(
+                f"batch_tokens ({self.batch_tokens}) is below the longest row one ONNX Runtime "
+                f"call can hold ({longest}: max_tokens"
+                + (", pack_length" if self.packing else "")
+                + "): raise --batch-tokens or lower --max-tokens"
+            )
         if self.shard_size % self.batch_size:
             raise ValueError(
                 f"shard_size ({self.shard_size}) must be a multiple of batch_size "
@@ -153,12 +178,13 @@ class ScoreConfig:
             )
         if self.max_tokens < 2:
             raise ValueError(f"max_tokens must be >= 2, got {self.max_tokens}")
-        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not (_finite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
         if self.threads is not None and not (
-            isinstance(self.threads, int) and 0 <= self.threads <= MAX_THREADS
+            _is_int(self.threads) and 0 <= self.threads <= MAX_THREADS
         ):
             raise ValueError(f"threads must be an int in [0, {MAX_THREADS}], got {self.threads!r}")
+        check_thread_variable()
 
     def identity(self) -> dict[str, Any]:
         identity = {k: v for k, v in asdict(self).items() if k not in RUNTIME_ONLY}
@@ -330,6 +356,22 @@ class SelectConfig:
         if self.target is not None:
             out["target"] = os.fspath(self.target)
         return out
+
+
+def check_thread_variable() -> None:
+    """``EUDS_NUM_THREADS``, when set, must be an int from 1 to ``MAX_THREADS`` (the core would
+    otherwise ignore or clamp it without a word)."""
+    value = os.environ.get("EUDS_NUM_THREADS")
+    if value is None:
+        return
+    try:
+        n = int(value.strip())
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(
+            f"EUDS_NUM_THREADS={value!r} must be an integer from 1 to {MAX_THREADS} (or unset)"
+        )
 
 
 def _is_int(value: Any) -> bool:

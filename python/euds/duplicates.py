@@ -112,12 +112,18 @@ def near_key_matrix(keys: Any, n: int) -> np.ndarray:
     if isinstance(keys, np.ndarray) and keys.ndim == 2 and keys.dtype == np.uint64:
         out = keys
     else:
-        rows = [None if k is None else np.asarray(k, dtype=np.uint64) for k in keys]
-        width = max((len(r) for r in rows if r is not None), default=0)
-        out = np.zeros((len(rows), width), dtype=np.uint64)
-        for i, r in enumerate(rows):
-            if r is not None:
-                out[i] = r
+        try:
+            rows = [None if k is None else np.asarray(k, dtype=np.uint64) for k in keys]
+            width = max((len(r) for r in rows if r is not None), default=0)
+            out = np.zeros((len(rows), width), dtype=np.uint64)
+            for i, r in enumerate(rows):
+                if r is not None:
+                    out[i] = r
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                "near_keys must hold one array of unsigned 64-bit band keys per record (all of "
+                "the same length, or None), as Scorer.score_texts returns them"
+            ) from None
     if out.shape[0] != n:
         raise ValueError(f"near_keys has {out.shape[0]} rows, the scores {n}")
     return out

@@ -57,14 +57,13 @@ is read by pyarrow, not sequentially: its file is hashed by a second, sequential
 of the pass, before the final size/mtime check. ``file_size`` and ``file_mtime_ns`` are the
 file's, unchanged through the pass.
 
-The selection writer re-reads the input the same way (same errors, same checks; given
-``sha256``, it refuses an input whose bytes hash otherwise) and copies kept records verbatim
-(JSONL lines byte for byte), so the output keeps the input's format.
+The kept-records writer (:func:`euds.output.write_selected`) re-reads the input through the
+same pieces (:class:`InputBytes`, :func:`jsonl_lines`, :func:`csv_rows`), so its errors and
+checks are these.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import hashlib
@@ -178,7 +177,7 @@ def _is_valid_unicode(text: str) -> bool:
 # -- raw bytes: hashed as read, damage reported where it is --------------------------------------
 
 
-def _file_state(path: Path) -> tuple[int, int]:
+def file_state(path: Path) -> tuple[int, int]:
     try:
         st = os.stat(path)
     except OSError:
@@ -186,7 +185,7 @@ def _file_state(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _changed_error(path: Path) -> InputError:
+def changed_error(path: Path) -> InputError:
     return InputError(path, "changed while it was being read (size or mtime); score it again")
 
 
@@ -221,12 +220,12 @@ class _HashingReader(io.RawIOBase):
         return self._h.hexdigest()
 
 
-class _Input:
+class InputBytes:
     """One pass over the bytes of a JSONL/CSV/TSV file, decompressed when ``gz``."""
 
     def __init__(self, path: Path, gz: bool, state: tuple[int, int] | None = None) -> None:
         self.path = path
-        self.state = _file_state(path) if state is None else state
+        self.state = file_state(path) if state is None else state
         if gz and self.state[0] == 0:
             # GzipFile reads an empty file as empty data; gzip holds at least one member (a
             # download or copy that never started)
@@ -243,7 +242,7 @@ class _Input:
             buffer_size=_READ_CHUNK,
         )
 
-    def __enter__(self) -> _Input:
+    def __enter__(self) -> InputBytes:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -259,8 +258,8 @@ class _Input:
         return self.raw.drain()
 
     def check_unchanged(self) -> None:
-        if _file_state(self.path) != self.state:
-            raise _changed_error(self.path)
+        if file_state(self.path) != self.state:
+            raise changed_error(self.path)
 
     def damaged(self, err: BaseException, line: int) -> InputError:
         """The error for a damaged gzip stream; ``line``: the last line read whole."""
@@ -432,7 +431,7 @@ class RecordReader:
         self._rules = rules = self._new_rules()
         self.stats = rules.stats
         self.sha256 = self.file_size = self.file_mtime_ns = None
-        self._state = _file_state(self.path)
+        self._state = file_state(self.path)
         batch = RecordBatch(start=self.skip, ids=[], texts=[], flags=[])
         # A resumed pass (skip) had its first batch checked by the pass that started it.
         checked = self.skip > 0
@@ -457,8 +456,8 @@ class RecordReader:
             yield batch
 
     def _check_unchanged(self) -> None:
-        if _file_state(self.path) != self._state:
-            raise _changed_error(self.path)
+        if file_state(self.path) != self._state:
+            raise changed_error(self.path)
 
     def _records(self) -> Iterator[tuple[str, Any]]:
         """(where, parsed record) for each record; ``_pass_sha256`` once all are read."""
@@ -466,7 +465,7 @@ class RecordReader:
             yield from self._parquet_records()
             self._pass_sha256 = sha256_file(self.path)
             return
-        with _Input(self.path, self.gzip, self._state) as src:
+        with InputBytes(self.path, self.gzip, self._state) as src:
             self._raw = src.raw
             if self.format == "jsonl":
                 yield from self._jsonl_records(src)
@@ -474,15 +473,15 @@ class RecordReader:
                 yield from self._csv_records(src)
             self._pass_sha256 = src.sha256()
 
-    def _jsonl_records(self, src: _Input) -> Iterator[tuple[str, Any]]:
-        lines = _jsonl_lines(src, self.stats)
+    def _jsonl_records(self, src: InputBytes) -> Iterator[tuple[str, Any]]:
+        lines = jsonl_lines(src, self.stats)
         for _ in itertools.islice(lines, self.skip):
             pass
         for line_no, raw in lines:
             yield f"line {line_no}", parse_jsonl_line(raw)
 
-    def _csv_records(self, src: _Input) -> Iterator[tuple[str, Any]]:
-        header, rows = _csv_rows(src, self.format)
+    def _csv_records(self, src: InputBytes) -> Iterator[tuple[str, Any]]:
+        header, rows = csv_rows(src, self.format)
         self._rules.fields_seen(header)
         for name in (self.text_field, self.id_field):
             if name and header.count(name) > 1:
@@ -500,7 +499,7 @@ class RecordReader:
     def _parquet_records(self) -> Iterator[tuple[str, Any]]:
         import pyarrow as pa
 
-        pf = _open_parquet(self.path)
+        pf = open_parquet(self.path)
         self._rules.fields_seen(pf.schema_arrow.names)
         columns = parquet_record_columns(self.path, pf.schema_arrow, self.text_field, self.id_field)
         self.bytes_total = pf.metadata.num_rows  # progress counts rows for Parquet
@@ -511,7 +510,7 @@ class RecordReader:
             try:
                 batch = next(batches, None)
             except pa.ArrowException as err:
-                raise _parquet_error(self.path, err, self._state, row) from err
+                raise parquet_error(self.path, err, self._state, row) from err
             if batch is None:
                 break
             first = min(to_skip, batch.num_rows)
@@ -553,7 +552,7 @@ def _is_text_type(pa: Any, t: Any) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or string_view(t)
 
 
-def _open_parquet(path: Path) -> Any:
+def open_parquet(path: Path) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -563,9 +562,9 @@ def _open_parquet(path: Path) -> Any:
         raise InputError(path, f"not a readable Parquet file: {err}") from err
 
 
-def _parquet_error(path: Path, err: Exception, state: tuple[int, int], row: int) -> InputError:
-    if _file_state(path) != state:
-        return _changed_error(path)
+def parquet_error(path: Path, err: Exception, state: tuple[int, int], row: int) -> InputError:
+    if file_state(path) != state:
+        return changed_error(path)
     return InputError(path, f"damaged Parquet data after row {row}: {err}", line=row)
 
 
@@ -576,11 +575,11 @@ def iter_jsonl_lines(
     path: Path, gz: bool, stats: ReadStats | None = None
 ) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) for every non-blank line: the records of a JSONL file."""
-    with _Input(Path(path), gz) as src:
-        yield from _jsonl_lines(src, stats)
+    with InputBytes(Path(path), gz) as src:
+        yield from jsonl_lines(src, stats)
 
 
-def _jsonl_lines(src: _Input, stats: ReadStats | None) -> Iterator[tuple[int, bytes]]:
+def jsonl_lines(src: InputBytes, stats: ReadStats | None) -> Iterator[tuple[int, bytes]]:
     line_no = 0
     try:
         for line_no, raw in enumerate(_lines(src.stream), start=1):
@@ -795,9 +794,9 @@ def iter_csv_rows(
     """The header and an iterator of (line number, fields) of a CSV/TSV file; fields are
     ``None`` for a row the csv module cannot read. Undecodable bytes are kept as lone surrogates
     (``surrogateescape``) so they round-trip when written back."""
-    src = _Input(Path(path), gz)
+    src = InputBytes(Path(path), gz)
     try:
-        header, rows = _csv_rows(src, fmt)
+        header, rows = csv_rows(src, fmt)
     except BaseException:
         src.close()
         raise
@@ -809,7 +808,7 @@ def iter_csv_rows(
     return header, closing()
 
 
-def _csv_rows(src: _Input, fmt: str) -> tuple[list[str], Iterator[tuple[int, list[str] | None]]]:
+def csv_rows(src: InputBytes, fmt: str) -> tuple[list[str], Iterator[tuple[int, list[str] | None]]]:
     text = io.TextIOWrapper(src.stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text, **csv_dialect(fmt))
     rows = _csv_row_iter(src, reader)
@@ -821,7 +820,7 @@ def _csv_rows(src: _Input, fmt: str) -> tuple[list[str], Iterator[tuple[int, lis
     return first[1], rows
 
 
-def _csv_row_iter(src: _Input, reader: Any) -> Iterator[tuple[int, list[str] | None]]:
+def _csv_row_iter(src: InputBytes, reader: Any) -> Iterator[tuple[int, list[str] | None]]:
     """(line the row starts on, fields or None) for each row. (The TextIOWrapper closes the
     stream when it goes; the hash of the rest is read from the file itself.)"""
     end = 0  # the last line read
@@ -848,7 +847,7 @@ def _csv_row_iter(src: _Input, reader: Any) -> Iterator[tuple[int, list[str] | N
         raise src.damaged(err, end) from err
 
 
-# -- the selection writer ------------------------------------------------------------------------
+# -- whole inputs ---------------------------------------------------------------------------------
 
 
 def read_batches(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[RecordBatch]:
@@ -894,114 +893,3 @@ def read_field(path: str | os.PathLike[str], name: str, *, format: str | None = 
     values = np.empty(len(out), dtype=object)
     values[:] = out
     return values
-
-
-def write_selected(
-    path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    keep: np.ndarray,
-    *,
-    format: str | None = None,
-    gzip: bool | None = None,
-    gzip_output: bool | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    sha256: str | None = None,
-) -> int:
-    """Copies the records of ``path`` with ``keep[row]`` true to ``out_path`` in the input's
-    format, in input order, and returns how many were written.
-
-    JSONL lines are copied byte for byte; CSV/TSV rows are re-quoted by the csv module
-    (undecodable bytes round-trip); Parquet keeps the schema and its metadata. The file is
-    written under a temporary name and renamed when complete. Raises ``ValueError`` when the
-    input does not have ``len(keep)`` records (the scores belong to another file),
-    :class:`InputError` for a damaged input, one that changes while it is read, or, given
-    ``sha256``, one whose bytes as read have another sha256.
-    """
-    from euds.cache import atomic_path
-
-    path, out_path = Path(path), Path(out_path)
-    fmt, gz = resolve_format(path, format, gzip)
-    out_gz = gz if gzip_output is None else gzip_output
-    keep = np.asarray(keep, dtype=bool)
-    n_rows = 0
-    written = 0
-    state = _file_state(path)
-    with atomic_path(out_path) as tmp:
-        if fmt == "jsonl":
-            with _Input(path, gz, state) as src, open_output(tmp, out_gz) as out:
-                for _, raw in _jsonl_lines(src, None):
-                    if n_rows < len(keep) and keep[n_rows]:
-                        copy_line(out, raw)
-                        written += 1
-                    n_rows += 1
-                actual = src.sha256()
-        elif fmt in ("csv", "tsv"):
-            with _Input(path, gz, state) as src, open_output(tmp, out_gz) as out_bin:
-                header, rows = _csv_rows(src, fmt)
-                out = io.TextIOWrapper(
-                    out_bin, encoding="utf-8", errors="surrogateescape", newline=""
-                )
-                writer = csv.writer(out, delimiter=csv_dialect(fmt)["delimiter"])
-                if header:
-                    writer.writerow(header)
-                for line_no, row in rows:
-                    if n_rows < len(keep) and keep[n_rows]:
-                        if row is None:
-                            raise InputError(
-                                path, f"line {line_no}: the row is not valid CSV", line=line_no
-                            )
-                        writer.writerow(row)
-                        written += 1
-                    n_rows += 1
-                out.flush()
-                out.detach()
-                actual = src.sha256()
-        elif fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pf = _open_parquet(path)
-            try:
-                with pq.ParquetWriter(tmp, pf.schema_arrow) as writer:
-                    for batch in pf.iter_batches(batch_size=batch_size):
-                        part = keep[n_rows : n_rows + batch.num_rows]
-                        if len(part) == batch.num_rows:
-                            chosen = batch.filter(pa.array(part))
-                            if chosen.num_rows:
-                                writer.write_batch(chosen)
-                            written += chosen.num_rows
-                        n_rows += batch.num_rows
-            except pa.ArrowException as err:
-                raise _parquet_error(path, err, state, n_rows) from err
-            actual = sha256_file(path)
-        else:
-            raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-        if _file_state(path) != state:
-            raise _changed_error(path)
-        if sha256 is not None and actual != sha256:
-            raise InputError(
-                path, f"has sha256 {actual[:12]}…, not {sha256[:12]}… as expected: another file"
-            )
-        if n_rows != len(keep):
-            raise ValueError(
-                f"{path} has {n_rows} records but the selection has {len(keep)}: the scores "
-                "were computed on another file"
-            )
-    return written
-
-
-def copy_line(out: IO[bytes], raw: bytes) -> None:
-    """Writes a JSONL record's line as it was read (a last line without its end gets LF)."""
-    out.write(raw if raw.endswith((b"\n", b"\r")) else raw + b"\n")
-
-
-@contextlib.contextmanager
-def open_output(path: Path, gz: bool) -> Iterator[IO[bytes]]:
-    """A selection's output file, gzipped reproducibly (mtime 0) when ``gz``."""
-    with open(path, "wb") as raw:
-        if gz:
-            # mtime=0: the same selection gives the same bytes, hence the same checksum.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-                yield out
-        else:
-            yield raw

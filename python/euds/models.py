@@ -306,6 +306,11 @@ def _prepare(
         # Checked again under the lock: another process may have rebuilt it meanwhile.
         if not force and _folder_valid(folder, required, full=verify, hashed=hashed):
             return folder
+        if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+            raise ValueError(
+                f"{folder} is not empty and holds no euds manifest: euds replaces only cache "
+                "entries it made; move it or set EUDS_CACHE to another folder"
+            )
         _require_export_packages()
         log.info("preparing %s (once; a minute for a small model)", name)
         t0 = time.perf_counter()
@@ -364,6 +369,17 @@ def prepare_source(
         return folder
     if not prepare:
         raise EudsError(f"{source.path} is not prepared: run `euds models prepare {source.path}`")
+    # The entry is built beside the model it is made from and replaces only a cache entry:
+    # never the model itself, never a folder holding it.
+    from euds.output import Protected, identity
+
+    Protected.of(inputs=[source.path]).check(folder / MANIFEST)
+    here = identity(folder)
+    if here is not None and any(identity(p) == here for p in [source.path, *source.path.parents]):
+        raise ValueError(
+            f"the cache entry {folder} holds the model {source.path} itself: set EUDS_CACHE to "
+            "another folder"
+        )
     return _prepare(name, force=force, verify=verify, entry=entry)
 
 

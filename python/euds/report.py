@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from euds._version import __version__
-from euds.cache import atomic_write_bytes, sha256_file
+from euds.cache import sha256_file
 from euds.provenance import now_iso
 from euds.scores import ScoreDir
 
@@ -45,13 +45,28 @@ def write_report(
     *,
     selection_manifest: str | os.PathLike[str] | None = None,
     input_path: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     examples: int = 3,
     max_points: int = 2000,
     seed: int = 0,
 ) -> Path:
-    """Writes the report to ``output`` (atomically) and returns its path."""
+    """Writes the report to ``output`` (atomically, marked as euds's) and returns its path.
+
+    ``output`` never replaces the scores, the scored input, the selection's files or anything
+    inside a score directory, and replaces an existing file only when it is a report euds
+    wrote and nobody changed since, or with ``overwrite`` (:mod:`euds.output`). A selection
+    manifest must be one ``euds select`` wrote for this score directory's input."""
+    from euds.output import Protected, check_output, write_marked
+    from euds.subset import read_selection_manifest
+
     sd = ScoreDir(Path(scores_dir))
     manifest = sd.manifest()
+    sd.check_intact(manifest)
+    recorded = manifest.get("input", {})
+    protected = Protected.of(
+        inputs=[recorded.get("path"), input_path, selection_manifest], score_dirs=[sd.path]
+    )
+    check_output(output, protected, overwrite=overwrite)
     table = sd.read()
     signals = [c for c in SIGNAL_COLUMNS if c in table.column_names]
     values = {s: np.asarray(table.column(s), dtype=np.float64) for s in signals}
@@ -60,15 +75,28 @@ def write_report(
     keep = None
     selection: dict[str, Any] = {}
     if selection_manifest is not None:
-        sel_manifest = json.loads(Path(selection_manifest).read_text())
-        selection = sel_manifest["selection"]
-        decisions = Path(sel_manifest["decisions"]["path"])
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        dec = pq.read_table(decisions, columns=["kept", "reason"])
+        sel_manifest, decisions = read_selection_manifest(selection_manifest)
+        if recorded.get("sha256") != sel_manifest["input"]["sha256"]:
+            raise ValueError(
+                f"{selection_manifest} is a selection of another input than the one "
+                f"{sd.path} scored (their sha256 differ)"
+            )
+        selection = sel_manifest["selection"]
+        try:
+            dec = pq.read_table(decisions, columns=["kept", "reason"])
+        except (OSError, pa.ArrowException) as e:
+            raise ValueError(f"{decisions} (named by {selection_manifest}): {e}") from None
         keep = np.asarray(dec.column("kept"), dtype=bool)
         if len(keep) != n:
             raise ValueError(f"{decisions} has {len(keep)} rows, the scores {n}")
+        protected = Protected.of(
+            inputs=[recorded.get("path"), input_path, selection_manifest, decisions],
+            score_dirs=[sd.path],
+        )
+        check_output(output, protected, overwrite=overwrite)
 
     rng = np.random.default_rng(seed)
     example_rows = _example_rows(values, examples)
@@ -98,9 +126,7 @@ def write_report(
     for s in signals:
         parts.append(_examples(s, values[s], example_rows[s], texts, ids, keep))
     page = _page("".join(parts))
-    out = Path(output)
-    atomic_write_bytes(out, page.encode("utf-8"))
-    return out
+    return write_marked(Path(output), page.encode("utf-8"), protected, overwrite=overwrite)
 
 
 # -- pieces ----------------------------------------------------------------------------------

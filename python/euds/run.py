@@ -72,5 +72,7 @@ def run(
         command=command,
         overwrite=overwrite,
     )
-    report = write_report(scores_dir, out / "report.html", selection_manifest=selected.manifest)
+    report = write_report(
+        scores_dir, out / "report.html", selection_manifest=selected.manifest, overwrite=overwrite
+    )
     return RunResult(scores=scores_dir, summary=summary, selected=selected, report=report)

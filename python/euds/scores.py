@@ -33,8 +33,6 @@ a folder it did not create, and it refuses a non-empty folder that is not a scor
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -47,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from euds._core import EudsError
 from euds._version import __version__
-from euds.cache import atomic_path, atomic_write_bytes, sha256_file
+from euds.cache import atomic_path, atomic_write_bytes, sha256_file, sha256_file_cached
+from euds.output import ExclusiveLock
 from euds.provenance import now_iso, to_json, versions
 
 log = logging.getLogger("euds")
@@ -92,6 +90,8 @@ class ShardInfo:
     start: int
     rows: int
     files: dict[str, int] = field(default_factory=dict)  # file name -> size in bytes
+    # file name -> sha256 (absent in directories made before euds recorded it)
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 def shard_names(index: int) -> tuple[str, str, str]:
@@ -146,28 +146,50 @@ class ScoreDir:
     def complete(self) -> bool:
         return self.manifest().get("status") == "complete"
 
-    def intact_shards(self) -> list[ShardInfo]:
-        """The shards listed in the manifest whose files are all present with their sizes
-        (a shard written but not yet listed, or listed but damaged, is not complete), by index."""
-        good = [
-            shard
-            for shard in self.shards()
-            if all(
-                (self.path / name).is_file() and (self.path / name).stat().st_size == size
-                for name, size in shard.files.items()
-            )
-        ]
-        return sorted(good, key=lambda s: s.index)
+    def damage(self, manifest: dict[str, Any] | None = None) -> str | None:
+        """Why the files the manifest lists (every shard's, and the late files once written)
+        are not as it recorded them — the first missing file, or one whose size or sha256
+        differs — or None when all are intact."""
+        manifest = self.manifest() if manifest is None else manifest
+        recorded: list[tuple[str, int | None, str | None]] = []
+        for entry in manifest.get("shards", []):
+            shard = ShardInfo(**entry)
+            for n, size in shard.files.items():
+                if shard.index == manifest.get("rewriting") and n == part_name(shard.index):
+                    recorded.append((n, None, None))  # being rewritten: checked by its rows
+                else:
+                    recorded.append((n, size, shard.sha256.get(n)))
+        for name, entry in manifest.get("late_files", {}).items():
+            recorded.append((name, entry["size"], entry.get("sha256")))
+        for name, size, digest in recorded:
+            path = self.path / name
+            if not path.is_file() or path.is_symlink():
+                return f"{path} is missing"
+            if size is None:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-    def verify_shards(self) -> list[ShardInfo]:
-        """The intact shards 0, 1, ..., k-1: where a sequential run resumes (an engine that
-        writes shards out of order may leave gaps; everything after the first is redone)."""
-        prefix = []
-        for shard in self.intact_shards():
-            if shard.index != len(prefix):
-                break
-            prefix.append(shard)
-        return prefix
+                try:
+                    pq.ParquetFile(path)
+                except (pa.ArrowException, OSError):
+                    return f"{path} is not a readable Parquet file"
+                continue
+            actual = path.stat().st_size
+            if actual != size:
+                return f"{path} has {actual} bytes, the manifest recorded {size}"
+            if digest is not None and sha256_file_cached(path) != digest:
+                return f"{path} has another sha256 than the manifest recorded"
+        return None
+
+    def check_intact(self, manifest: dict[str, Any]) -> None:
+        """Refuses a directory whose recorded files are damaged, in one line naming the file:
+        euds never repairs damage by deleting what an earlier run wrote."""
+        problem = self.damage(manifest)
+        if problem:
+            raise ValueError(
+                f"{problem}: the score directory is damaged; `--overwrite` scores it again "
+                "(or restore the file)"
+            )
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -183,36 +205,50 @@ class ScoreDir:
         import pyarrow.parquet as pq
 
         files: dict[str, int] = {}
+        digests: dict[str, str] = {}
+
+        def record(name: str) -> None:
+            files[name] = (self.path / name).stat().st_size
+            digests[name] = sha256_file_cached(self.path / name)
+
         name = part_name(index)
         with self.atomic(name) as tmp:
             pq.write_table(table, tmp, compression="zstd")
-        files[name] = (self.path / name).stat().st_size
+        record(name)
         if embeddings is not None:
             name = embedding_name(index)
             with self.atomic(name) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, embeddings.astype(np.float16))
-            files[name] = (self.path / name).stat().st_size
+            record(name)
         if token_ids is not None:
             name = ids_name(index)
             with self.atomic(name) as tmp:
                 with open(tmp, "wb") as f:
                     np.savez(f, offsets=token_ids[0], ids=token_ids[1])
-            files[name] = (self.path / name).stat().st_size
-        return ShardInfo(index=index, start=start, rows=table.num_rows, files=files)
+            record(name)
+        return ShardInfo(index=index, start=start, rows=table.num_rows, files=files, sha256=digests)
 
-    def write_late(self, columns: dict[str, np.ndarray]) -> None:
+    def write_late(self, columns: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Writes ``late.parquet``; returns its record for the manifest's ``late_files``."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.table({k: pa.array(v, pa.float64()) for k, v in columns.items()})
         with self.atomic(LATE) as tmp:
             pq.write_table(table, tmp, compression="zstd")
+        return self._file_record(LATE)
 
-    def write_centroids(self, centroids: np.ndarray) -> None:
+    def write_centroids(self, centroids: np.ndarray) -> dict[str, Any]:
+        """Writes ``centroids.npy``; returns its record for the manifest's ``late_files``."""
         with self.atomic(CENTROIDS) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, centroids)
+        return self._file_record(CENTROIDS)
+
+    def _file_record(self, name: str) -> dict[str, Any]:
+        path = self.path / name
+        return {"size": path.stat().st_size, "sha256": sha256_file_cached(path)}
 
     def atomic(self, name: str) -> contextlib.AbstractContextManager[Path]:
         """A temporary path for the file ``name``, tagged with this run's token."""
@@ -228,21 +264,35 @@ class ScoreDir:
             names.update(shard_names(index))
         if manifest.get("pass_complete"):  # late files are written only after the pass
             names.update((LATE, CENTROIDS))
+        return {n for n in self._present(names, manifest)}
+
+    def leftovers(self, manifest: dict[str, Any]) -> set[str]:
+        """What an interrupted run left that a resumed run may remove: the files of the shards
+        the manifest says a run was writing (``writing``) that it does not list as complete, and
+        temporary files tagged with a run token it records. Never a listed file."""
+        listed = {name for s in manifest.get("shards", []) for name in s["files"]}
+        names = {n for index in manifest.get("writing", []) for n in shard_names(index)}
+        return self._present(names - listed, manifest, with_listed=False)
+
+    def _present(
+        self, names: set[str], manifest: dict[str, Any], *, with_listed: bool = True
+    ) -> set[str]:
+        """The regular files here named in ``names`` or carrying a recorded run's temp tag."""
         tags = [f".{t}." for t in manifest.get("run_tokens", [])]
+        listed = {name for s in manifest.get("shards", []) for name in s["files"]}
         present = set()
         for path in self.path.iterdir():
             temp = path.name.startswith(".") and path.name.endswith(".tmp")
-            if (path.name in names or (temp and any(t in path.name for t in tags))) and (
-                path.is_file() and not path.is_symlink()
-            ):
+            if not (path.name in names or (temp and any(t in path.name for t in tags))):
+                continue
+            if not with_listed and path.name in listed:
+                continue
+            if path.is_file() and not path.is_symlink():
                 present.add(path.name)
         return present
 
-    def drop_stale(self, manifest: dict[str, Any], keep: list[ShardInfo]) -> None:
-        """Removes what earlier runs left beyond the shards in ``keep``: files of unlisted or
-        damaged shards, late files, temporary files (only files euds can prove it wrote)."""
-        kept = {name for s in keep for name in s.files}
-        for name in sorted(self.own_files(manifest) - kept):
+    def remove(self, names: set[str]) -> None:
+        for name in sorted(names):
             (self.path / name).unlink(missing_ok=True)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -346,31 +396,124 @@ def read_scores(path: str | os.PathLike[str], columns: list[str] | None = None):
 # -- life cycle ------------------------------------------------------------------------------------
 
 
+_INT, _STR, _BOOL, _DICT, _LIST = "an integer", "a string", "true or false", "an object", "a list"
+# Every field a score manifest may hold, and what it must be. A field not listed here is one a
+# newer euds wrote (or a hand edit): refused, never guessed at.
+_TOP: dict[str, str] = {
+    "format": _INT,
+    "euds_version": _STR,
+    "created": _STR,
+    "finished": _STR,
+    "status": _STR,
+    "input": _DICT,
+    "config": _DICT,
+    "versions": _DICT,
+    "shards": _LIST,
+    "writing": _LIST,
+    "run_tokens": _LIST,
+    "pass_complete": _BOOL,
+    "models": _DICT,
+    "engine": _DICT,
+    "semantic": _DICT,
+    "late_files": _DICT,
+    "rewriting": _INT,
+}
+_INPUT = {"path": _STR, "size": _INT, "mtime_ns": _INT, "sha256": _STR}
+_SHARD = {"index": _INT, "start": _INT, "rows": _INT, "files": _DICT, "sha256": _DICT}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, {_STR: str, _BOOL: bool, _DICT: dict, _LIST: list}[kind])
+
+
+def _fields_problem(value: dict[str, Any], schema: dict[str, str], where: str) -> str | None:
+    for key, item in value.items():
+        if key not in schema:
+            return f"field {where}{key!r} is unknown to this euds (written by a newer one?)"
+        if item is None and key in ("sha256", "finished"):
+            continue
+        if not _is(item, schema[key]):
+            return f"field {where}{key!r} must be {schema[key]}, not {json.dumps(item)[:40]}"
+    return None
+
+
 def _manifest_problem(manifest: Any) -> str | None:
-    """Why ``manifest`` is not a score manifest this version reads (None when it is)."""
+    """Why ``manifest`` is not a score manifest this version reads (None when it is), naming
+    the field."""
     if not isinstance(manifest, dict):
         return f"a JSON {type(manifest).__name__}, not an object"
     if manifest.get("format") != FORMAT_VERSION:
         return f"format {manifest.get('format')!r}, this euds reads format {FORMAT_VERSION}"
-    shards = manifest.get("shards", [])
-    if not isinstance(shards, list) or not all(
-        isinstance(s, dict)
-        and {"index", "start", "rows", "files"} <= s.keys()
-        and all(isinstance(s[k], int) for k in ("index", "start", "rows"))
-        and isinstance(s["files"], dict)
-        and all(isinstance(k, str) and "/" not in k for k in s["files"])
-        for s in shards
-    ):
-        return "its shard list is damaged"
-    for key in ("writing", "run_tokens"):
-        if not isinstance(manifest.get(key, []), list):
-            return f"{key!r} is not a list"
-    if not all(isinstance(k, int) for k in manifest.get("writing", [])):
-        return "'writing' is not a list of shard indices"
-    if not isinstance(manifest.get("input", {}), dict) or not isinstance(
-        manifest.get("config", {}), dict
-    ):
-        return "'input' or 'config' is not an object"
+    problem = _fields_problem(manifest, _TOP, "")
+    if problem:
+        return problem
+    if manifest.get("status", "scoring") not in ("scoring", "complete"):
+        return f"field 'status' must be 'scoring' or 'complete', not {manifest['status']!r}"
+    problem = _fields_problem(manifest.get("input", {}), _INPUT, "input.")
+    if problem:
+        return problem
+    for k, shard in enumerate(manifest.get("shards", [])):
+        where = f"shards[{k}]."
+        if not isinstance(shard, dict):
+            return f"field shards[{k}] must be an object"
+        problem = _fields_problem(shard, _SHARD, where)
+        if problem:
+            return problem
+        if not {"index", "start", "rows", "files"} <= shard.keys():
+            return f"field shards[{k}] lacks one of index, start, rows, files"
+        allowed = set(shard_names(shard["index"]))
+        for name, size in shard["files"].items():
+            if name not in allowed:
+                return f"field {where}files names {name!r}, not a file of shard {shard['index']}"
+            if not _is(size, _INT):
+                return f"field {where}files[{name!r}] must be a size in bytes"
+        for name, digest in shard.get("sha256", {}).items():
+            if name not in shard["files"] or not (isinstance(digest, str) and len(digest) == 64):
+                return f"field {where}sha256[{name!r}] must be the sha256 of a listed file"
+    for key, kind in (("writing", _INT), ("run_tokens", _STR)):
+        if not all(_is(v, kind) for v in manifest.get(key, [])):
+            what = "shard indices" if kind == _INT else "tokens"
+            return f"field {key!r} must be a list of {what}"
+    for name, entry in manifest.get("late_files", {}).items():
+        if name not in (LATE, CENTROIDS) or not (
+            isinstance(entry, dict)
+            and _is(entry.get("size"), _INT)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return f"field late_files[{name!r}] must be a late file's size and sha256"
+    return _config_problem(manifest.get("config", {}))
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """Whether a manifest's ``config`` holds what :meth:`ScoreConfig.identity` writes."""
+    from dataclasses import fields
+
+    from euds.config import RUNTIME_ONLY, ScoreConfig
+
+    known = {f.name: f for f in fields(ScoreConfig) if f.name not in RUNTIME_ONLY}
+    for key, value in config.items():
+        if key in ("model_content", "embedder_content"):
+            continue
+        f = known.get(key)
+        if f is None:
+            return f"field config.{key!r} is unknown to this euds (written by a newer one?)"
+        default = f.default
+        if value is None and "None" in str(f.type):  # an optional field
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            return f"field config.{key!r} has the wrong type: {json.dumps(value)[:40]}"
     return None
 
 
@@ -397,6 +540,7 @@ class ScoreRun:
     sd: ScoreDir
     manifest: dict[str, Any]
     created: bool  # this run made the folder
+    fresh: bool = False  # this run made the manifest: nothing in it is an earlier run's
 
     def write(self) -> None:
         self.sd.write_manifest(self.manifest)
@@ -417,9 +561,11 @@ def open_for_scoring(
     configuration (complete: reused; incomplete: resumed) or differs only in the
     ``reclusterable`` options once the pass is complete; otherwise a new one, replacing the
     old scores only when nothing was scored yet or with ``overwrite`` (and then deleting only
-    the files euds wrote). A non-empty folder that is not a score directory is refused. If
-    the block raises before a shard is complete, the files this run wrote are removed (and the
-    folder, if this run made it), so that a corrected command starts afresh.
+    the files euds wrote). A non-empty folder that is not a score directory is refused, and
+    so is a directory whose recorded files are damaged (never repaired by deletion). If the
+    block raises before a shard is complete in a manifest this run made, the files this run
+    wrote are removed (and the folder, if this run made it), so that a corrected command starts
+    afresh; a run that reused or resumed an earlier run's directory removes nothing of it.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -429,7 +575,7 @@ def open_for_scoring(
         path.mkdir(parents=True)
     else:
         _refuse_foreign(path)
-    lock = _DirLock(path / LOCK)
+    lock = ExclusiveLock(path / LOCK, str(path))
     try:
         lock.acquire()
     except BaseException:
@@ -440,17 +586,20 @@ def open_for_scoring(
     started = failed = False
     try:
         _refuse_foreign(path)  # again, now that no other run can change it
-        manifest = _open_or_create(sd, identity, overwrite=overwrite, reclusterable=reclusterable)
+        manifest, fresh = _open_or_create(
+            sd, identity, overwrite=overwrite, reclusterable=reclusterable
+        )
         started = True
-        yield ScoreRun(sd, manifest, created)
+        yield ScoreRun(sd, manifest, created, fresh)
     except BaseException:
         failed = True
         raise
     finally:
-        # A refused directory is left exactly as it was; a run that failed before its first
-        # complete shard takes back what it wrote.
+        # A refused directory is left exactly as it was; a run that made its manifest and
+        # failed before its first complete shard takes back what it wrote. Nothing an earlier
+        # run wrote is ever removed here.
         cleared = not started and not sd.exists()
-        if failed and started:
+        if failed and started and fresh:
             with contextlib.suppress(Exception):
                 cleared = _clear_if_nothing_scored(sd)
         lock.release()
@@ -482,23 +631,35 @@ def _open_or_create(
     *,
     overwrite: bool,
     reclusterable: frozenset[str],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
+    """(the manifest this run goes on with, whether this run made it)."""
     if sd.exists():
         manifest = sd.manifest()
         same = same_input(manifest.get("input", {}), identity["input"])
         config = manifest.get("config")
         missing = _missing_columns(sd, manifest, identity.get("columns", ())) if same else []
-        if same and config == identity["config"] and not missing:
-            if manifest.get("status") != "complete":
-                _start(sd, manifest, identity)
-            return manifest
-        if (
+        complete = manifest.get("status") == "complete"
+        keeps = (
             same
-            and config == identity["config"]
-            and missing
             and not overwrite
-            and manifest.get("status") == "complete"
-        ):
+            and (
+                (config == identity["config"] and (not missing or complete))
+                or (
+                    not missing
+                    and manifest.get("pass_complete")
+                    and _without(config, reclusterable)
+                    == _without(identity["config"], reclusterable)
+                )
+            )
+        )
+        if keeps:
+            # Reused, resumed or re-clustered: every file it lists must be as recorded.
+            sd.check_intact(manifest)
+        if same and config == identity["config"] and not missing:
+            if not complete:
+                _start(sd, manifest, identity)
+            return manifest, False
+        if same and config == identity["config"] and missing and not overwrite and complete:
             # Still sound for everything it has; only the new columns are absent.
             log.warning(
                 "%s was scored by an earlier euds, without %s: reusing it; --overwrite scores "
@@ -506,20 +667,15 @@ def _open_or_create(
                 sd.path,
                 ", ".join(missing),
             )
-            return manifest
-        if (
-            same
-            and not missing
-            and manifest.get("pass_complete")
-            and _without(config, reclusterable) == _without(identity["config"], reclusterable)
-        ):
+            return manifest, False
+        if keeps:  # only the clustering parameters changed
             log.info("%s: new clustering parameters; re-clustering the kept embeddings", sd.path)
             manifest["config"] = identity["config"]
             manifest["status"] = "scoring"
             _start(sd, manifest, identity)
-            return manifest
+            return manifest, False
         # A directory without a single complete shard holds nothing to protect.
-        nothing_scored = manifest.get("status") != "complete" and not manifest.get("shards")
+        nothing_scored = not complete and not manifest.get("shards")
         if not overwrite and not nothing_scored and missing:
             raise ValueError(
                 f"{sd.path} was scored by an earlier euds, without the column(s) "
@@ -541,7 +697,7 @@ def _open_or_create(
                 f"uses ({', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}); move them "
                 "or choose another output folder"
             )
-        sd.drop_stale(manifest, keep=[])
+        sd.remove(own)
     manifest = {
         "format": FORMAT_VERSION,
         "euds_version": __version__,
@@ -553,7 +709,7 @@ def _open_or_create(
         "shards": [],
     }
     _start(sd, manifest, identity)
-    return manifest
+    return manifest, True
 
 
 def _start(sd: ScoreDir, manifest: dict[str, Any], identity: dict[str, Any]) -> None:
@@ -561,6 +717,9 @@ def _start(sd: ScoreDir, manifest: dict[str, Any], identity: dict[str, Any]) -> 
     before it writes anything else."""
     manifest["input"]["mtime_ns"] = identity["input"]["mtime_ns"]
     manifest["run_tokens"] = [*manifest.get("run_tokens", []), sd.token]
+    # The late files are written again before this run completes: until then no record of
+    # them stands (a run killed meanwhile leaves files no record describes, not a mismatch).
+    manifest.pop("late_files", None)
     sd.write_manifest(manifest)
 
 
@@ -595,14 +754,14 @@ def _without(config: Any, keys: frozenset[str]) -> dict[str, Any]:
 
 
 def _clear_if_nothing_scored(sd: ScoreDir) -> bool:
-    """After a failed run: when no shard is complete, removes every file euds wrote here
-    (the manifest last) and returns True."""
+    """After a failed run whose manifest this run made: when no shard is listed complete,
+    removes every file this run wrote here (the manifest last) and returns True."""
     if not sd.exists():
         return True
     manifest = sd.manifest()
-    if sd.intact_shards():
+    if manifest.get("shards"):
         return False
-    sd.drop_stale(manifest, keep=[])
+    sd.remove(sd.own_files(manifest))
     sd.manifest_path.unlink(missing_ok=True)
     return True
 
@@ -611,54 +770,3 @@ def _remove_folder(path: Path) -> None:
     """Removes a folder this run made, only if it is empty again."""
     with contextlib.suppress(OSError):
         path.rmdir()
-
-
-class _DirLock:
-    """An exclusive ``flock`` on a score directory for a whole run; a second run fails at once
-    with a message naming the holder's pid. The lock file is removed when the run ends, so a
-    run checks, once it holds the lock, that its file is still the one at the path."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self.made = False
-
-    def acquire(self) -> None:
-        while True:
-            try:  # a lock file this run made is removed at the end; one found there is kept
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-                self.made = True
-            except FileExistsError:
-                fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-                self.made = False
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-                os.close(fd)
-                if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise EudsError(
-                        f"{self.path.parent} is in use by another euds run (pid {holder}); wait "
-                        "for it to finish or choose another output folder"
-                    ) from None
-                raise
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)  # the holder removed it as we opened it: take the new one
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        if self.made:
-            self.path.unlink(missing_ok=True)
-        else:
-            os.ftruncate(self.fd, 0)
-        os.close(self.fd)  # closing the last descriptor releases the flock
-        self.fd = None

@@ -47,25 +47,30 @@ def select_file(
     """Selects from the scores of ``input_path`` and writes the kept records to
     ``output_path`` in the input's format (gzipped when the name ends in .gz), plus
     ``<output>.manifest.json`` and ``<output>.decisions.parquet``. ``config`` (or ``options``,
-    its fields as keywords) says how. The scores must belong to this input (checked by sha256
-    where the score directory recorded it, and by record count). ``writer`` replaces
-    :func:`euds.io.write_selected` (the Ray engine filters on its workers).
+    its fields as keywords) says how. The scores must belong to this input: a score directory
+    by the input's sha256, a score Parquet file by the ids and text hashes of every record.
+    ``writer`` replaces :func:`euds.output.write_selected` (the Ray engine filters on its
+    workers).
 
     ``config.stratify`` may name ``"clusters"`` (the k-means clusters of the semantic signal,
     from the score directory's embeddings) or a field of the input's records.
 
-    The output never replaces the input. An existing output (or its manifest or decisions
-    file) is replaced only with ``overwrite`` or when it is a selection this function wrote
-    (its manifest's checksums match the files), so that the same command can run again."""
+    The outputs never replace the input, the target sample or a file of the scores, and are
+    never written inside a score directory (by file identity: links and mounts included). An
+    existing output (or its manifest or decisions file) is replaced only with ``overwrite`` or
+    when it is a selection euds wrote (its manifest's checksums match the files), so that the
+    same command can run again. Two runs writing the same output hold a lock: the second fails
+    at once, and the three files always come from one run."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from euds._version import __version__
     from euds.cache import atomic_path, atomic_write_bytes, sha256_file
-    from euds.io import read_field, write_selected
+    from euds.io import read_field
+    from euds.output import Protected, ReadBack, check_output, output_lock, write_selected
     from euds.provenance import now_iso, to_json
     from euds.scores import MANIFEST, ScoreDir, read_scores
-    from euds.select import TARGET, TYPICAL, select
+    from euds.select import TARGET, TEXT_HASH, TYPICAL, select
     from euds.select.columns import columns_of
 
     if config is None:
@@ -80,100 +85,201 @@ def select_file(
         raise ValueError(f"{scores} not found: score the input first (`euds score`)")
     decisions_path = out.with_name(out.name + ".decisions.parquet")
     manifest_path = out.with_name(out.name + ".manifest.json")
-    _check_outputs(input_path, scores, out, manifest_path, decisions_path, overwrite=overwrite)
-    input_sha = sha256_file(input_path)
-    score_meta: dict[str, Any] = {}
-    sd = ScoreDir(scores) if scores.is_dir() else None
-    if sd is not None:
-        score_meta = sd.manifest()
-        if score_meta.get("status") != "complete":
-            raise ValueError(f"{scores} is not complete: run `euds score` again to finish it")
+    protected = Protected.of(inputs=[input_path, config.target], score_dirs=[scores])
+    for path in (out, manifest_path, decisions_path):
+        protected.check(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        previous = _previous_selection(manifest_path, out, decisions_path)
+        for path in (out, manifest_path, decisions_path):
+            check_output(path, protected, overwrite=overwrite, ours=lambda _: previous)
+        input_sha = sha256_file(input_path)
+        score_meta: dict[str, Any] = {}
+        sd = ScoreDir(scores) if scores.is_dir() else None
+        if sd is not None:
+            score_meta = sd.manifest()
+            if score_meta.get("status") != "complete":
+                raise ValueError(f"{scores} is not complete: run `euds score` again to finish it")
+            sd.check_intact(score_meta)
+        score_config = score_meta.get("config", {})
+        fmt = format or score_config.get("format")
+        reading = {
+            "text_field": score_config.get("text_field", "text"),
+            "id_field": score_config.get("id_field", "id"),
+            "format": fmt,
+        }
+        table = read_scores(scores)
         recorded = score_meta.get("input", {}).get("sha256")
-        if recorded not in (None, input_sha):
+        if recorded is not None and recorded != input_sha:
             raise ValueError(
                 f"{scores} was computed on another file (sha256 {recorded[:12]}…, {input_path} "
                 f"has {input_sha[:12]}…): rescore it with `euds score`"
             )
-    score_config = score_meta.get("config", {})
-    fmt = format or score_config.get("format")
-    reading = {
-        "text_field": score_config.get("text_field", "text"),
-        "id_field": score_config.get("id_field", "id"),
-        "format": fmt,
-    }
-    table = read_scores(scores)
-    columns = columns_of(table)
-    labels = None
-    if config.stratify == CLUSTERS:
-        if sd is None:
-            raise ValueError(f"--stratify {CLUSTERS} needs a score directory, not {scores}")
-        labels = sd.cluster_labels()
-    elif config.stratify is not None:
-        labels = read_field(input_path, config.stratify, format=fmt)
-    wants_texts = config.drop_contained or (
-        config.target is not None and config.target_score != "embedding"
-    )
-    wants_embeddings = config.method == TYPICAL or (
-        config.target is not None and config.target_score != "ngram"
-    )
-    texts = _texts(input_path, reading) if wants_texts else None
-    if wants_embeddings and sd is None:
-        raise ValueError(f"method {config.method} needs a score directory's embeddings: {scores}")
-    embeddings = sd.embedding_matrix() if wants_embeddings and sd is not None else None
-    target_info = None
-    if config.target is not None:
-        columns[TARGET], target_info = _target_column(
-            config, score_config, reading, embeddings, texts
+        if recorded is None:  # a score file (or an unfinished record): check record by record
+            _check_records(input_path, scores, table, reading)
+        columns = columns_of(table)
+        labels = None
+        if config.stratify == CLUSTERS:
+            if sd is None:
+                raise ValueError(f"--stratify {CLUSTERS} needs a score directory, not {scores}")
+            labels = sd.cluster_labels()
+        elif config.stratify is not None:
+            labels = read_field(input_path, config.stratify, format=fmt)
+        wants_texts = config.drop_contained or (
+            config.target is not None and config.target_score != "embedding"
         )
-    selection = select(
-        columns,
-        stratify=labels,
-        texts=texts,
-        embeddings=embeddings if config.method == TYPICAL else None,
-        **config.select_options(),
-    )
-    if config.stratify is not None:
-        selection.stratify = config.stratify
-    if target_info is not None:
-        selection.details["target_sample"] = target_info
-    written = (writer or write_selected)(
-        input_path,
-        out,
-        selection.keep,
-        format=fmt,
-        gzip_output=out.name.lower().endswith(".gz"),
-        sha256=input_sha,  # the kept records come from the bytes that were checked
-    )
-    counts = selection.counts
-    if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
-        raise RuntimeError(f"selection bookkeeping is off: wrote {written}, counts {counts}")
-    decision_columns = {
-        "id": table.column("id"),
-        "kept": pa.array(selection.keep),
-        "reason": pa.array(selection.reason.astype(str)),
-    }
-    if TARGET in columns:
-        decision_columns[TARGET] = pa.array(np.asarray(columns[TARGET], dtype=np.float64))
-    with atomic_path(decisions_path) as tmp:
-        pq.write_table(pa.table(decision_columns), tmp)
-    manifest = {
-        "euds_version": __version__,
-        "created": now_iso(),
-        "command": command,
-        "input": {"path": str(input_path), "sha256": input_sha, "records": counts["input"]},
-        "scores": {
-            "path": str(scores),
-            "sha256": None if sd is not None else sha256_file(scores),
-            "manifest_sha256": sha256_file(scores / MANIFEST) if sd is not None else None,
-            "config": score_config,
-        },
-        "config": config.as_dict(),
-        "selection": selection.summary(),
-        "output": {"path": str(out), "sha256": sha256_file(out), "records": written},
-        "decisions": {"path": str(decisions_path), "sha256": sha256_file(decisions_path)},
-    }
-    atomic_write_bytes(manifest_path, to_json(manifest))
+        wants_embeddings = config.method == TYPICAL or (
+            config.target is not None and config.target_score != "ngram"
+        )
+        texts = _texts(input_path, reading) if wants_texts else None
+        if wants_embeddings and sd is None:
+            raise ValueError(f"{config.method} needs a score directory's embeddings: {scores}")
+        embeddings = sd.embedding_matrix() if wants_embeddings and sd is not None else None
+        target_info = None
+        if config.target is not None:
+            columns[TARGET], target_info = _target_column(
+                config, score_config, reading, embeddings, texts
+            )
+        selection = select(
+            columns,
+            stratify=labels,
+            texts=texts,
+            embeddings=embeddings if config.method == TYPICAL else None,
+            **config.select_options(),
+        )
+        if config.stratify is not None:
+            selection.stratify = config.stratify
+        if target_info is not None:
+            selection.details["target_sample"] = target_info
+        hashes = columns.get(TEXT_HASH)
+        read_back = ReadBack(
+            reading["text_field"],
+            reading["id_field"],
+            None
+            if hashes is None
+            else [h for h, k in zip(hashes, selection.keep, strict=True) if k],
+        )
+        written = (writer or write_selected)(
+            input_path,
+            out,
+            selection.keep,
+            format=fmt,
+            gzip_output=out.name.lower().endswith(".gz"),
+            sha256=input_sha,  # the kept records come from the bytes that were checked
+            read_back=read_back,
+        )
+        counts = selection.counts
+        if written != counts["kept"] or counts["kept"] + counts["dropped"] != counts["input"]:
+            raise RuntimeError(f"selection bookkeeping is off: wrote {written}, counts {counts}")
+        decision_columns = {
+            "id": table.column("id"),
+            "kept": pa.array(selection.keep),
+            "reason": pa.array(selection.reason.astype(str)),
+        }
+        if TARGET in columns:
+            decision_columns[TARGET] = pa.array(np.asarray(columns[TARGET], dtype=np.float64))
+        with atomic_path(decisions_path) as tmp:
+            pq.write_table(pa.table(decision_columns), tmp)
+        here = manifest_path.parent
+        manifest = {
+            "kind": SELECTION_MANIFEST,
+            "euds_version": __version__,
+            "created": now_iso(),
+            "command": command,
+            # Paths are relative to this manifest's folder, wherever it is read from.
+            "input": {
+                "path": _relative(input_path, here),
+                "sha256": input_sha,
+                "records": counts["input"],
+            },
+            "scores": {
+                "path": _relative(scores, here),
+                "sha256": None if sd is not None else sha256_file(scores),
+                "manifest_sha256": sha256_file(scores / MANIFEST) if sd is not None else None,
+                "config": score_config,
+            },
+            "config": config.as_dict(),
+            "selection": selection.summary(),
+            "output": {"path": out.name, "sha256": sha256_file(out), "records": written},
+            "decisions": {"path": decisions_path.name, "sha256": sha256_file(decisions_path)},
+        }
+        atomic_write_bytes(manifest_path, to_json(manifest))
     return SelectionOutput(selection, out, manifest_path, decisions_path, written)
+
+
+SELECTION_MANIFEST = "euds selection"
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return os.path.relpath(path.resolve(), folder.resolve())
+
+
+def read_selection_manifest(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """A selection manifest, checked to be one (``ValueError`` naming the file and field
+    otherwise), and its decisions file, found relative to the manifest."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"{path} is not a readable selection manifest: {e}") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} is not a euds selection manifest (not a JSON object)")
+    for key, kind in (("selection", dict), ("decisions", dict), ("input", dict), ("output", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise ValueError(
+                f"{path} is not a euds selection manifest: field {key!r} is missing or not an "
+                "object (give the OUT.manifest.json that `euds select` wrote)"
+            )
+    decisions = manifest["decisions"].get("path")
+    counts = manifest["selection"].get("counts")
+    if not isinstance(decisions, str) or not isinstance(counts, dict):
+        raise ValueError(f"{path}: field 'decisions.path' or 'selection.counts' is damaged")
+    if not isinstance(manifest["input"].get("sha256"), str):
+        raise ValueError(f"{path}: field 'input.sha256' is missing")
+    return manifest, path.parent / decisions
+
+
+def _previous_selection(manifest_path: Path, out: Path, decisions: Path) -> bool:
+    """Whether the files at these paths are a selection euds wrote (its manifest's checksums
+    match the output and decisions files), so that the same command can run again."""
+    from euds.cache import sha256_file
+
+    try:
+        previous, found = read_selection_manifest(manifest_path)
+        return (
+            found.resolve() == decisions.resolve()
+            and sha256_file(out) == previous["output"]["sha256"]
+            and sha256_file(decisions) == previous["decisions"]["sha256"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _check_records(input_path: Path, scores: Path, table: Any, reading: dict[str, Any]) -> None:
+    """Scores with no recorded input checksum (a score Parquet file) must hold the input's
+    records: the same ids and, where the scores carry them, the same text hashes, in order."""
+    from euds.duplicates import text_hashes
+    from euds.io import RecordReader
+
+    ids: list[str] = []
+    texts: list[str | None] = []
+    for batch in RecordReader(input_path, **reading):
+        ids.extend(batch.ids)
+        texts.extend(batch.texts)
+    theirs = table.column("id").to_pylist() if "id" in table.column_names else None
+    if theirs is None:
+        raise ValueError(f"{scores} has no id column to match against {input_path}")
+    where = "records" if len(theirs) != len(ids) else None
+    if where is None and theirs != ids:
+        where = "ids"
+    if where is None and "text_hash" in table.column_names:
+        if table.column("text_hash").to_pylist() != text_hashes(texts):
+            where = "texts"
+    if where is not None:
+        raise ValueError(
+            f"{scores} does not hold the scores of {input_path} (its {where} differ): score "
+            "the input with `euds score`"
+        )
 
 
 def _texts(path: Path, reading: dict[str, Any]) -> list[str | None]:
@@ -227,40 +333,4 @@ def _target_column(
     }
 
 
-def _check_outputs(
-    input_path: Path,
-    scores: Path,
-    out: Path,
-    manifest_path: Path,
-    decisions_path: Path,
-    *,
-    overwrite: bool,
-) -> None:
-    """Refuses outputs that would replace the input, the scores, or files euds did not write."""
-    from euds.cache import sha256_file
-
-    for path in (out, manifest_path, decisions_path):
-        for other, what in ((input_path, "the input"), (scores, "the scores")):
-            if path.exists() and path.resolve() == other.resolve():
-                raise ValueError(f"the output {path} would replace {what}: choose another -o")
-        if path.is_dir():
-            raise ValueError(f"the output {path} is a folder: give a file name")
-    existing = [p for p in (out, manifest_path, decisions_path) if p.exists()]
-    if not existing or overwrite:
-        return
-    try:  # a selection written here before: its manifest proves whose the files are
-        previous = json.loads(manifest_path.read_bytes())
-        ours = (
-            sha256_file(out) == previous["output"]["sha256"]
-            and sha256_file(decisions_path) == previous["decisions"]["sha256"]
-        )
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        ours = False
-    if not ours:
-        raise ValueError(
-            f"{existing[0]} exists and is not a selection euds wrote: choose another -o or "
-            "pass --overwrite to replace it"
-        )
-
-
-__all__ = ["CLUSTERS", "SelectionOutput", "select_file"]
+__all__ = ["CLUSTERS", "SelectionOutput", "read_selection_manifest", "select_file"]

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,9 +24,11 @@ import numpy as np
 
 from euds._core import EudsError
 from euds.batch import Stages, pass_schema
-from euds.cache import sha256_file
+from euds.cache import sha256_file, sha256_file_cached
 from euds.config import CLUSTERING, ScoreConfig
 from euds.scores import (
+    CENTROIDS,
+    LATE,
     ScoreDir,
     ScoreRun,
     ShardInfo,
@@ -69,6 +71,7 @@ class Pass:
     stages: Stages
     summary: ScoreSummary
     progress: bool
+    records: int | None = None  # set by the engine's pass: every record of the input
 
 
 class Engine(Protocol):
@@ -84,13 +87,11 @@ class Engine(Protocol):
     def describe(self) -> dict[str, Any] | None:
         """What the manifest says of the engine (None: nothing, the local default)."""
 
-    def resume_point(self, sd: ScoreDir) -> list[ShardInfo]:
-        """The complete shards a resumed pass keeps."""
-
     def run_pass(self, job: Pass) -> str | None:
         """Scores every shard not in ``job.done`` and lists it in the manifest (as it
-        completes, claiming in ``writing`` what it may leave unlisted if killed); returns the
-        input's sha256 when the pass read every byte of it, else None."""
+        completes, claiming in ``writing`` what it may leave unlisted if killed), and sets
+        ``job.records`` to the number of records of the input; returns the input's sha256 when
+        the pass read every byte of it, else None."""
 
     def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``[fn(*a) for a in args]``, wherever the engine runs work."""
@@ -126,6 +127,7 @@ def score(
     input_path = Path(input_path)
     if not input_path.is_file():
         raise ValueError(f"input file not found: {input_path}")
+    _check_places(input_path, Path(output_dir))
     engine.check(input_path, config)
     t_start = time.perf_counter()
     identity = score_identity(input_path, config)
@@ -144,6 +146,25 @@ def score(
         return summary
 
 
+def _check_places(input_path: Path, output_dir: Path) -> None:
+    """The input is never a file of the score directory, which is never inside another one
+    (compared by file identity, links and mounts included)."""
+    from euds.output import identity, is_score_directory
+
+    mine = identity(input_path)
+    if output_dir.is_dir() and any(identity(p) == mine for p in output_dir.iterdir()):
+        raise ValueError(
+            f"the input {input_path} is a file of the score directory {output_dir}: choose "
+            "another output folder"
+        )
+    for ancestor in output_dir.resolve().parents:
+        if is_score_directory(ancestor):
+            raise ValueError(
+                f"{output_dir} is inside the score directory {ancestor}, whose files euds keeps "
+                "to itself: choose another output folder"
+            )
+
+
 def _complete(job: Pass, engine: Engine) -> None:
     input_path, run, config, stages, summary = (
         job.input_path,
@@ -156,10 +177,10 @@ def _complete(job: Pass, engine: Engine) -> None:
     described = engine.describe()
     if described is not None:
         manifest["engine"] = described
-    job.done = done = engine.resume_point(sd)
-    sd.drop_stale(manifest, done)
-    manifest["shards"] = [asdict(s) for s in done]
-    run.write()
+    # Every listed shard was checked intact when the directory was opened; only what an
+    # interrupted run claimed and did not finish is removed.
+    job.done = done = sd.shards()
+    sd.remove(sd.leftovers(manifest))
     summary.resumed_from = sum(s.rows for s in done)
     if summary.resumed_from:
         log.info(
@@ -181,11 +202,36 @@ def _complete(job: Pass, engine: Engine) -> None:
         manifest["pass_complete"] = True  # once the duplicates are marked
         run.write()
     late_columns(run, config, stages, engine)
+    check_rows(sd, manifest, job.records)
     check_input_unchanged(input_path, run)
     manifest["status"] = "complete"
     manifest["input"]["sha256"] = input_sha256 or stages.run("checksum", sha256_file, input_path)
     manifest["finished"] = now_iso()
     run.write()
+
+
+def check_rows(sd: ScoreDir, manifest: dict[str, Any], records: int | None) -> None:
+    """Before a directory is marked complete: its shards hold one row per input record (the
+    count the pass read, when it ran), every shard file as many rows as the shard, and the late
+    columns as many as the shards together."""
+    import pyarrow.parquet as pq
+
+    from euds.scores import LATE, part_name
+
+    shards = sd.shards()
+    total = sum(s.rows for s in shards)
+    if records is not None and total != records:
+        raise EudsError(f"{sd.path}: the shards hold {total} rows but the input has {records}")
+    for shard in shards:
+        part = pq.ParquetFile(sd.path / part_name(shard.index)).metadata.num_rows
+        emb = embedding_name(shard.index)
+        rows = [part] + ([len(np.load(sd.path / emb, mmap_mode="r"))] if emb in shard.files else [])
+        if any(r != shard.rows for r in rows):
+            raise EudsError(f"{sd.path}: shard {shard.index} has {rows} rows, not {shard.rows}")
+    if (sd.path / LATE).is_file() and "late_files" in manifest:
+        late = pq.ParquetFile(sd.path / LATE).metadata.num_rows
+        if late != total:
+            raise EudsError(f"{sd.path / LATE} has {late} rows, the shards {total}")
 
 
 def check_input_unchanged(input_path: Path, run: ScoreRun) -> None:
@@ -214,7 +260,6 @@ def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
 
     sd, manifest = run.sd, run.manifest
     seen: set[str] = set()
-    changed = False
     for shard in shards:
         columns = sd.read_part(shard, ["id", "flags"])  # the whole part only when it changes
         ids = columns.column("id").to_pylist()
@@ -229,6 +274,10 @@ def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
             else:
                 seen.add(rid)
         if hit:
+            # Claimed first: killed between the rename and the manifest, the new part must not
+            # read as damage (ScoreDir.damage checks a claimed part by its rows).
+            manifest["rewriting"] = shard.index
+            run.write()
             table = sd.read_part(shard)
             table = table.set_column(
                 table.column_names.index("flags"), "flags", pa.array(flags, pa.string())
@@ -239,9 +288,9 @@ def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
             for entry in manifest["shards"]:
                 if entry["index"] == shard.index:
                     entry["files"][name] = (sd.path / name).stat().st_size
-            changed = True
-    if changed:
-        run.write()
+                    entry.setdefault("sha256", {})[name] = sha256_file_cached(sd.path / name)
+            manifest.pop("rewriting", None)
+            run.write()
 
 
 def late_columns(run: ScoreRun, config: ScoreConfig, stages: Stages, engine: Engine) -> None:
@@ -254,7 +303,7 @@ def late_columns(run: ScoreRun, config: ScoreConfig, stages: Stages, engine: Eng
     if "information" in config.signals and config.information_mode == "corpus":
         late["information"] = stages.run("information", _corpus_information, sd, shards)
     if late:
-        sd.write_late(late)
+        run.manifest.setdefault("late_files", {})[LATE] = sd.write_late(late)
 
 
 def _semantic_column(
@@ -272,7 +321,7 @@ def _semantic_column(
     centroids = fit_centroids(
         sample, config.k, seed=config.seed, max_points_per_centroid=config.max_points_per_centroid
     )
-    sd.write_centroids(centroids)
+    run.manifest.setdefault("late_files", {})[CENTROIDS] = sd.write_centroids(centroids)
     parts = engine.map_shards(
         assign_file,
         [

@@ -23,7 +23,6 @@ from euds.batch import Models, concat_csr, pass_schema, score_record_batch, time
 from euds.config import ScoreConfig
 from euds.engines.driver import Pass
 from euds.io import RecordReader
-from euds.scores import ScoreDir, ShardInfo
 from euds.tokenizer import TokenBatch
 
 
@@ -38,14 +37,16 @@ class LocalEngine:
     def describe(self) -> dict[str, Any] | None:
         return None
 
-    def resume_point(self, sd: ScoreDir) -> list[ShardInfo]:
-        return sd.verify_shards()
-
     def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         return [fn(*a) for a in args]
 
     def run_pass(self, job: Pass) -> str | None:
         run, config, done = job.run, job.config, job.done
+        if [s.index for s in done] != list(range(len(done))):
+            raise ValueError(
+                f"{run.sd.path} holds shards {[s.index for s in done]} of a run on another "
+                "engine: resume it with that engine, or pass --overwrite to score it again"
+            )
         start_row = sum(s.rows for s in done)
         run.manifest["writing"] = [len(done)]
         run.write()
@@ -67,6 +68,7 @@ class LocalEngine:
             _run_pass(reader, models, job, start_row, bar)
         finally:
             bar.close()
+        job.records = start_row + reader.stats.records
         return reader.sha256  # of every byte the pass read: the whole file
 
 

@@ -264,6 +264,7 @@ class _ShardScorer:
                 "start": [info.start],
                 "rows": [info.rows],
                 "files": [json.dumps(info.files)],
+                "sha256": [json.dumps(info.sha256)],
                 "models": [json.dumps(self.scorers.identity)],
             }
         )
@@ -315,9 +316,6 @@ class RayEngine:
             "gpus_per_actor": self.pool.gpus_per_actor,
         }
 
-    def resume_point(self, sd: ScoreDir) -> list[ShardInfo]:
-        return sd.intact_shards()  # shards finish in any order: keep every intact one
-
     def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         ray = _ray()
         return ray.get([_task(fn, num_cpus=1).remote(*a) for a in args])
@@ -327,7 +325,7 @@ class RayEngine:
 
         fmt, gz = resolve_format(job.input_path, job.config.format, None)
         done = {s.index: s for s in job.done}
-        written = _ray_pass(
+        written, job.records = _ray_pass(
             job.input_path, fmt, gz, job.run, job.config, done, job.stages, self.pool
         )
         job.summary.scored_now = sum(s.rows for s in written)
@@ -366,8 +364,9 @@ def _ray_pass(
     done: dict[int, ShardInfo],
     stages: Stages,
     pool: _ActorPool,
-) -> list[ShardInfo]:
-    """The scoring pass over the shards not yet ``done``; returns the shards it wrote."""
+) -> tuple[list[ShardInfo], int]:
+    """The scoring pass over the shards not yet ``done``; returns the shards it wrote and the
+    number of records of the input."""
     sd, manifest = run.sd, run.manifest
     blocks, starts = _record_blocks(input_path, fmt, gz, config.text_field, config.id_field)
     n = starts[-1]
@@ -407,7 +406,11 @@ def _ray_pass(
         for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
             for r in batch.to_pylist():
                 shard = ShardInfo(
-                    index=r["index"], start=r["start"], rows=r["rows"], files=json.loads(r["files"])
+                    index=r["index"],
+                    start=r["start"],
+                    rows=r["rows"],
+                    files=json.loads(r["files"]),
+                    sha256=json.loads(r["sha256"]),
                 )
                 written.append(shard)
                 manifest["shards"].append(asdict(shard))
@@ -419,7 +422,7 @@ def _ray_pass(
         raise RuntimeError(f"the Ray pass returned shards {[s.index for s in shards]} for {n} rows")
     manifest["shards"] = [asdict(s) for s in shards]
     run.write()
-    return written
+    return written, n
 
 
 def select_ray(
@@ -439,9 +442,15 @@ def select_ray(
     filtered there, and the kept records stream back in input order into the output file."""
     from euds import subset
 
-    def ray_writer(path, out, keep, *, format=None, gzip_output=None, sha256=None):
+    def ray_writer(path, out, keep, *, format=None, gzip_output=None, sha256=None, read_back=None):
         written = _write_selected_ray(
-            path, out, keep, address=address, format=format, gzip_output=gzip_output
+            path,
+            out,
+            keep,
+            address=address,
+            format=format,
+            gzip_output=gzip_output,
+            read_back=read_back,
         )
         if sha256 is not None and sha256_file(path) != sha256:  # Ray read it in parts
             raise InputError(Path(path), "changed while the selection was written; select again")
@@ -461,10 +470,11 @@ def select_ray(
 
 
 def _write_selected_ray(
-    input_path, output_path, keep: np.ndarray, *, address, format, gzip_output
+    input_path, output_path, keep: np.ndarray, *, address, format, gzip_output, read_back
 ) -> int:
     from euds.cache import atomic_path
-    from euds.io import copy_line, open_output, resolve_format
+    from euds.io import resolve_format
+    from euds.output import check_read_back, copy_line, open_output
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt, gz = resolve_format(input_path, format, None)
@@ -495,10 +505,11 @@ def _write_selected_ray(
     out_gz = gz if gzip_output is None else gzip_output
     with atomic_path(output_path) as tmp:
         if fmt == "jsonl":
+            ending = _first_line_ending(input_path, gz)
             with open_output(tmp, out_gz) as out:
                 for batch in kept_batches():
                     for raw in batch.column("raw").to_pylist():
-                        copy_line(out, raw)
+                        copy_line(out, raw, ending)
                         written += 1
         else:
             import pyarrow.parquet as pq
@@ -509,4 +520,16 @@ def _write_selected_ray(
                     if batch.num_rows:
                         writer.write_table(batch.select(schema.names).cast(schema))
                         written += batch.num_rows
+        if read_back is not None:
+            check_read_back(tmp, fmt, out_gz, read_back, written)
     return written
+
+
+def _first_line_ending(path: Path, gz: bool) -> bytes:
+    """The line end of the input's first line, the convention a last unterminated line gets."""
+    from euds.io import iter_jsonl_lines
+    from euds.output import line_ending
+
+    for _, raw in iter_jsonl_lines(path, gz):
+        return line_ending(raw)
+    return b"\n"

@@ -89,13 +89,20 @@ def finetune(
     config: FinetuneConfig | None = None,
     *,
     output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Fine-tunes on ``train_path``, evaluates on ``eval_path``; writes the metrics JSON to
-    ``output`` when given and returns it."""
+    ``output`` when given (checked before training starts: never a data file, and an existing
+    file only when euds wrote it, or with ``overwrite``) and returns it."""
     import torch
+
+    from euds.output import Protected, check_output, write_marked
 
     config = config or FinetuneConfig()
     config.check()
+    protected = Protected.of(inputs=[train_path, eval_path, config.model])
+    if output is not None:
+        check_output(output, protected, overwrite=overwrite)
     t0 = time.perf_counter()
     _seed_everything(config.seed)
     if config.threads:
@@ -118,9 +125,7 @@ def finetune(
         }
     )
     if output is not None:
-        from euds.cache import atomic_write_bytes
-
-        atomic_write_bytes(Path(output), json.dumps(metrics, indent=2).encode())
+        write_marked(output, json.dumps(metrics, indent=2).encode(), protected, overwrite=overwrite)
     return metrics
 
 

@@ -49,11 +49,12 @@ class Prepared:
 
 def prepare_data(config: Any) -> Prepared:
     """Writes superset.jsonl, junk.jsonl, dev.jsonl and eval.jsonl under the output folder."""
+    from euds.output import Protected, claim_folder
     from euds.research import preprocess
     from euds.research.noise import noisy_pool
 
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [config.train, config.eval, config.dev or None]
+    out = claim_folder(config.output, Protected.of(inputs=inputs), ".euds-experiment")
     clean = preprocess.get(config.preprocess)
 
     def load(path: str) -> list[dict[str, Any]]:

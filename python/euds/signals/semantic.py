@@ -82,6 +82,12 @@ class Embedder:
         self.pooling = pooling
         self.mode = str(info["pooling"])  # how token states become one vector
         self.max_seq_length = int(info["max_seq_length"])
+        if batch_tokens < self.max_seq_length:
+            # The bound holds for every call only if one text of the word-piece limit fits.
+            raise ValueError(
+                f"embed_batch_tokens ({batch_tokens}) is below the embedder's word-piece limit "
+                f"({self.max_seq_length}), the longest row of a call: raise --embed-batch-tokens"
+            )
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer))
         self.tokenizer.no_padding()
         # The embedder's own limit (sentence_bert_config.json's max_seq_length).
