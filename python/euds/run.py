@@ -13,8 +13,9 @@ from euds.engines import driver
 from euds.engines.driver import Engine, ScoreSummary
 from euds.engines.local import LocalEngine
 from euds.io import detect_format
+from euds.output import Protected, check_output
 from euds.report import write_report
-from euds.subset import SelectionOutput, select_file
+from euds.subset import SelectionOutput, check_selection_outputs, select_file
 
 log = logging.getLogger("euds")
 
@@ -47,8 +48,18 @@ def run(
     selection = selection or SelectConfig(**options)
     selection.check()  # before the scoring pass, not after it
     input_path, out = Path(input_path), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     scores_dir = out / "scores"
+    fmt = (config.format if config else None) or detect_format(input_path)[0]
+    suffix = (
+        "".join(input_path.suffixes[-2:])
+        if input_path.name.lower().endswith(".gz")
+        else input_path.suffix
+    )
+    selected_path = out / f"selected{suffix or '.' + fmt}"
+    # Every output is checked before the pass: a refusal after a long pass is a bug.
+    check_selection_outputs(input_path, scores_dir, selected_path, selection, overwrite=overwrite)
+    check_output(out / "report.html", Protected.of(inputs=[input_path]), overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     summary = driver.score(
         input_path,
         scores_dir,
@@ -57,16 +68,10 @@ def run(
         overwrite=overwrite,
         progress=progress,
     )
-    fmt = (config.format if config else None) or detect_format(input_path)[0]
-    suffix = (
-        "".join(input_path.suffixes[-2:])
-        if input_path.name.lower().endswith(".gz")
-        else input_path.suffix
-    )
     selected = select_file(
         input_path,
         scores_dir,
-        out / f"selected{suffix or '.' + fmt}",
+        selected_path,
         selection,
         format=config.format if config else None,
         command=command,

@@ -637,43 +637,42 @@ def _open_or_create(
         manifest = sd.manifest()
         same = same_input(manifest.get("input", {}), identity["input"])
         config = manifest.get("config")
+        same_config = config == identity["config"]
         missing = _missing_columns(sd, manifest, identity.get("columns", ())) if same else []
         complete = manifest.get("status") == "complete"
-        keeps = (
+        recluster = (
             same
-            and not overwrite
-            and (
-                (config == identity["config"] and (not missing or complete))
-                or (
-                    not missing
-                    and manifest.get("pass_complete")
-                    and _without(config, reclusterable)
-                    == _without(identity["config"], reclusterable)
-                )
-            )
+            and not same_config
+            and not missing
+            and manifest.get("pass_complete")
+            and _without(config, reclusterable) == _without(identity["config"], reclusterable)
         )
-        if keeps:
-            # Reused, resumed or re-clustered: every file it lists must be as recorded.
-            sd.check_intact(manifest)
-        if same and config == identity["config"] and not missing:
-            if not complete:
-                _start(sd, manifest, identity)
-            return manifest, False
-        if same and config == identity["config"] and missing and not overwrite and complete:
-            # Still sound for everything it has; only the new columns are absent.
-            log.warning(
-                "%s was scored by an earlier euds, without %s: reusing it; --overwrite scores "
-                "it again",
-                sd.path,
-                ", ".join(missing),
-            )
-            return manifest, False
-        if keeps:  # only the clustering parameters changed
-            log.info("%s: new clustering parameters; re-clustering the kept embeddings", sd.path)
-            manifest["config"] = identity["config"]
-            manifest["status"] = "scoring"
-            _start(sd, manifest, identity)
-            return manifest, False
+        old_columns = same and same_config and missing and complete and not overwrite
+        if (same and same_config and not missing) or old_columns or recluster:
+            # Reused, resumed or re-clustered: every file it lists must be as recorded. Damage
+            # is refused; with --overwrite the directory is scored again instead.
+            problem = sd.damage(manifest)
+            if problem and not overwrite:
+                sd.check_intact(manifest)
+            if not problem:
+                if recluster:
+                    log.info(
+                        "%s: new clustering parameters; re-clustering the kept embeddings",
+                        sd.path,
+                    )
+                    manifest["config"] = identity["config"]
+                    manifest["status"] = "scoring"
+                    _start(sd, manifest, identity)
+                elif old_columns:  # still sound for everything it has
+                    log.warning(
+                        "%s was scored by an earlier euds, without %s: reusing it; --overwrite "
+                        "scores it again",
+                        sd.path,
+                        ", ".join(missing),
+                    )
+                elif not complete:
+                    _start(sd, manifest, identity)
+                return manifest, False
         # A directory without a single complete shard holds nothing to protect.
         nothing_scored = not complete and not manifest.get("shards")
         if not overwrite and not nothing_scored and missing:

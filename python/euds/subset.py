@@ -67,7 +67,7 @@ def select_file(
     from euds._version import __version__
     from euds.cache import atomic_path, atomic_write_bytes, sha256_file
     from euds.io import read_field
-    from euds.output import Protected, ReadBack, check_output, output_lock, write_selected
+    from euds.output import ReadBack, output_lock, write_selected
     from euds.provenance import now_iso, to_json
     from euds.scores import MANIFEST, ScoreDir, read_scores
     from euds.select import TARGET, TEXT_HASH, TYPICAL, select
@@ -83,16 +83,11 @@ def select_file(
         raise ValueError(f"input file not found: {input_path}")
     if not scores.exists():
         raise ValueError(f"{scores} not found: score the input first (`euds score`)")
-    decisions_path = out.with_name(out.name + ".decisions.parquet")
-    manifest_path = out.with_name(out.name + ".manifest.json")
-    protected = Protected.of(inputs=[input_path, config.target], score_dirs=[scores])
-    for path in (out, manifest_path, decisions_path):
-        protected.check(path)
+    manifest_path, decisions_path = companions(out)
+    check_selection_outputs(input_path, scores, out, config, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out):
-        previous = _previous_selection(manifest_path, out, decisions_path)
-        for path in (out, manifest_path, decisions_path):
-            check_output(path, protected, overwrite=overwrite, ours=lambda _: previous)
+        check_selection_outputs(input_path, scores, out, config, overwrite=overwrite)
         input_sha = sha256_file(input_path)
         score_meta: dict[str, Any] = {}
         sd = ScoreDir(scores) if scores.is_dir() else None
@@ -208,6 +203,28 @@ def select_file(
 
 
 SELECTION_MANIFEST = "euds selection"
+
+
+def companions(out: Path) -> tuple[Path, Path]:
+    """The manifest and decisions files of the selection written to ``out``."""
+    return out.with_name(out.name + ".manifest.json"), out.with_name(
+        out.name + ".decisions.parquet"
+    )
+
+
+def check_selection_outputs(
+    input_path: Path, scores: Path, out: Path, config: SelectConfig, *, overwrite: bool
+) -> None:
+    """The output guard for a selection's three files (:mod:`euds.output`): never an input, a
+    file of the scores or anything in a score directory; an existing one only when a selection
+    euds wrote there proves them (or ``overwrite``)."""
+    from euds.output import Protected, check_output
+
+    manifest_path, decisions_path = companions(out)
+    protected = Protected.of(inputs=[input_path, config.target], score_dirs=[scores])
+    previous = _previous_selection(manifest_path, out, decisions_path)
+    for path in (out, manifest_path, decisions_path):
+        check_output(path, protected, overwrite=overwrite, ours=lambda _: previous)
 
 
 def _relative(path: Path, folder: Path) -> str:
