@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from euds.cli import main
-from euds.io import RECORD_ERRORS, RecordReader
+from euds.io import RecordReader
 from euds.pipeline import ScoreConfig, ScoreSummary, score
+from euds.records import RECORD_ERRORS
 from euds.scores import ScoreDir, read_scores
 
 GOOD = "a perfectly ordinary sentence about a film"
@@ -68,11 +69,11 @@ CASES = [
     (b'{"id": "emptydup", "text": ""}', "emptydup", "", []),
     (b'{"id": "emptydup", "text": ""}', "emptydup", "", ["duplicate_id"]),
     (b'{"id": "dupbad", "text": 3}', "dupbad", None, ["non_string_text"]),
-    # flags come in one order (euds.io.RECORD_ERRORS), not in the order they were found
+    # flags come in one order (euds.records.RECORD_ERRORS), not in the order they were found
     (b'{"id": "dupbad", "text": 3}', "dupbad", None, ["non_string_text", "duplicate_id"]),
     # the last of repeated keys counts, as for other JSON readers, and the record says so
     (b'{"id": "dk", "text": "first", "text": "last"}', "dk", "last", ["duplicate_key"]),
-    # nested beyond euds.io.MAX_JSON_DEPTH: flagged, never a RecursionError
+    # nested beyond euds.records.MAX_JSON_DEPTH: flagged, never a RecursionError
     (b'{"id": "deep", "text": ' + b"[" * 2000 + b"]" * 2000 + b"}", None, None, ["json_too_deep"]),
 ]
 CASES = [(line, str(k) if rid is None else rid, t, f) for k, (line, rid, t, f) in enumerate(CASES)]

@@ -18,8 +18,10 @@ import pytest
 
 from conftest import read_all as _read_all
 from euds import io as eio
-from euds.io import RecordReader, parse_jsonl_line
+from euds import records as erec
+from euds.io import RecordReader
 from euds.output import write_selected
+from euds.records import parse_jsonl_line
 
 
 def records(n: int) -> list[dict]:
@@ -44,7 +46,7 @@ def csv_text(recs: list[dict], delimiter: str = ",") -> bytes:
 
 def flag_of(value) -> str | None:
     """The flag ``parse_jsonl_line`` + ``interpret_record`` give a lone line, or None."""
-    _, _, flags = eio.interpret_record(value, 0, "text", "id")
+    _, _, flags = erec.interpret_record(value, 0, "text", "id")
     return "|".join(flags) or None
 
 
@@ -79,7 +81,7 @@ def test_deeply_nested_json_line_is_flagged(tmp_path, depth):
 
 
 def test_json_depth_limit_is_fixed_and_ignores_brackets_in_strings():
-    limit = eio.MAX_JSON_DEPTH
+    limit = erec.MAX_JSON_DEPTH
     ok = b'{"id": "x", "text": "t", "v": ' + b"[" * (limit - 1) + b"]" * (limit - 1) + b"}"
     assert flag_of(parse_jsonl_line(ok)) is None
     over = b'{"id": "x", "text": "t", "v": ' + b"[" * limit + b"]" * limit + b"}"
@@ -87,7 +89,7 @@ def test_json_depth_limit_is_fixed_and_ignores_brackets_in_strings():
     # brackets inside strings (escaped quotes too) do not count
     text = "[{" * 3000 + '\\"[[[' + "]" * 10
     line = json.dumps({"id": "s", "text": text}).encode()
-    assert eio.interpret_record(parse_jsonl_line(line), 0, "text", "id") == ("s", text, [])
+    assert erec.interpret_record(parse_jsonl_line(line), 0, "text", "id") == ("s", text, [])
 
 
 # -- 2. damaged gzip -----------------------------------------------------------------------------
@@ -326,8 +328,8 @@ def test_repeated_json_key_is_flagged(tmp_path, line, text):
     assert texts == ["fine", text]  # the last value, as every JSON reader keeps it
     assert flags == [[], ["duplicate_key"]]
     assert reader.stats.flags == {"duplicate_key": 1}
-    assert "duplicate_key" in eio.RECORD_ERRORS
-    order = list(eio.RECORD_ERRORS)
+    assert "duplicate_key" in erec.RECORD_ERRORS
+    order = list(erec.RECORD_ERRORS)
     assert order.index("duplicate_key") < order.index("duplicate_id")
 
 
@@ -344,7 +346,7 @@ def test_repeated_key_and_id_flags_in_documented_order(tmp_path):
     path.write_bytes(b'{"id": "a", "text": "x"}\n{"id": "a", "text": "y", "text": 5}\n')
     _, _, texts, flags = _read(path)
     assert texts == ["x", None]
-    assert flags[1] == sorted(flags[1], key=eio.flag_order)
+    assert flags[1] == sorted(flags[1], key=erec.flag_order)
     assert set(flags[1]) == {"non_string_text", "duplicate_key", "duplicate_id"}
 
 

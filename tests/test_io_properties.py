@@ -18,15 +18,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from euds.io import (
-    MAX_JSON_DEPTH,
-    RECORD_ERRORS,
-    InputError,
-    RecordReader,
-    interpret_record,
-    parse_jsonl_line,
-)
+from euds.io import InputError, RecordReader
 from euds.output import write_selected
+from euds.records import MAX_JSON_DEPTH, RECORD_ERRORS, interpret_record, parse_jsonl_line
 
 SETTINGS = settings(
     max_examples=60,
@@ -419,7 +413,7 @@ def _depth_reference(raw: bytes) -> int:
     ).map(b"".join)
 )
 def test_json_depth_matches_a_byte_by_byte_scan(raw):
-    from euds.io import _json_depth
+    from euds.records import _json_depth
 
     assert _json_depth(raw) == _depth_reference(raw)
 
@@ -427,7 +421,7 @@ def test_json_depth_matches_a_byte_by_byte_scan(raw):
 @settings(max_examples=100, deadline=None)
 @given(value=JSON_VALUES)
 def test_json_depth_of_valid_json(value):
-    from euds.io import _json_depth
+    from euds.records import _json_depth
 
     def depth(v):
         if isinstance(v, list):

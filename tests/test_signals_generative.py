@@ -278,7 +278,7 @@ def score_columns(files, texts, max_tokens: int = 32, **options):
     use: ({column: numpy array}, tokens)."""
     from euds.batch import Models, Stages, pass_schema, score_record_batch
     from euds.config import ScoreConfig
-    from euds.io import RecordBatch
+    from euds.records import RecordBatch
 
     config = ScoreConfig(
         signals=("generative",), model=str(files.folder), max_tokens=max_tokens, **options

@@ -27,7 +27,7 @@ import numpy as np
 
 from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig
-from euds.io import RecordBatch, RecordRules
+from euds.records import RecordBatch, RecordRules
 from euds.scores import COLUMN_ORDER
 from euds.select import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
 from euds.signals import SIGNALS

@@ -19,7 +19,7 @@ import numpy as np
 from euds.cache import sha256_file
 from euds.config import ScoreConfig
 from euds.duplicates import NEAR_DUPLICATES, near_duplicate_keys, near_keys_array, text_hashes
-from euds.io import RecordBatch, flag_order
+from euds.records import RecordBatch, flag_order
 from euds.signals.generative import bits_per_byte
 from euds.signals.information import InformationScorer
 from euds.tokenizer import TextTokenizer, TokenBatch

@@ -482,15 +482,13 @@ _SELECT_TYPES: dict[Any, Callable[[str], Any]] = {
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
+    from euds.subset import select_file
+
+    engine = None
     if args.engine == "ray":
-        from functools import partial
+        from euds.engines.ray import RayEngine
 
-        from euds.engines.ray import select_ray
-
-        select_file = partial(select_ray, address=args.address)
-    else:
-        from euds.subset import select_file
-
+        engine = RayEngine(args.address)
     result = select_file(
         args.input,
         args.scores,
@@ -498,6 +496,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         _select_config(args),
         format=args.format,
         command=_command_line(),
+        engine=engine,
         overwrite=args.overwrite,
     )
     counts = result.selection.counts

@@ -40,7 +40,7 @@ def select_file(
     *,
     format: str | None = None,
     command: list[str] | None = None,
-    writer: Any = None,
+    engine: Any = None,
     overwrite: bool = False,
     **options: Any,
 ) -> SelectionOutput:
@@ -49,8 +49,8 @@ def select_file(
     ``<output>.manifest.json`` and ``<output>.decisions.parquet``. ``config`` (or ``options``,
     its fields as keywords) says how. The scores must belong to this input: a score directory
     by the input's sha256, a score Parquet file by the ids and text hashes of every record.
-    ``writer`` replaces :func:`euds.output.write_selected` (the Ray engine filters on its
-    workers).
+    ``engine`` writes the kept records (:meth:`euds.engines.driver.Engine.write_kept`; default
+    the local engine; the Ray engine filters on its workers).
 
     ``config.stratify`` may name ``"clusters"`` (the k-means clusters of the semantic signal,
     from the score directory's embeddings) or a field of the input's records.
@@ -67,7 +67,7 @@ def select_file(
     from euds._version import __version__
     from euds.cache import atomic_path, atomic_write_bytes, sha256_file
     from euds.io import read_field
-    from euds.output import ReadBack, output_lock, write_selected
+    from euds.output import ReadBack, output_lock
     from euds.provenance import now_iso, to_json
     from euds.scores import MANIFEST, ScoreDir, read_scores
     from euds.select import TARGET, TEXT_HASH, TYPICAL, select
@@ -154,7 +154,11 @@ def select_file(
             if hashes is None
             else [h for h, k in zip(hashes, selection.keep, strict=True) if k],
         )
-        written = (writer or write_selected)(
+        if engine is None:
+            from euds.engines.local import LocalEngine
+
+            engine = LocalEngine()
+        written = engine.write_kept(
             input_path,
             out,
             selection.keep,

@@ -96,6 +96,21 @@ class Engine(Protocol):
     def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``[fn(*a) for a in args]``, wherever the engine runs work."""
 
+    def write_kept(
+        self,
+        input_path: Path,
+        out_path: Path,
+        keep: np.ndarray,
+        *,
+        format: str | None,
+        gzip_output: bool,
+        sha256: str | None,
+        read_back: Any,
+    ) -> int:
+        """Writes the records of ``input_path`` with ``keep[row]`` to ``out_path`` in the
+        input's format, as :func:`euds.output.write_selected` does (its checks included), and
+        returns how many."""
+
 
 def score_identity(input_path: Path, config: ScoreConfig) -> dict[str, Any]:
     """What a score directory must match to be reused or resumed, through JSON as the
@@ -250,12 +265,12 @@ def check_input_unchanged(input_path: Path, run: ScoreRun) -> None:
 
 def mark_duplicates(run: ScoreRun, shards: list[ShardInfo]) -> None:
     """Adds ``duplicate_id`` to every later occurrence of an id, as
-    :class:`euds.io.RecordRules` does while reading, for an engine whose pass sees only part
+    :class:`euds.records.RecordRules` does while reading, for an engine whose pass sees only part
     of the ids at a time. Rewrites only the shards it changes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from euds.io import flag_order
+    from euds.records import flag_order
     from euds.scores import part_name
 
     sd, manifest = run.sd, run.manifest

@@ -40,6 +40,11 @@ class LocalEngine:
     def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         return [fn(*a) for a in args]
 
+    def write_kept(self, input_path: Path, out_path: Path, keep: np.ndarray, **how: Any) -> int:
+        from euds.output import write_selected
+
+        return write_selected(input_path, out_path, keep, **how)
+
     def run_pass(self, job: Pass) -> str | None:
         run, config, done = job.run, job.config, job.done
         if [s.index for s in done] != list(range(len(done))):

@@ -216,7 +216,7 @@ class _ShardScorer:
     def __call__(self, group):
         import pyarrow as pa
 
-        from euds.io import RecordBatch, RecordRules, parse_jsonl_line
+        from euds.records import RecordBatch, RecordRules, parse_jsonl_line
 
         config = self.config
         group = group.sort_by("row")
@@ -319,6 +319,35 @@ class RayEngine:
     def map_shards(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         ray = _ray()
         return ray.get([_task(fn, num_cpus=1).remote(*a) for a in args])
+
+    def write_kept(
+        self,
+        input_path: Path,
+        out_path: Path,
+        keep: np.ndarray,
+        *,
+        format: str | None,
+        gzip_output: bool,
+        sha256: str | None,
+        read_back: Any,
+    ) -> int:
+        """The kept records written from Ray Data: the kept mask (one byte a record) is shipped
+        to the workers, the input is read and filtered there, and the kept records stream back
+        in input order into the output file."""
+        written = _write_selected_ray(
+            input_path,
+            out_path,
+            keep,
+            address=self.address,
+            format=format,
+            gzip_output=gzip_output,
+            read_back=read_back,
+        )
+        if sha256 is not None and sha256_file(input_path) != sha256:  # Ray read it in parts
+            raise InputError(
+                Path(input_path), "changed while the selection was written; select again"
+            )
+        return written
 
     def run_pass(self, job: Pass) -> str | None:
         from euds.io import resolve_format
@@ -432,40 +461,14 @@ def select_ray(
     config: Any = None,
     *,
     address: str | None = None,
-    format: str | None = None,
-    command: list[str] | None = None,
-    overwrite: bool = False,
     **options: Any,
 ):
-    """Like :func:`euds.subset.select_file`, with the filter over the input run on Ray Data:
-    the kept mask (one byte a record) is shipped to the workers, the input is read and
-    filtered there, and the kept records stream back in input order into the output file."""
+    """:func:`euds.subset.select_file` with the Ray engine writing the kept records
+    (:meth:`RayEngine.write_kept`)."""
     from euds import subset
 
-    def ray_writer(path, out, keep, *, format=None, gzip_output=None, sha256=None, read_back=None):
-        written = _write_selected_ray(
-            path,
-            out,
-            keep,
-            address=address,
-            format=format,
-            gzip_output=gzip_output,
-            read_back=read_back,
-        )
-        if sha256 is not None and sha256_file(path) != sha256:  # Ray read it in parts
-            raise InputError(Path(path), "changed while the selection was written; select again")
-        return written
-
     return subset.select_file(
-        input_path,
-        scores,
-        output_path,
-        config,
-        format=format,
-        command=command,
-        writer=ray_writer,
-        overwrite=overwrite,
-        **options,
+        input_path, scores, output_path, config, engine=RayEngine(address), **options
     )
 
 
