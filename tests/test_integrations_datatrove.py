@@ -224,3 +224,15 @@ def test_caller_errors_name_the_fix(score_dir, tiny_lm, embedder, tmp_path):
         EudsBandFilter({"information": (0.1, 1.5)}, scores=score_dir)
     with pytest.raises(ValueError, match="not found"):
         EudsBandFilter({"information": (0.1, 0.9)}, scores=tmp_path / "nowhere")
+
+
+def test_band_filter_from_a_select_config():
+    from euds.config import SelectConfig
+    from euds.integrations.datatrove import EudsBandFilter
+
+    f = EudsBandFilter.from_config(
+        SelectConfig(intervals={"information": (1.0, 2.0)}, absolute=True)
+    )
+    assert f.bounds == {"information": (1.0, 2.0)}
+    with pytest.raises(ValueError, match="not a budget"):
+        EudsBandFilter.from_config(SelectConfig(budget=0.2))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from euds.batch import Models, Stages, pass_schema, score_record_batch
-from euds.config import ScoreConfig
+from euds.config import ScoreConfig, SelectConfig
 from euds.records import RecordBatch, RecordRules
 from euds.scores import COLUMN_ORDER
 from euds.select import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
@@ -280,6 +280,7 @@ def score_dataset(
 def select_dataset(
     dataset: Any,
     scorer: Scorer,
+    config: SelectConfig | None = None,
     *,
     text_column: str = "text",
     batch_size: int = 1024,
@@ -291,20 +292,31 @@ def select_dataset(
     """Scores a Hugging Face ``datasets.Dataset`` (:func:`score_dataset`) and keeps the rows
     :func:`euds.select.select` chooses: the same rules as ``euds select`` (exact budget, band
     position, ties broken by a seeded row hash, later copies of a text dropped, NaN scores
-    never kept). ``options`` are :func:`~euds.select.select`'s (``budget=``, ``intervals=``,
-    ``method=``, ``position=``, ``stratify=``, ``seed=`` ...); ``stratify`` may also name a
-    column of the dataset. Returns the kept rows in their input order, with the score columns
-    unless ``keep_scores=False``; with ``return_selection=True``, also the
+    never kept). ``config`` (or ``options``, its fields as keywords: ``budget=``,
+    ``intervals=``, ``method=``, ``position=``, ``seed=`` ...) is a
+    :class:`~euds.config.SelectConfig`; its ``stratify`` names a column of the dataset.
+    Returns the kept rows in their input order, with the score columns unless
+    ``keep_scores=False``; with ``return_selection=True``, also the
     :class:`~euds.select.Selection` (``keep`` and ``reason`` for every row, ``counts``)."""
     if "scores" in options:
         raise ValueError("select_dataset scores the dataset itself: drop scores=")
-    stratify = options.pop("stratify", None)
-    if isinstance(stratify, str):
-        if stratify not in dataset.column_names:
+    if config is None:
+        config = SelectConfig(**options)
+    elif options:
+        raise ValueError(f"give config= or options, not both: {sorted(options)}")
+    config.check()
+    if config.target is not None or config.method == "typical":
+        raise ValueError(
+            f"method {config.method!r} needs stored embeddings or a target sample: score the "
+            "data into a score directory and use euds.subset.select_file"
+        )
+    stratify = None
+    if config.stratify is not None:
+        if config.stratify not in dataset.column_names:
             raise ValueError(
-                f"stratify={stratify!r} is not a column; columns: {dataset.column_names}"
+                f"stratify={config.stratify!r} is not a column; columns: {dataset.column_names}"
             )
-        stratify = dataset.select_columns([stratify]).to_dict()[stratify]
+        stratify = dataset.select_columns([config.stratify]).to_dict()[config.stratify]
     scored = score_dataset(dataset, scorer, text_column, batch_size, num_proc=num_proc)
     added = [c for c in SCORE_COLUMNS if c in scored.column_names]
     # Only the columns select() reads: the scores, text_hash, near_keys, and an id for its messages;
@@ -313,7 +325,8 @@ def select_dataset(
     if "id" in scored.column_names:
         wanted.append("id")
     columns = scored.select_columns(wanted).with_format("arrow")[:]
-    selection = select(columns, stratify=stratify, **options)
+    texts = dataset[text_column] if config.drop_contained else None
+    selection = select(columns, stratify=stratify, texts=texts, **config.select_options())
     kept = scored.select(np.flatnonzero(selection.keep))
     if not keep_scores:
         kept = kept.remove_columns(added)

@@ -185,29 +185,13 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     f = sub.add_parser("finetune", parents=[common], help="fine-tune an encoder and evaluate it")
-    f.add_argument("--task", choices=["classification", "qa"], default="classification")
     f.add_argument(
         "--train", type=Path, required=True, help="JSONL (text, label) or SQuAD v1.1 JSON"
     )
     f.add_argument("--eval", type=Path, required=True)
-    f.add_argument("--model", help="a Hugging Face model folder (default: all-MiniLM-L6-v2)")
     from euds.research.finetune import FinetuneConfig
 
-    ft = FinetuneConfig()  # the defaults live there, once
-    f.add_argument("--epochs", type=int, default=ft.epochs, help=f"default {ft.epochs}")
-    f.add_argument(
-        "--min-steps",
-        type=int,
-        default=ft.min_steps,
-        help=f"at least this many optimiser steps: more epochs over a small training set "
-        f"(default {ft.min_steps}; 0: epochs decide)",
-    )
-    f.add_argument("--batch-size", type=int, default=ft.batch_size)
-    f.add_argument("--lr", type=float, default=ft.lr, help=f"default {ft.lr:g}")
-    f.add_argument("--warmup", type=float, default=ft.warmup, help="share of steps warming up")
-    f.add_argument("--max-length", type=int, help="default: 128 (classification), 384 (QA)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _add_fields(f, FinetuneConfig, "ft_")
     f.add_argument("-o", "--output", type=Path, help="metrics JSON")
     f.add_argument(
         "--overwrite", action="store_true", help="replace an output file that euds did not write"
@@ -306,6 +290,30 @@ def _add_config_options(p: argparse.ArgumentParser, groups: tuple[str, ...]) -> 
             if "choices" in cli:
                 kwargs["choices"] = cli["choices"]
         target.add_argument(cli.get("flag", "--" + f.name.replace("_", "-")), **kwargs)
+
+
+def _add_fields(p: argparse.ArgumentParser, cls: Any, prefix: str) -> None:
+    """A flag per field of the configuration dataclass ``cls`` that has a command-line form
+    (the field's metadata: help, choices, type), its value stored as ``prefix + name``."""
+    for f in fields(cls):
+        cli = f.metadata.get("cli")
+        if not cli:
+            continue
+        kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": f.default}
+        kwargs["help"] = cli["help"] + ("" if f.default is None else f" (default {f.default})")
+        if isinstance(f.default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = cli.get("type") or _plain(f.default)
+            kwargs["metavar"] = f.name.upper()
+            if "choices" in cli:
+                kwargs["choices"] = cli["choices"]
+                del kwargs["metavar"]
+        p.add_argument(cli.get("flag", "--" + f.name.replace("_", "-")), **kwargs)
+
+
+def _fields_from(args: argparse.Namespace, cls: Any, prefix: str) -> dict[str, Any]:
+    return {f.name: getattr(args, prefix + f.name) for f in fields(cls) if f.metadata.get("cli")}
 
 
 def _plain(default: Any) -> Callable[[str], Any]:
@@ -578,17 +586,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from euds.research.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
-        task=args.task,
-        model=args.model,
-        epochs=args.epochs,
-        min_steps=args.min_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        max_length=args.max_length,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads or None,
+        **_fields_from(args, FinetuneConfig, "ft_"), threads=args.threads or None
     )
     metrics = finetune(args.train, args.eval, config, output=args.output, overwrite=args.overwrite)
     keys = ("train_steps", "accuracy", "macro_f1", "exact_match", "f1", "wall_seconds")

@@ -58,9 +58,10 @@ SCORING, READING, INFORMATION, GENERATIVE, SEMANTIC = (
 )
 
 
-def _option(default: Any, help: str, group: str = SCORING, **cli: Any) -> Any:
-    """A field with its command-line form: ``flag`` (default ``--name-with-dashes``),
-    ``choices``, ``type`` (default: the default's type), ``action``."""
+def option(default: Any, help: str, group: str = SCORING, **cli: Any) -> Any:
+    """A dataclass field with its command-line form (one helper for every configuration):
+    ``flag`` (default ``--name-with-dashes``), ``choices``, ``type`` (default: the default's
+    type), ``action``."""
     return field(default=default, metadata={"cli": {"help": help, "group": group, **cli}})
 
 
@@ -68,70 +69,70 @@ def _option(default: Any, help: str, group: str = SCORING, **cli: Any) -> Any:
 class ScoreConfig:
     """Everything that decides the scores (see ``euds score --help``)."""
 
-    signals: tuple[str, ...] = _option(
+    signals: tuple[str, ...] = option(
         SIGNALS,
         f"comma-separated subset of {','.join(SIGNALS)} (default: all three)",
         type="signals",
     )
     # reading
-    text_field: str = _option("text", "field holding the text (default: text)", READING)
-    id_field: str | None = _option(
+    text_field: str = option("text", "field holding the text (default: text)", READING)
+    id_field: str | None = option(
         "id", "field holding the record id; row numbers when absent", READING, type="optional"
     )
-    format: str | None = _option(
+    format: str | None = option(
         None, "input format (default: from the name)", READING, choices=FORMATS
     )
-    strict: bool = _option(False, "fail on the first bad record instead of flagging it")
-    batch_size: int = _option(DEFAULT_BATCH_SIZE, "records per batch")
-    shard_size: int = _option(DEFAULT_SHARD_SIZE, "records per shard")
+    strict: bool = option(False, "fail on the first bad record instead of flagging it")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "records per batch")
+    shard_size: int = option(DEFAULT_SHARD_SIZE, "records per shard")
     # tokens
-    max_tokens: int = _option(DEFAULT_MAX_TOKENS, "BOS + content tokens (up to the LM's limit)")
+    max_tokens: int = option(DEFAULT_MAX_TOKENS, "BOS + content tokens (up to the LM's limit)")
     # a tokenizer.json path; None = the scoring LM's (SmolLM2's from the GGUF by default)
-    tokenizer: str | None = _option(
+    tokenizer: str | None = option(
         None, "a tokenizer.json for the information signal (default: the scoring LM's)"
     )
     # information
-    information_mode: str = _option(
+    information_mode: str = option(
         "sample", "per-text or pool unigrams", INFORMATION, choices=MODES
     )
     # generative
     # None = the SmolLM2 cache entry; a user's model is exported into the cache on first use
-    model: str | None = _option(
+    model: str | None = option(
         None,
         "the scoring LM: a Hugging Face causal-LM folder, a GGUF file or a folder "
         "`euds models prepare` made (default: SmolLM2)",
         GENERATIVE,
     )
-    batch_tokens: int = _option(DEFAULT_BATCH_TOKENS, "positions per ONNX Runtime call", GENERATIVE)
-    packing: bool = _option(
+    batch_tokens: int = option(DEFAULT_BATCH_TOKENS, "positions per ONNX Runtime call", GENERATIVE)
+    packing: bool = option(
         True, "one text per row (padded)", GENERATIVE, flag="--no-packing", action="store_false"
     )
-    pack_length: int = _option(DEFAULT_PACK_LENGTH, "positions per packed row", GENERATIVE)
-    precision: str = _option("fp32", "LM weights and activations", GENERATIVE, choices=PRECISIONS)
-    reduction: str = _option("kernel", "C++ kernel or in-graph", GENERATIVE, choices=REDUCTIONS)
-    device: str = _option("cpu", "where the LM runs", GENERATIVE, choices=DEVICES)
+    pack_length: int = option(DEFAULT_PACK_LENGTH, "positions per packed row", GENERATIVE)
+    precision: str = option("fp32", "LM weights and activations", GENERATIVE, choices=PRECISIONS)
+    reduction: str = option("kernel", "C++ kernel or in-graph", GENERATIVE, choices=REDUCTIONS)
+    device: str = option("cpu", "where the LM runs", GENERATIVE, choices=DEVICES)
     # from the common --threads option (0: the default)
     threads: int | None = field(default=None, metadata={"cli": None})
     # semantic
     # None = the all-MiniLM-L6-v2 cache entry
-    embedder: str | None = _option(
+    embedder: str | None = option(
         None,
         "a sentence-transformers folder or a folder `euds models prepare` made "
         "(default: all-MiniLM-L6-v2)",
         SEMANTIC,
     )
-    embed_batch_tokens: int = _option(DEFAULT_EMBED_BATCH_TOKENS, "word pieces per call", SEMANTIC)
-    pooling: str = _option("core", "mean pooling in C++ or in-graph", SEMANTIC, choices=POOLINGS)
-    embed_precision: str = _option(
+    embed_batch_tokens: int = option(DEFAULT_EMBED_BATCH_TOKENS, "word pieces per call", SEMANTIC)
+    pooling: str = option("core", "mean pooling in C++ or in-graph", SEMANTIC, choices=POOLINGS)
+    embed_precision: str = option(
         "fp32", "embedder weights and activations", SEMANTIC, choices=EMBED_PRECISIONS
     )
-    k: int = _option(DEFAULT_K, "k-means centroids", SEMANTIC)
-    temperature: float = _option(DEFAULT_TEMPERATURE, "softmax temperature", SEMANTIC)
-    m: int | None = _option(
+    k: int = option(DEFAULT_K, "k-means centroids", SEMANTIC)
+    temperature: float = option(DEFAULT_TEMPERATURE, "softmax temperature", SEMANTIC)
+    m: int | None = option(
         None, "nearest centroids per text (default: min(k, 32))", SEMANTIC, type=int
     )
-    seed: int = _option(DEFAULT_SEED, "k-means seed", SEMANTIC)
-    max_points_per_centroid: int = _option(
+    seed: int = option(DEFAULT_SEED, "k-means seed", SEMANTIC)
+    max_points_per_centroid: int = option(
         DEFAULT_MAX_POINTS_PER_CENTROID,
         "k-means trains on at most this many points per centroid",
         SEMANTIC,
@@ -206,9 +207,9 @@ class SelectConfig:
     :func:`euds.select.select` plus what only a file job has (``stratify`` by name, a
     ``target`` sample file). Give exactly one of ``budget`` and ``intervals``."""
 
-    budget: float | None = _option(None, "share of records to keep, e.g. 0.16", SELECTION)
-    # _option's defaults are immutable (None, 0.5): a field() per instance is not needed.
-    intervals: dict[str, tuple[float, float]] | None = _option(  # noqa: RUF009
+    budget: float | None = option(None, "share of records to keep, e.g. 0.16", SELECTION)
+    # option's defaults are immutable (None, 0.5): a field() per instance is not needed.
+    intervals: dict[str, tuple[float, float]] | None = option(  # noqa: RUF009
         None,
         "an interval per signal (quantiles unless --absolute); repeat for several",
         SELECTION,
@@ -216,7 +217,7 @@ class SelectConfig:
         type="interval",
         metavar="SIGNAL=LO:HI",
     )
-    signals: tuple[str, ...] | None = _option(
+    signals: tuple[str, ...] | None = option(
         None,
         "signals to select on, nll and bpb too (default: generative when it is scored and no "
         "--method is given, else all scored; coverage: its score; typical and target: the "
@@ -226,8 +227,8 @@ class SelectConfig:
         run_flag="--select-signals",
         type="signals",
     )
-    method: str | None = _option(None, "how to select (see euds.select)", SELECTION)
-    position: float | dict[str, float] | None = _option(  # noqa: RUF009
+    method: str | None = option(None, "how to select (see euds.select)", SELECTION)
+    position: float | dict[str, float] | None = option(  # noqa: RUF009
         None,
         "band position, 0 = lowest entropies (default 0.5); one number, or one per signal "
         "(e.g. information=0.7,generative=0.4); typical: 0 = most typical (the default)",
@@ -235,25 +236,25 @@ class SelectConfig:
         type="position",
         metavar="P | SIGNAL=P,...",
     )
-    absolute: bool = _option(False, "--interval gives score values", SELECTION)
-    on_nonfinite: str = _option(
+    absolute: bool = option(False, "--interval gives score values", SELECTION)
+    on_nonfinite: str = option(
         "raise", "infinite scores: an error, or dropped", SELECTION, choices=("raise", "drop")
     )
-    seed: int = _option(
+    seed: int = option(
         0,
         "seed of the tie-break among equal scores and of every draw",
         SELECTION,
         flag="--seed",
         run_flag="--tie-seed",
     )
-    stratify: str | None = _option(
+    stratify: str | None = option(
         None,
         "a quota per k-means cluster (clusters) or per value of an input field, in proportion "
         "to its size, the method inside each",
         SELECTION,
         metavar="clusters | FIELD",
     )
-    tails: tuple[float, float] | None = _option(
+    tails: tuple[float, float] | None = option(
         None,
         "filter-random, coverage, typical, target: the quantiles of each signal kept before "
         "the method runs (default 0.05:0.95 for filter-random and coverage)",
@@ -261,34 +262,34 @@ class SelectConfig:
         type="tails",
         metavar="LO:HI",
     )
-    strata: int = _option(
+    strata: int = option(
         DEFAULT_STRATA, "coverage: equal-width strata of the score's range", SELECTION
     )
-    keep_duplicates: bool = _option(
+    keep_duplicates: bool = option(
         False, "keep every copy of an exact-duplicate text (default: the first)", DUPLICATES
     )
-    drop_near_duplicates: bool = _option(
+    drop_near_duplicates: bool = option(
         False,
         "keep only the first of each group of near-duplicate texts (MinHash over the folded "
         "text's 5-character shingles: a pair of Jaccard similarity 0.5 is found half the time, "
         "0.7 almost always)",
         DUPLICATES,
     )
-    drop_contained: bool = _option(
+    drop_contained: bool = option(
         False,
         "drop a text whose folded words occur inside a longer text of the input",
         DUPLICATES,
     )
-    target: str | None = _option(
+    target: str | None = option(
         None,
         "target: a file of unlabelled texts from the distribution wanted (any input format)",
         TARGETING,
         metavar="FILE",
     )
-    target_field: str | None = _option(
+    target_field: str | None = option(
         None, "the target file's text field (default: the input's)", TARGETING
     )
-    target_score: str = _option(
+    target_score: str = option(
         "embedding",
         "target similarity: embedding (k nearest target texts), ngram (DSIR) or both",
         TARGETING,

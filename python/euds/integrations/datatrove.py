@@ -61,7 +61,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from euds.api import Scorer, process_scorer
-from euds.config import ScoreConfig
+from euds.config import ScoreConfig, SelectConfig
 from euds.select import MEAN_RANK, SELECTABLE, select
 from euds.signals import SIGNALS
 
@@ -215,6 +215,32 @@ class EudsBandFilter(BaseFilter):
         if not isinstance(prefix, str):
             raise ValueError(f"prefix must be a string, got {prefix!r}")
         self.prefix = prefix
+
+    @classmethod
+    def from_config(
+        cls,
+        config: SelectConfig,
+        *,
+        scores: str | os.PathLike[str] | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        exclusion_writer: DiskWriter | None = None,
+    ) -> EudsBandFilter:
+        """The filter of a :class:`~euds.config.SelectConfig` giving ``intervals`` (and
+        ``absolute``), the options ``euds select --interval`` takes. A budget needs the whole
+        pool at once, which a per-document filter never sees: use ``euds select`` for it."""
+        config.check()
+        if config.intervals is None:
+            raise ValueError(
+                "EudsBandFilter keeps a band per document: give the config intervals, not a "
+                "budget (a budget needs the whole pool: euds select)"
+            )
+        return cls(
+            config.intervals,
+            scores=scores,
+            absolute=config.absolute,
+            prefix=prefix,
+            exclusion_writer=exclusion_writer,
+        )
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         for signal, (lo, hi) in self.bounds.items():

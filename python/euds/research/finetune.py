@@ -29,12 +29,13 @@ import random
 import re
 import string
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from euds.config import option
 from euds.provenance import open_text
 
 log = logging.getLogger("euds")
@@ -42,27 +43,44 @@ log = logging.getLogger("euds")
 Task = Literal["classification", "qa"]
 
 
+FINETUNE = "fine-tune"
+
+
 @dataclass
 class FinetuneConfig:
-    task: Task = "classification"
-    model: str | None = None  # a Hugging Face model folder; default: all-MiniLM-L6-v2
-    epochs: int = 2
+    """Everything that decides a fine-tune (``euds finetune --help``: its flags are built from
+    these fields)."""
+
+    task: Task = option(  # noqa: RUF009 (a Literal: immutable like the rest)
+        "classification", "what to train", FINETUNE, choices=("classification", "qa")
+    )
+    model: str | None = option(
+        None, "a Hugging Face model folder (default: all-MiniLM-L6-v2)", FINETUNE
+    )
+    epochs: int = option(2, "passes over the training set", FINETUNE)
     # At least this many optimiser steps (more epochs over a small training set). 150 and lr
     # 1e-4 were measured (experiments/finetune_defaults.py, SST-2 dev): on 800 sentences the
-    # old defaults (2 epochs = 50 steps, lr 5e-5) reached 56-59%, these 79-80%. 0: epochs
-    # decide.
-    min_steps: int = 150
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup: float = 0.06
-    max_length: int | None = None  # default: 128 (classification), 384 (QA)
-    stride: int = 128
-    seed: int = 0
-    device: str = "auto"  # "cpu", "cuda" or "auto" (CUDA when present)
-    text_field: str = "text"
-    label_field: str = "label"
-    threads: int | None = None
+    # old defaults (2 epochs = 50 steps, lr 5e-5) reached 56-59%, these 79-80%.
+    min_steps: int = option(
+        150,
+        "at least this many optimiser steps: more epochs over a small training set (0: epochs "
+        "decide)",
+        FINETUNE,
+    )
+    batch_size: int = option(32, "examples per optimiser step", FINETUNE)
+    lr: float = option(1e-4, "peak learning rate", FINETUNE)
+    weight_decay: float = option(0.01, "AdamW weight decay", FINETUNE)
+    warmup: float = option(0.06, "share of steps warming up", FINETUNE)
+    max_length: int | None = option(
+        None, "word pieces per example (default: 128 classification, 384 QA)", FINETUNE, type=int
+    )
+    stride: int = option(128, "QA: overlap of the windows over a long context", FINETUNE)
+    seed: int = option(0, "seed of the head, the order and dropout", FINETUNE)
+    device: str = option("auto", "where to train", FINETUNE, choices=("auto", "cpu", "cuda"))
+    text_field: str = option("text", "the training files' text field", FINETUNE)
+    label_field: str = option("label", "the training files' label field", FINETUNE)
+    # from the common --threads option (0: the default)
+    threads: int | None = field(default=None, metadata={"cli": None})
 
     def check(self) -> None:
         if self.task not in ("classification", "qa"):
