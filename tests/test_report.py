@@ -146,3 +146,13 @@ def test_bpb_is_shown_like_the_other_signals_when_scored(tmp_path, genuine):
     )
     assert summary in page and "<h3>bpb</h3>" in page
     assert page.count("<svg") == 2 + 1 and "<b>generative</b> (x) vs <b>bpb</b> (y)" in page
+
+
+def test_axis_labels_read_as_numbers():
+    from euds.report import axis_label
+
+    assert axis_label(66_000) == "66k"
+    assert axis_label(67_349) == "67.3k"
+    assert axis_label(1_250_000) == "1.25M"
+    assert axis_label(0.5) == "0.5" and axis_label(0) == "0" and axis_label(12.25) == "12.2"
+    assert "e+" not in axis_label(999_999)

@@ -28,7 +28,7 @@ import numpy as np
 from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig, SelectConfig
 from euds.records import RecordBatch, RecordRules
-from euds.scores import COLUMN_ORDER
+from euds.scores import CENTROIDS, COLUMN_ORDER
 from euds.select import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
 from euds.signals import SIGNALS
 from euds.signals.semantic import assign
@@ -72,7 +72,7 @@ class Scorer:
         """Centroids ``[K, 384]`` (or a path to a ``centroids.npy`` / score directory)."""
         if not isinstance(centroids, np.ndarray):
             path = Path(centroids)
-            centroids = np.load(path / "centroids.npy" if path.is_dir() else path)
+            centroids = np.load(path / CENTROIDS if path.is_dir() else path)
         c = np.ascontiguousarray(centroids, dtype=np.float32)
         if c.ndim != 2 or (self.embedder is not None and c.shape[1] != self.embedder.dim):
             raise ValueError(

@@ -1,5 +1,12 @@
-"""The ``euds`` command line: ``score``, ``select``, ``run``, ``report``, ``bench``, ``models``
-and ``info``."""
+"""The ``euds`` command line: ``score``, ``select``, ``run``, ``report``, ``bench``,
+``finetune``, ``experiment``, ``tune``, ``models prepare`` / ``models info`` and ``info``.
+
+One module on purpose (it is longer than the others for that): every command's parser, its
+translation into the typed API and the one rule of how a failure is reported (one line; exit 2
+for a bad input, argument or output, 1 for an internal error, 130 / 143 when interrupted or
+terminated). The options of the configurations are built from their fields
+(:class:`~euds.config.ScoreConfig`, :class:`~euds.config.SelectConfig`,
+:class:`~euds.research.finetune.FinetuneConfig`), never written out here a second time."""
 
 from __future__ import annotations
 

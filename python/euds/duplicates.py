@@ -99,36 +99,6 @@ def exact_duplicates(hashes: Any, usable: np.ndarray) -> np.ndarray:
     return rows[later]
 
 
-def near_key_matrix(keys: Any, n: int) -> np.ndarray:
-    """The ``near_keys`` column as a ``[n, bands]`` uint64 array (a missing row, in shards
-    scored before the column existed, as zeros: it matches nothing). ``keys``: a 2-D array,
-    one key array (or None) per row, or an Arrow (fixed-size) list column."""
-    if hasattr(keys, "type"):  # pyarrow Array or ChunkedArray
-        import pyarrow as pa
-
-        from euds.select.columns import arrow_to_numpy
-
-        keys = arrow_to_numpy(pa.chunked_array([keys]) if isinstance(keys, pa.Array) else keys)
-    if isinstance(keys, np.ndarray) and keys.ndim == 2 and keys.dtype == np.uint64:
-        out = keys
-    else:
-        try:
-            rows = [None if k is None else np.asarray(k, dtype=np.uint64) for k in keys]
-            width = max((len(r) for r in rows if r is not None), default=0)
-            out = np.zeros((len(rows), width), dtype=np.uint64)
-            for i, r in enumerate(rows):
-                if r is not None:
-                    out[i] = r
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(
-                "near_keys must hold one array of unsigned 64-bit band keys per record (all of "
-                "the same length, or None), as Scorer.score_texts returns them"
-            ) from None
-    if out.shape[0] != n:
-        raise ValueError(f"near_keys has {out.shape[0]} rows, the scores {n}")
-    return out
-
-
 def near_duplicate_groups(keys: np.ndarray) -> np.ndarray:
     """For ``keys [m, bands]``, the first row (lowest index) of each row's group, where rows
     sharing a key in any band are joined transitively (connected components, by label
@@ -276,7 +246,6 @@ __all__ = [
     "near_duplicate_groups",
     "near_duplicate_keys",
     "near_duplicates",
-    "near_key_matrix",
     "near_keys_array",
     "suffix_array",
     "text_hashes",

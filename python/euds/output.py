@@ -67,7 +67,9 @@ def identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 def is_score_directory(path: Path) -> bool:
     """A folder holding a score manifest (any format version: an older or newer euds's too)."""
-    manifest = path / "_manifest.json"
+    from euds.scores.layout import MANIFEST  # a leaf module: no import circle
+
+    manifest = path / MANIFEST
     try:
         with open(manifest, "rb") as f:
             head = f.read(1 << 16)

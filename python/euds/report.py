@@ -257,15 +257,29 @@ def _scatter(a: str, b: str, va: np.ndarray, vb: np.ndarray, keep, sample: np.nd
     return "".join(out)
 
 
+def axis_label(value: float) -> str:
+    """A number as an axis reads it: 66k or 1.2M for large counts (never 66e+03), three
+    significant digits otherwise."""
+    a = abs(value)
+    if a and a < 1e-3:
+        return f"{value:.1e}"
+    for size, suffix in ((1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G")):
+        text = f"{value / size:.3g}"
+        if "e" not in text:  # 999,999 rounds to 1e+03 thousands: the next unit says 1M
+            return text + suffix
+    return f"{value / 1e12:.3g}T"
+
+
 def _axes(w, h, pad, x0, x1, top, y_range=None) -> str:
     y_lo, y_hi = y_range if y_range else (0, top)
+    x0, x1, y_lo, y_hi = (axis_label(v) for v in (x0, x1, y_lo, y_hi))
     return (
         f"<line x1='{pad}' y1='{h - pad}' x2='{w - pad}' y2='{h - pad}' stroke='#444'/>"
         f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{h - pad}' stroke='#444'/>"
-        f"<text x='{pad}' y='{h - pad + 14}' font-size='10'>{x0:.3g}</text>"
-        f"<text x='{w - pad}' y='{h - pad + 14}' font-size='10' text-anchor='end'>{x1:.3g}</text>"
-        f"<text x='{pad - 4}' y='{h - pad}' font-size='10' text-anchor='end'>{y_lo:.3g}</text>"
-        f"<text x='{pad - 4}' y='{pad + 8}' font-size='10' text-anchor='end'>{y_hi:.3g}</text>"
+        f"<text x='{pad}' y='{h - pad + 14}' font-size='10'>{x0}</text>"
+        f"<text x='{w - pad}' y='{h - pad + 14}' font-size='10' text-anchor='end'>{x1}</text>"
+        f"<text x='{pad - 4}' y='{h - pad}' font-size='10' text-anchor='end'>{y_lo}</text>"
+        f"<text x='{pad - 4}' y='{pad + 8}' font-size='10' text-anchor='end'>{y_hi}</text>"
     )
 
 

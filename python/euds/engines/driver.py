@@ -26,6 +26,7 @@ from euds._core import EudsError
 from euds.batch import Stages, pass_schema
 from euds.cache import sha256_file, sha256_file_cached
 from euds.config import CLUSTERING, ScoreConfig
+from euds.provenance import now_iso
 from euds.scores import (
     CENTROIDS,
     LATE,
@@ -34,7 +35,6 @@ from euds.scores import (
     ShardInfo,
     embedding_name,
     input_identity,
-    now_iso,
     open_for_scoring,
 )
 

@@ -441,7 +441,7 @@ def confirm(s: Screened, choice: dict[str, Any], item: dict[str, Any]) -> list[d
 
 def run_experiments(configs: list[ExperimentConfig]) -> list[dict[str, Any]]:
     """Screens every dataset, chooses the default from all of them, confirms, reports."""
-    from euds.research.report import write_report
+    from euds.research.report import write_results
 
     screened = [screen(c) for c in configs]
     choice = choose_default(screened)
@@ -473,6 +473,6 @@ def run_experiments(configs: list[ExperimentConfig]) -> list[dict[str, Any]]:
         atomic_write_bytes(
             out / "summary.json", json.dumps(summary, indent=1, default=float).encode()
         )
-        write_report(summary, out)
+        write_results(summary, out)
         summaries.append(summary)
     return summaries

@@ -407,7 +407,7 @@ def plot(rows: list[dict[str, Any]], metric: str, pool: str, title: str) -> str:
     return svg_lines(title, series)
 
 
-def write_report(summary: dict[str, Any], out: Path) -> None:
+def write_results(summary: dict[str, Any], out: Path) -> None:
     """results.md, probe_clean.svg and probe_noisy.svg in ``out``."""
     (out / "results.md").write_text(markdown(summary))
     rows = with_default(summary["screen"], summary["default"])
@@ -514,4 +514,4 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["comparisons", "markdown", "table", "write_report"]
+__all__ = ["comparisons", "markdown", "table", "write_results"]

@@ -17,8 +17,9 @@ Any of them with ``stratify`` (a quota per cluster or group), after the duplicat
 :mod:`euds.select.policy`.
 """
 
-from euds.duplicates import near_duplicate_groups, near_key_matrix
+from euds.duplicates import near_duplicate_groups
 from euds.select.bands import MEAN_RANK
+from euds.select.columns import near_key_matrix
 from euds.select.coverage import DEFAULT_STRATA
 from euds.select.policy import (
     COVERAGE,

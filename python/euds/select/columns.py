@@ -59,3 +59,31 @@ def score_column(columns: Mapping[str, Any], name: str) -> np.ndarray:
     if v.dtype.kind not in "fiu":
         raise ValueError(f"score column {name!r} must be numeric, got dtype {v.dtype}")
     return np.ascontiguousarray(v, dtype=np.float64)
+
+
+def near_key_matrix(keys: Any, n: int) -> np.ndarray:
+    """The ``near_keys`` column as a ``[n, bands]`` uint64 array (a missing row, in shards
+    scored before the column existed, as zeros: it matches nothing). ``keys``: a 2-D array,
+    one key array (or None) per row, or an Arrow (fixed-size) list column."""
+    if hasattr(keys, "type"):  # pyarrow Array or ChunkedArray
+        import pyarrow as pa
+
+        keys = arrow_to_numpy(pa.chunked_array([keys]) if isinstance(keys, pa.Array) else keys)
+    if isinstance(keys, np.ndarray) and keys.ndim == 2 and keys.dtype == np.uint64:
+        out = keys
+    else:
+        try:
+            rows = [None if k is None else np.asarray(k, dtype=np.uint64) for k in keys]
+            width = max((len(r) for r in rows if r is not None), default=0)
+            out = np.zeros((len(rows), width), dtype=np.uint64)
+            for i, r in enumerate(rows):
+                if r is not None:
+                    out[i] = r
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                "near_keys must hold one array of unsigned 64-bit band keys per record (all of "
+                "the same length, or None), as Scorer.score_texts returns them"
+            ) from None
+    if out.shape[0] != n:
+        raise ValueError(f"near_keys has {out.shape[0]} rows, the scores {n}")
+    return out

@@ -36,7 +36,6 @@ from euds.duplicates import (
     contained_texts,
     exact_duplicates,
     near_duplicates,
-    near_key_matrix,
 )
 from euds.select.bands import (
     BAND_METHODS,
@@ -47,7 +46,7 @@ from euds.select.bands import (
     positions_of,
     quantile_mask,
 )
-from euds.select.columns import columns_of, length, score_column
+from euds.select.columns import columns_of, length, near_key_matrix, score_column
 from euds.select.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
 from euds.select.quotas import draw, largest_remainder, strata_codes
 from euds.select.target import TARGET
