@@ -14,7 +14,7 @@ SOURCES := pyproject.toml CMakeLists.txt $(shell find cpp python -type f 2>/dev/
 # Generated models and tokenizers go to an ignored cache inside the checkout unless set.
 export EUDS_CACHE ?= $(CURDIR)/.cache/euds
 
-.PHONY: setup run report-check test bench lint clean
+.PHONY: setup run report-check test test-fast bench lint clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ report-check: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Every test that needs no exported model, no child interpreter, no Ray and no fine-tune (marked
+# slow automatically from the fixtures a test uses: tests/conftest.py).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PIP) install -q "datasketch>=1.6"  # bench/minhash.py's baseline

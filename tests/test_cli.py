@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -576,8 +575,8 @@ def test_info_in_process(capsys):
     assert {"version", "simd", "threads", "cuda_devices"} <= set(info)
 
 
-def test_entry_point_subprocess(scored, tmp_path):
-    exe = Path(sys.executable).with_name("euds")
+def test_entry_point_subprocess(child_python, scored, tmp_path):
+    exe = Path(child_python).with_name("euds")
     if not exe.is_file():
         pytest.skip("the euds entry point is not installed next to this python")
     env = dict(os.environ)
@@ -729,7 +728,7 @@ def test_experiment_config_errors_are_one_clear_line(tmp_path, capsys):
 def test_models_prepare_a_users_folders_prints_their_cache_entries(
     tmp_path, monkeypatch, capsys, training_texts
 ):
-    from conftest import make_family_lm, make_tiny_sentence_encoder
+    from model_factories import make_family_lm, make_tiny_sentence_encoder
 
     monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
     lm = make_family_lm("gpt2", tmp_path / "gpt2", training_texts, seed=7)

@@ -31,7 +31,9 @@ def test_doc_has_an_example_per_framework() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_doc_example_runs(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doc_example_runs(
+    index: int, monkeypatch: pytest.MonkeyPatch, smollm2: object, embedder: object
+) -> None:
     block = python_blocks()[index]
     for module in needs(block):
         pytest.importorskip(module)

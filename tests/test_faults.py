@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -496,11 +495,11 @@ def test_selection_options_are_checked_before_the_pass(corpus, tmp_path, capsys)
 # -- signals ----------------------------------------------------------------------------------
 
 
-def test_sigterm_is_a_clean_shutdown(tmp_path):
+def test_sigterm_is_a_clean_shutdown(child_python, tmp_path):
     corpus = write_jsonl(tmp_path / "big.jsonl", records(20000))
     out = tmp_path / "scores"
     command = [
-        sys.executable,
+        child_python,
         "-m",
         "euds.cli",
         "score",
@@ -549,7 +548,9 @@ def test_sigterm_is_a_clean_shutdown(tmp_path):
 # -- two writers -----------------------------------------------------------------------------
 
 
-def test_a_second_writer_of_the_same_selection_fails_at_once(scored, tmp_path, capsys):
+def test_a_second_writer_of_the_same_selection_fails_at_once(
+    child_python, scored, tmp_path, capsys
+):
     corpus, scores = scored
     out = tmp_path / "kept.jsonl"
     with ExclusiveLock(out.with_name(f".{out.name}.euds.lock"), str(out)):
@@ -558,7 +559,7 @@ def test_a_second_writer_of_the_same_selection_fails_at_once(scored, tmp_path, c
         assert not out.exists()
     # Two at once for real: the trio always comes from one run.
     command = [
-        sys.executable,
+        child_python,
         "-m",
         "euds.cli",
         "select",

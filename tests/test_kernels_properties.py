@@ -50,12 +50,12 @@ EPS32 = float(np.finfo(np.float32).eps)
 # Running a property in a child interpreter
 
 
-def run_property(name: str, tmp_path: Path, timeout: float = 600) -> None:
+def run_property(python: str, name: str, tmp_path: Path, timeout: float = 600) -> None:
     trace = tmp_path / "last_example.txt"
     env = {**os.environ, "EUDS_PROPERTY_TRACE": str(trace)}
     try:
         proc = subprocess.run(
-            [sys.executable, "-X", "faulthandler", __file__, name],
+            [python, "-X", "faulthandler", __file__, name],
             env=env,
             capture_output=True,
             text=True,
@@ -758,13 +758,13 @@ PROPERTIES = {
 # pytest wrappers
 
 
-def test_out_buffers_overlapping_inputs_are_refused(tmp_path):
-    run_property("aliasing_cases", tmp_path)
+def test_out_buffers_overlapping_inputs_are_refused(child_python, tmp_path):
+    run_property(child_python, "aliasing_cases", tmp_path)
 
 
 @pytest.mark.parametrize("name", [n for n in PROPERTIES if n.startswith("prop_")])
-def test_property(name, tmp_path):
-    run_property(name, tmp_path)
+def test_property(child_python, name, tmp_path):
+    run_property(child_python, name, tmp_path)
 
 
 if __name__ == "__main__":

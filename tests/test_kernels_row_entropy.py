@@ -480,7 +480,7 @@ def _cpu_best_isa() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def simd_runs(tmp_path_factory):
+def simd_runs(child_python, tmp_path_factory):
     """Runs every case under EUDS_SIMD=scalar|avx2|avx512; returns {isa: (info, outputs)}."""
     folder = tmp_path_factory.mktemp("simd")
     cases = _simd_cases() + _overflow_cases()
@@ -493,7 +493,7 @@ def simd_runs(tmp_path_factory):
         env = {**os.environ, "EUDS_SIMD": isa}
         dst = folder / f"{isa}.npz"
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(folder / "in.npz"), str(dst)],
+            [child_python, "-c", _CHILD, str(folder / "in.npz"), str(dst)],
             env=env,
             capture_output=True,
             text=True,

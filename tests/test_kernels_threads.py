@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -25,12 +24,14 @@ from euds import _core, kernels
 CHILD_TIMEOUT = 240
 
 
-def run_child(code: str, env: dict[str, str] | None = None, timeout: float = CHILD_TIMEOUT) -> str:
+def run_child(
+    python: str, code: str, env: dict[str, str] | None = None, timeout: float = CHILD_TIMEOUT
+) -> str:
     """Runs ``code`` in a fresh interpreter; fails the test on a non-zero exit, a signal or a
     timeout (a deadlock), and returns its stdout."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
+            [python, "-X", "faulthandler", "-c", textwrap.dedent(code)],
             env={**os.environ, **(env or {})},
             capture_output=True,
             text=True,
@@ -100,10 +101,11 @@ def wait_child(pid, timeout=60.0):
 # fork
 
 
-def test_kernels_run_in_a_forked_child():
+def test_kernels_run_in_a_forked_child(child_python):
     """The parent's workers do not exist in a fork()ed child: the child gets a fresh pool
     (before the fix it waited forever for the parent's workers)."""
     out = run_child(
+        child_python,
         _SETUP
         + """
 _core.set_num_threads(4)
@@ -125,15 +127,16 @@ for round in range(3):
     assert _core.num_threads() == 4
     assert kernels_ok(expected), "the parent's pool broke after fork"
 print("ok")
-"""
+""",
     )
     assert out.strip().endswith("ok")
 
 
-def test_kernels_run_in_multiprocessing_fork_workers():
+def test_kernels_run_in_multiprocessing_fork_workers(child_python):
     """What ``datasets.map(num_proc=...)`` does: a multiprocessing pool forked from a process
     whose kernel pool is running."""
     out = run_child(
+        child_python,
         _SETUP
         + """
 import multiprocessing
@@ -152,15 +155,16 @@ with multiprocessing.get_context("fork").Pool(2) as pool:
     got = pool.map_async(work, range(6)).get(timeout=60)  # raises on a deadlock
 assert got == [True] * 6, got
 print("ok")
-"""
+""",
     )
     assert out.strip().endswith("ok")
 
 
-def test_fork_while_another_thread_runs_kernels():
+def test_fork_while_another_thread_runs_kernels(child_python):
     """A fork() that lands while another thread holds the pool (its locks copied locked into
     the child) still leaves the child a working pool."""
     out = run_child(
+        child_python,
         _SETUP
         + """
 _core.set_num_threads(4)
@@ -194,7 +198,7 @@ finally:
     thread.join()
 assert not errors, errors
 print("ok")
-"""
+""",
     )
     assert out.strip().endswith("ok")
 
@@ -203,11 +207,12 @@ print("ok")
 # set_num_threads while kernels run
 
 
-def test_set_num_threads_races_running_kernels():
+def test_set_num_threads_races_running_kernels(child_python):
     """Thread counts changed from one thread while others run kernels: every result stays
     exact and nothing deadlocks (before the fix a job could wait for workers that a concurrent
     set_num_threads had just stopped)."""
     out = run_child(
+        child_python,
         _SETUP
         + """
 _core.set_num_threads(4)
@@ -240,15 +245,16 @@ for t in threads:
 assert not errors, errors[:3]
 assert calls[0] > 0
 print("ok", i, calls[0])
-"""
+""",
     )
     assert out.strip().startswith("ok")
 
 
-def test_set_num_threads_does_not_wait_for_a_running_kernel():
+def test_set_num_threads_does_not_wait_for_a_running_kernel(child_python):
     """set_num_threads takes effect for the next job: it neither blocks on a running kernel nor
     holds the GIL meanwhile (before the fix it waited, GIL held, until the kernel finished)."""
     out = run_child(
+        child_python,
         _SETUP
         + """
 # Ids above the dense-table bound take the sorting path: a slow, threaded kernel.
@@ -281,7 +287,7 @@ assert _core.num_threads() == 3
 assert blocked < 0.3 * duration, f"blocked {blocked:.3f} s of a {duration:.3f} s job"
 assert np.array_equal(_core.information_entropy(big_offsets, big_ids), expected, equal_nan=True)
 print("ok", round(blocked, 4), round(duration, 3))
-"""
+""",
     )
     assert out.strip().startswith("ok")
 
@@ -319,8 +325,9 @@ def test_set_num_threads_range(restore_threads):
     ("value", "expected"),
     [("100000", "1024"), ("-3", "default"), ("x", "default"), ("2", "2"), ("3 ", "3")],
 )
-def test_euds_num_threads_environment_is_bounded(value, expected):
+def test_euds_num_threads_environment_is_bounded(child_python, value, expected):
     out = run_child(
+        child_python,
         """
         import os
         from euds import _core
@@ -340,10 +347,11 @@ def test_euds_num_threads_environment_is_bounded(value, expected):
 # UnigramCounts shared between threads
 
 
-def test_unigram_counts_shared_between_threads():
+def test_unigram_counts_shared_between_threads(child_python):
     """add (which grows the table with the GIL released), self_information, merge and the
     readers from several threads on one counter: no crash, exact final counts."""
     out = run_child(
+        child_python,
         """
         import threading
         import numpy as np
@@ -402,15 +410,16 @@ def test_unigram_counts_shared_between_threads():
         assert shared.total == int(expected.sum())
         assert shared.vocab_size == len(expected)
         print("ok")
-        """
+        """,
     )
     assert out.strip().endswith("ok")
 
 
-def test_unigram_counts_cross_merges_do_not_deadlock():
+def test_unigram_counts_cross_merges_do_not_deadlock(child_python):
     """a.merge(b) and b.merge(a) at the same time, and a.merge(a): no deadlock, and every
     counter stays consistent (total == sum of counts)."""
     out = run_child(
+        child_python,
         """
         import threading
         import numpy as np

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_family_lm, make_tiny_sentence_encoder, train_bpe_tokenizer
 from euds.model_sources import (
     embedder_source,
     lm_source,
@@ -17,6 +16,7 @@ from euds.model_sources import (
     source_for,
     start_token,
 )
+from model_factories import make_family_lm, make_tiny_sentence_encoder, train_bpe_tokenizer
 
 
 @pytest.fixture(scope="module")

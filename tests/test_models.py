@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_llama
 from euds import models
 from euds.cache import sha256_file
 from euds.tokenizer import smollm2_gguf_path
+from model_factories import make_tiny_llama
 
 pytest.importorskip("torch")
 pytest.importorskip("optimum.exporters.onnx")
@@ -220,8 +220,8 @@ def test_tiny_checkpoint_helper_is_a_llama(tmp_path):
 def test_a_users_model_is_exported_once_and_found_by_its_content(
     tmp_path, monkeypatch, training_texts
 ):
-    from conftest import make_family_lm
     from euds import EudsError
+    from model_factories import make_family_lm
 
     monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
     folder = make_family_lm("llama", tmp_path / "mine", training_texts, seed=5)
@@ -249,7 +249,7 @@ def test_a_users_model_is_exported_once_and_found_by_its_content(
 
 
 def test_a_users_encoder_is_exported_once(tmp_path, monkeypatch, training_texts):
-    from conftest import make_tiny_sentence_encoder
+    from model_factories import make_tiny_sentence_encoder
 
     monkeypatch.setenv("EUDS_CACHE", str(tmp_path / "cache"))
     folder = make_tiny_sentence_encoder(tmp_path / "st", training_texts, pooling="cls")

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -161,16 +160,18 @@ def test_same_input_and_config_give_identical_scores(tmp_path, corpus, tiny_lm, 
     assert same_table(a, b)
 
 
-def _cli(args: list[str], **kwargs) -> subprocess.Popen:
+def _cli(python: str, args: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "euds.cli", *args],
+        [python, "-m", "euds.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         **kwargs,
     )
 
 
-def test_resume_after_sigkill_gives_identical_scores(tmp_path, data_dir, tiny_lm, embedder):
+def test_resume_after_sigkill_gives_identical_scores(
+    child_python, tmp_path, data_dir, tiny_lm, embedder
+):
     with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rb") as f:
         data = b"".join(itertools.islice(f, 3000))
     src = tmp_path / "in.jsonl"
@@ -191,11 +192,11 @@ def test_resume_after_sigkill_gives_identical_scores(tmp_path, data_dir, tiny_lm
         "-q",
     ]
     reference = tmp_path / "reference"
-    ref = _cli([*common, "-o", str(reference)])
+    ref = _cli(child_python, [*common, "-o", str(reference)])
     assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()
 
     killed = tmp_path / "killed"
-    proc = _cli([*common, "-o", str(killed)])
+    proc = _cli(child_python, [*common, "-o", str(killed)])
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -209,7 +210,7 @@ def test_resume_after_sigkill_gives_identical_scores(tmp_path, data_dir, tiny_lm
     manifest = json.loads((killed / "_manifest.json").read_text())
     assert manifest["status"] != "complete" and 3 <= len(manifest["shards"]) < 12
 
-    resumed = _cli([*common, "-o", str(killed)])
+    resumed = _cli(child_python, [*common, "-o", str(killed)])
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err.decode()
     assert same_table(read_scores(killed), read_scores(reference))
@@ -240,13 +241,16 @@ def test_resume_ignores_unlisted_and_damaged_shards(tmp_path, corpus, tiny_lm, e
     assert [p.name for p in out.glob(".*.tmp")] == [".part-00003.parquet.x.tmp"]
 
 
-def test_unwritable_output_is_a_clear_error(corpus, tiny_lm, embedder):
-    proc = _cli(["score", str(corpus), "-o", "/proc/euds-scores", "--signals", "information", "-q"])
+def test_unwritable_output_is_a_clear_error(child_python, corpus, tiny_lm, embedder):
+    proc = _cli(
+        child_python,
+        ["score", str(corpus), "-o", "/proc/euds-scores", "--signals", "information", "-q"],
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and b"error" in err and b"/proc/euds-scores" in err
 
 
-def test_disk_full_leaves_only_complete_shards(tmp_path, corpus, tiny_lm, embedder):
+def test_disk_full_leaves_only_complete_shards(child_python, tmp_path, corpus, tiny_lm, embedder):
     """A file-size limit (EFBIG, as a full disk gives ENOSPC) hits while shards are written."""
     out = tmp_path / "scores"
     script = (
@@ -259,7 +263,7 @@ def test_disk_full_leaves_only_complete_shards(tmp_path, corpus, tiny_lm, embedd
         f"sys.exit(main(['score', {str(corpus)!r}, '-o', {str(out)!r}, '--signals', 'information',"
         " '--batch-size', '16', '--shard-size', '16', '-q']))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    proc = subprocess.run([child_python, "-c", script], capture_output=True, timeout=300)
     assert proc.returncode == 2, proc.stderr.decode()
     assert b"File too large" in proc.stderr or b"No space" in proc.stderr
     sd = ScoreDir(out)
@@ -273,7 +277,7 @@ def test_disk_full_leaves_only_complete_shards(tmp_path, corpus, tiny_lm, embedd
         assert pq.read_table(part).num_rows == 16
 
 
-def _peak_rss_kib(args: list[str]) -> int:
+def _peak_rss_kib(python: str, args: list[str]) -> int:
     script = (
         "import resource, sys\n"
         "from euds.cli import main\n"
@@ -281,12 +285,12 @@ def _peak_rss_kib(args: list[str]) -> int:
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
         "sys.exit(code)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=1800)
+    proc = subprocess.run([python, "-c", script], capture_output=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr.decode()
     return int(proc.stdout.decode().split()[-1])
 
 
-def test_peak_memory_does_not_grow_with_the_corpus(tmp_path, data_dir, tiny_lm):
+def test_peak_memory_does_not_grow_with_the_corpus(child_python, tmp_path, data_dir, tiny_lm):
     """information + generative on 10k vs 100k records (SST-2 repeated with new ids)."""
     with gzip.open(data_dir / "sst2" / "train.jsonl.gz", "rt") as f:
         records = [json.loads(line) for line in itertools.islice(f, 10_000)]
@@ -302,6 +306,7 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path, data_dir, tiny_lm):
     peaks = {}
     for n in (10_000, 100_000):
         peaks[n] = _peak_rss_kib(
+            child_python,
             [
                 "score",
                 str(write(n)),
@@ -312,7 +317,7 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path, data_dir, tiny_lm):
                 "--model",
                 str(tiny_lm.folder),
                 "-q",
-            ]
+            ],
         )
     assert peaks[100_000] / peaks[10_000] <= 1.2, peaks
 
@@ -449,7 +454,7 @@ def test_bpb_column_and_directories_scored_before_it(tmp_path, corpus, tiny_lm, 
 def test_the_same_model_path_holding_another_model_does_not_reuse_scores(
     tmp_path, corpus, training_texts
 ):
-    from conftest import make_family_lm
+    from model_factories import make_family_lm
 
     folder = make_family_lm("qwen2", tmp_path / "mine", training_texts, seed=11)
     config = ScoreConfig(signals=("information", "generative"), model=str(folder), max_tokens=32)

@@ -21,7 +21,10 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_example_runs(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_example_runs(
+    index: int, monkeypatch: pytest.MonkeyPatch, smollm2: object, embedder: object
+) -> None:
+    """(The models prepared once by the fixtures: the examples score with them.)"""
     # The examples use paths relative to the repository root, as a reader would.
     monkeypatch.chdir(ROOT)
     namespace: dict[str, object] = {"__name__": "__readme__"}

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -197,13 +196,13 @@ def test_a_second_run_on_a_locked_directory_fails_at_once_naming_the_holder(tmp_
     assert score(corpus, out, INFO, progress=False).reused  # the lock is released
 
 
-def test_two_processes_never_share_a_score_directory(tmp_path, corpus):
+def test_two_processes_never_share_a_score_directory(child_python, tmp_path, corpus):
     """A real second `euds score` with another configuration while the first runs (held
     still with SIGSTOP once it has the lock, so the second surely meets it running)."""
     big = tmp_path / "big.jsonl"
     big.write_bytes(_records(20000))
     out = tmp_path / "scores"
-    base = [sys.executable, "-m", "euds.cli", "score", str(big), "-o", str(out), "-q"]
+    base = [child_python, "-m", "euds.cli", "score", str(big), "-o", str(out), "-q"]
     first = subprocess.Popen(
         [*base, "--signals", "information", "--batch-size", "16", "--shard-size", "32"],
         stderr=subprocess.PIPE,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FAMILIES, make_family_lm
 from euds.signals.generative import GenerativeScorer, plan_rows
 from euds.tokenizer import TextTokenizer, TokenBatch
+from model_factories import FAMILIES, make_family_lm
 
 torch = pytest.importorskip("torch")
 
@@ -475,8 +475,8 @@ def test_own_gguf_file_matches_transformers(tmp_path, training_texts):
     scores equal transformers' model loaded from the same file."""
     from transformers import AutoModelForCausalLM
 
-    from conftest import make_tiny_gguf
     from euds.models import lm_files_for
+    from model_factories import make_tiny_gguf
 
     path = make_tiny_gguf(tmp_path / "tiny.gguf", training_texts[:500])
     files = lm_files_for(path)

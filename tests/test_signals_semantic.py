@@ -15,11 +15,8 @@ from euds.signals.semantic import (
 
 
 @pytest.fixture(scope="module")
-def files():
-    pytest.importorskip("optimum.exporters.onnx")
-    from euds.models import embedder_files
-
-    return embedder_files()
+def files(embedder):
+    return embedder
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +71,11 @@ def test_quantised_encoders_stay_close_to_fp32(files, sst2_texts, precision, min
 
 def test_batch_budget_does_not_change_embeddings(files, sst2_texts):
     a = Embedder(files, batch_tokens=8192).embed(sst2_texts[:50])
-    b = Embedder(files, batch_tokens=1).embed(sst2_texts[:50])
+    # The smallest budget allowed: one text of the word-piece limit per call at most.
+    b = Embedder(files, batch_tokens=256).embed(sst2_texts[:50])
     np.testing.assert_allclose(a, b, atol=2e-6)
+    with pytest.raises(ValueError, match="word-piece limit"):
+        Embedder(files, batch_tokens=255)
 
 
 def test_missing_and_empty_texts_give_nan_rows(embedder):
@@ -180,7 +180,7 @@ def test_own_sentence_encoder_matches_sentence_transformers(
     """A tiny random BERT saved by sentence-transformers with each pooling: cosine >= 0.9999
     with sentence-transformers, long posts cut at the folder's own 64 word pieces."""
     st = pytest.importorskip("sentence_transformers")
-    from conftest import make_tiny_sentence_encoder
+    from model_factories import make_tiny_sentence_encoder
 
     folder = make_tiny_sentence_encoder(
         tmp_path / "st", training_texts, pooling=pooling, normalize=normalize

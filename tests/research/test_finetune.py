@@ -62,7 +62,7 @@ def sst2_small(tmp_path_factory, data_dir) -> tuple[Path, Path]:
     return folder / "train.jsonl", folder / "dev.jsonl"
 
 
-def test_classification_finetune_runs_and_is_seeded(sst2_small, tmp_path):
+def test_classification_finetune_runs_and_is_seeded(trains, sst2_small, tmp_path):
     train, dev = sst2_small
     config = FinetuneConfig(
         epochs=1, min_steps=0, batch_size=16, max_length=32, seed=3, device="cpu"
@@ -75,7 +75,7 @@ def test_classification_finetune_runs_and_is_seeded(sst2_small, tmp_path):
     assert a["wall_seconds"] > 0 and a["train_steps"] == 6  # 96 / 16, one epoch
 
 
-def test_min_steps_adds_epochs_over_a_small_set(sst2_small, caplog):
+def test_min_steps_adds_epochs_over_a_small_set(trains, sst2_small, caplog):
     train, dev = sst2_small
     config = FinetuneConfig(epochs=1, min_steps=14, batch_size=16, max_length=32, device="cpu")
     with caplog.at_level("INFO", logger="euds"):
@@ -94,7 +94,7 @@ def test_classification_input_errors_name_the_line(tmp_path, sst2_small):
         finetune(bad, bad, FinetuneConfig(task="ner"))  # type: ignore[arg-type]
 
 
-def test_qa_finetune_and_span_post_processing(tmp_path, data_dir):
+def test_qa_finetune_and_span_post_processing(trains, tmp_path, data_dir):
     examples = read_squad(data_dir / "xquad_en" / "test.json.gz")[:24]
     write_squad(tmp_path / "train.json", examples)
     write_squad(tmp_path / "eval.json", examples[:12])
