@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from _common import DATA, table, write_result
+from euds import ScoreConfig, score
 from euds.engines.ray import connect, score_ray
-from euds.pipeline import ScoreConfig, score
 from euds.scores import read_scores
 
 

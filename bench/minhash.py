@@ -2,10 +2,10 @@
 datasketch (``MinHash.update_batch`` per text, then its band keys), with the same shingles and
 the same 20 bands x 5 rows.
 
-Both start from the folded texts (:func:`euds.duplicates.fold_for_near_duplicates`, timed apart).
-Besides the time, the two are compared on what they find: the share of near duplicates made by
-euds's corruption generator (one or two word edits, :mod:`euds.research.noise`) that share a key with
-their original, and the share of unrelated pairs that do.
+Both start from the folded texts (:func:`euds.duplicates.fold_for_near_duplicates`, timed
+apart). Besides the time, the two are compared on what they find: the share of near duplicates
+made by euds's corruption generator (one or two word edits, :mod:`euds.research.noise`) that
+share a key with their original, and the share of unrelated pairs that do.
 
     python bench/minhash.py [--input ../shared/data/sst2/train.jsonl.gz]
 """

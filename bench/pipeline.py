@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import DATA, ROOT, table, write_result
-from euds.pipeline import ScoreConfig, score
+from euds import ScoreConfig, score
 from euds.scores import ScoreDir
 from generative import plain_scores  # the same plain LM loop as bench/generative.py
 

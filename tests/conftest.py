@@ -218,7 +218,7 @@ def same_table(a, b) -> bool:
 
 def small_config(tiny_lm, embedder, **overrides):
     """A quick scoring configuration: the tiny LM, small batches and shards, K = 4."""
-    from euds.pipeline import ScoreConfig
+    from euds import ScoreConfig
 
     base = {
         "model": str(tiny_lm.folder),

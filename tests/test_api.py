@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from euds import ScoreConfig
 from euds.api import Scorer, score_dataset, select_dataset
-from euds.pipeline import ScoreConfig
-from euds.select import select
+from euds.selection import select
 
 pytest.importorskip("torch")
 

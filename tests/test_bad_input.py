@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from euds import ScoreConfig, score
 from euds.cli import main
+from euds.engines.driver import ScoreSummary
 from euds.io import RecordReader
-from euds.pipeline import ScoreConfig, ScoreSummary, score
 from euds.records import RECORD_ERRORS
 from euds.scores import ScoreDir, read_scores
 
@@ -90,7 +91,7 @@ def cli(*args) -> int:
 
 
 def score_info(path, out, **config) -> ScoreSummary:
-    """``euds.pipeline.score`` of the information signal only."""
+    """``euds.score`` of the information signal only."""
     return score(path, out, ScoreConfig(signals=("information",), **config), progress=False)
 
 

@@ -418,12 +418,24 @@ def test_select_needs_budget_or_interval(scored, tmp_path, capsys):
 
 
 def test_select_scores_of_another_file(scored, sst2_files, tmp_path, capsys):
-    _, scores = scored
+    inp, scores = scored
     out = tmp_path / "o.jsonl"
+    # Another size: refused before any work.
     assert select_cli(sst2_files["jsonl"], scores, out, "--budget", "0.1") == 2
     err = capsys.readouterr().err
-    assert "sha256" in err and "another file" in err
+    assert "another file" in err and "bytes" in err
     assert not out.exists()
+    # The same size, other bytes: the input is hashed as it is copied (read once), and the
+    # output never takes its name.
+    twin = tmp_path / inp.name
+    data = bytearray(inp.read_bytes())
+    data[4] ^= 1  # the gzip header's mtime: the same records, other bytes
+    twin.write_bytes(bytes(data))
+    out2 = tmp_path / "o2.jsonl.gz"
+    assert select_cli(twin, scores, out2, "--budget", "0.1") == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err and "another file" in err
+    assert not out2.exists() and not list(tmp_path.glob(".o2*"))
 
 
 def test_select_scores_not_a_score_directory(scored, tmp_path, capsys):

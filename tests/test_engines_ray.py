@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 
 from conftest import same_table  # noqa: E402
 from conftest import small_config as config  # noqa: E402
-from euds.pipeline import ScoreConfig, score  # noqa: E402
+from euds import ScoreConfig, score  # noqa: E402
 from euds.scores import ScoreDir, read_scores  # noqa: E402
 from euds.subset import select_file  # noqa: E402
 

@@ -592,7 +592,7 @@ def test_a_second_writer_of_the_same_selection_fails_at_once(
 def test_the_api_names_a_bad_argument():
     from euds.api import Scorer
     from euds.config import ScoreConfig
-    from euds.select import select
+    from euds.selection import select
 
     scorer = Scorer(("information",), config=ScoreConfig())
     with pytest.raises(ValueError, match="not one string"):

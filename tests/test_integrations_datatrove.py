@@ -22,10 +22,10 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
 from conftest import read_jsonl_gz, small_config
+from euds import score
 from euds.integrations.datatrove import EudsBandFilter, EudsScorer, band_values
-from euds.pipeline import score
 from euds.scores import read_scores
-from euds.select import select
+from euds.selection import select
 
 BANDS = {"information": (0.1, 0.9), "generative": (0.05, 0.95)}
 SIGNAL_KEYS = ("information", "generative", "nll", "bpb", "semantic")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import same_table, small_config
-from euds.pipeline import ScoreConfig, score
+from euds import ScoreConfig, score
 from euds.scores import ScoreDir, read_scores
 
 pytest.importorskip("torch")

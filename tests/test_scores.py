@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from conftest import same_table
-from euds import EudsError
+from euds import EudsError, ScoreConfig, score
 from euds.cli import main
-from euds.pipeline import ScoreConfig, score, score_identity
+from euds.engines.driver import score_identity
 from euds.scores import LOCK, MANIFEST, ScoreDir, open_for_scoring, read_scores
 
 INFO = ScoreConfig(signals=("information",), batch_size=16, shard_size=32)

@@ -29,7 +29,7 @@ from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig, SelectConfig
 from euds.records import RecordBatch, RecordRules
 from euds.scores import CENTROIDS, COLUMN_ORDER
-from euds.select import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
+from euds.selection import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
 from euds.signals import SIGNALS
 from euds.signals.semantic import assign
 
@@ -290,14 +290,14 @@ def select_dataset(
     **options: Any,
 ) -> Any:
     """Scores a Hugging Face ``datasets.Dataset`` (:func:`score_dataset`) and keeps the rows
-    :func:`euds.select.select` chooses: the same rules as ``euds select`` (exact budget, band
+    :func:`euds.selection.select` chooses: the same rules as ``euds select`` (exact budget, band
     position, ties broken by a seeded row hash, later copies of a text dropped, NaN scores
     never kept). ``config`` (or ``options``, its fields as keywords: ``budget=``,
     ``intervals=``, ``method=``, ``position=``, ``seed=`` ...) is a
     :class:`~euds.config.SelectConfig`; its ``stratify`` names a column of the dataset.
     Returns the kept rows in their input order, with the score columns unless
     ``keep_scores=False``; with ``return_selection=True``, also the
-    :class:`~euds.select.Selection` (``keep`` and ``reason`` for every row, ``counts``)."""
+    :class:`~euds.selection.Selection` (``keep`` and ``reason`` for every row, ``counts``)."""
     if "scores" in options:
         raise ValueError("select_dataset scores the dataset itself: drop scores=")
     if config is None:

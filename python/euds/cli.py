@@ -345,7 +345,7 @@ def _add_selection_options(
     metadata. ``alone`` (the select command) uses each field's short flag (--signals, --seed);
     `euds run` keeps those for scoring and takes the ``run_flag`` form (--select-signals,
     --tie-seed)."""
-    from euds.select import METHODS
+    from euds.selection import METHODS
 
     groups: dict[str, Any] = {}
     how = sel.add_mutually_exclusive_group(required=budget_required)
@@ -529,7 +529,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from euds.run import run
+    from euds.workflow import run
 
     result = run(
         args.input,
@@ -617,7 +617,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from euds.tune import tune_score_dir
+    from euds.tuning import tune_score_dir
 
     choice = tune_score_dir(args.scores, args.pool, args.dev, args.budget, args.label_field)
     print(json.dumps({k: v for k, v in choice.items() if k != "trials"}, indent=2))

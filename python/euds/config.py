@@ -20,7 +20,7 @@ from typing import Any
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
-from euds.select.coverage import DEFAULT_STRATA
+from euds.selection.coverage import DEFAULT_STRATA
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -204,7 +204,7 @@ SELECTION, DUPLICATES, TARGETING = ("selection", "duplicates", "target matching"
 @dataclass
 class SelectConfig:
     """Everything that decides a selection (see ``euds select --help``); the options of
-    :func:`euds.select.select` plus what only a file job has (``stratify`` by name, a
+    :func:`euds.selection.select` plus what only a file job has (``stratify`` by name, a
     ``target`` sample file). Give exactly one of ``budget`` and ``intervals``."""
 
     budget: float | None = option(None, "share of records to keep, e.g. 0.16", SELECTION)
@@ -227,7 +227,7 @@ class SelectConfig:
         run_flag="--select-signals",
         type="signals",
     )
-    method: str | None = option(None, "how to select (see euds.select)", SELECTION)
+    method: str | None = option(None, "how to select (see euds.selection)", SELECTION)
     position: float | dict[str, float] | None = option(  # noqa: RUF009
         None,
         "band position, 0 = lowest entropies (default 0.5); one number, or one per signal "
@@ -298,7 +298,7 @@ class SelectConfig:
 
     def check(self) -> None:
         """Refuses what cannot work, before any file is read (``ValueError`` naming the option)."""
-        from euds.select import METHODS, TARGET, TARGET_SCORES
+        from euds.selection import METHODS, TARGET, TARGET_SCORES
 
         if (self.budget is None) == (self.intervals is None):
             raise ValueError("give exactly one of budget (--budget) and intervals (--interval)")
@@ -347,7 +347,7 @@ class SelectConfig:
             raise ValueError(f"target file not found: {self.target}")
 
     def select_options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`euds.select.select` (stratify excluded: a file job
+        """The keyword arguments of :func:`euds.selection.select` (stratify excluded: a file job
         turns its name into labels)."""
         skip = {"stratify", "target", "target_field", "target_score"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}

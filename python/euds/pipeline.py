@@ -1,4 +1,4 @@
-"""Scoring a file on this machine — ``euds score``'s default — and the names users import.
+"""Scoring a file on this machine: ``euds score``'s default, ``euds.score``.
 
 ``score(INPUT, SCORES_DIR, config)`` is :func:`euds.engines.driver.score` on the local engine
 (:mod:`euds.engines.local`): one streaming pass that tokenises once, scores every signal and
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 
-from euds.batch import Models, pass_schema, record_flags, score_record_batch
-from euds.config import CLUSTERING, DEFAULT_SHARD_SIZE, ScoreConfig
+from euds.config import ScoreConfig
 from euds.engines import driver
-from euds.engines.driver import ScoreSummary, score_identity
+from euds.engines.driver import ScoreSummary
 from euds.engines.local import LocalEngine
 
 
@@ -37,15 +36,4 @@ def score(
     )
 
 
-__all__ = [
-    "CLUSTERING",
-    "DEFAULT_SHARD_SIZE",
-    "Models",
-    "ScoreConfig",
-    "ScoreSummary",
-    "pass_schema",
-    "record_flags",
-    "score",
-    "score_identity",
-    "score_record_batch",
-]
+__all__ = ["score"]

@@ -1,6 +1,6 @@
 """A selection made into files: :func:`select_file` reads an input's scores (and, where the method
 needs them, its texts, stored embeddings and a target sample), selects with
-:func:`euds.select.select` under a :class:`~euds.config.SelectConfig`, and writes the kept
+:func:`euds.selection.select` under a :class:`~euds.config.SelectConfig`, and writes the kept
 records in the input's format, ``<output>.decisions.parquet`` (id, kept, reason for every input
 record, plus the ``target`` column when there is one) and ``<output>.manifest.json``
 (configuration, intervals, counts in / kept / dropped by reason, checksums)."""
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from euds.config import SelectConfig
-from euds.select import Selection
+from euds.selection import Selection
 
 CLUSTERS = "clusters"
 
@@ -70,8 +70,8 @@ def select_file(
     from euds.output import ReadBack, output_lock
     from euds.provenance import now_iso, to_json
     from euds.scores import MANIFEST, ScoreDir, read_scores
-    from euds.select import TARGET, TEXT_HASH, TYPICAL, select
-    from euds.select.columns import columns_of
+    from euds.selection import TARGET, TEXT_HASH, TYPICAL, select
+    from euds.selection.columns import columns_of
 
     if config is None:
         config = SelectConfig(**options)
@@ -88,7 +88,6 @@ def select_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out):
         check_selection_outputs(input_path, scores, out, config, overwrite=overwrite)
-        input_sha = sha256_file(input_path)
         score_meta: dict[str, Any] = {}
         sd = ScoreDir(scores) if scores.is_dir() else None
         if sd is not None:
@@ -104,14 +103,18 @@ def select_file(
             "format": fmt,
         }
         table = read_scores(scores)
-        recorded = score_meta.get("input", {}).get("sha256")
-        if recorded is not None and recorded != input_sha:
+        # The input is read once more, to copy the kept records: it is hashed while copied and
+        # the output takes its name only if the hash is the one the scores recorded. A size
+        # that differs settles it now, before any work.
+        recorded = score_meta.get("input", {})
+        input_sha = recorded.get("sha256")
+        if input_sha is not None and recorded.get("size") not in (None, input_path.stat().st_size):
             raise ValueError(
-                f"{scores} was computed on another file (sha256 {recorded[:12]}…, {input_path} "
-                f"has {input_sha[:12]}…): rescore it with `euds score`"
+                f"{scores} was computed on another file ({recorded['size']:,} bytes, "
+                f"{input_path} has {input_path.stat().st_size:,}): rescore it with `euds score`"
             )
-        if recorded is None:  # a score file (or an unfinished record): check record by record
-            _check_records(input_path, scores, table, reading)
+        if input_sha is None:  # a score file (or an unfinished record): check record by record
+            input_sha = _check_records(input_path, scores, table, reading)
         columns = columns_of(table)
         labels = None
         if config.stratify == CLUSTERS:
@@ -164,7 +167,7 @@ def select_file(
             selection.keep,
             format=fmt,
             gzip_output=out.name.lower().endswith(".gz"),
-            sha256=input_sha,  # the kept records come from the bytes that were checked
+            sha256=input_sha,  # the kept records come from bytes of this hash, or none land
             read_back=read_back,
         )
         counts = selection.counts
@@ -276,15 +279,17 @@ def _previous_selection(manifest_path: Path, out: Path, decisions: Path) -> bool
         return False
 
 
-def _check_records(input_path: Path, scores: Path, table: Any, reading: dict[str, Any]) -> None:
+def _check_records(input_path: Path, scores: Path, table: Any, reading: dict[str, Any]) -> str:
     """Scores with no recorded input checksum (a score Parquet file) must hold the input's
-    records: the same ids and, where the scores carry them, the same text hashes, in order."""
+    records: the same ids and, where the scores carry them, the same text hashes, in order.
+    Returns the sha256 of the input as read."""
     from euds.duplicates import text_hashes
     from euds.io import RecordReader
 
     ids: list[str] = []
     texts: list[str | None] = []
-    for batch in RecordReader(input_path, **reading):
+    reader = RecordReader(input_path, **reading)
+    for batch in reader:
         ids.extend(batch.ids)
         texts.extend(batch.texts)
     theirs = table.column("id").to_pylist() if "id" in table.column_names else None
@@ -301,6 +306,8 @@ def _check_records(input_path: Path, scores: Path, table: Any, reading: dict[str
             f"{scores} does not hold the scores of {input_path} (its {where} differ): score "
             "the input with `euds score`"
         )
+    assert reader.sha256 is not None  # a whole pass
+    return reader.sha256
 
 
 def _texts(path: Path, reading: dict[str, Any]) -> list[str | None]:
@@ -319,7 +326,7 @@ def _target_column(
     """The ``target`` score column, and what the manifest says of the target sample."""
     from euds.cache import sha256_file
     from euds.io import read_texts
-    from euds.select import target_column
+    from euds.selection import target_column
 
     assert config.target is not None
     path = Path(config.target)

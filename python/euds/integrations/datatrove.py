@@ -7,7 +7,7 @@
   worker processes.
 * :class:`EudsBandFilter`, a ``BaseFilter``, keeps the documents whose scores lie inside a band
   per signal, given in absolute values or in quantiles of the pool of an earlier ``euds score``
-  run (:func:`band_values` turns those into values with :func:`euds.select.select`, the rule
+  run (:func:`band_values` turns those into values with :func:`euds.selection.select`, the rule
   ``euds select --interval`` uses). Dropped documents go to the filter's ``exclusion_writer``
   with ``metadata["filter_reason"]`` naming the signal.
 
@@ -26,7 +26,7 @@ Metadata written by :class:`EudsScorer` (keys start with ``prefix``, default ``e
 =====================  ==========================================================================
 
 Only the signals computed are written (and, the same way, any other score column of
-:data:`euds.select.SELECTABLE` that :meth:`euds.api.Scorer.score_texts` returns). Semantic
+:data:`euds.selection.SELECTABLE` that :meth:`euds.api.Scorer.score_texts` returns). Semantic
 entropy needs the pool's k-means centroids: pass ``centroids=`` (a score directory, its
 ``centroids.npy``, or an array ``[K, 384]``); without them the step scores information and
 generative entropy only.
@@ -62,7 +62,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from euds.api import Scorer, process_scorer
 from euds.config import ScoreConfig, SelectConfig
-from euds.select import MEAN_RANK, SELECTABLE, select
+from euds.selection import MEAN_RANK, SELECTABLE, select
 from euds.signals import SIGNALS
 
 __all__ = ["DEFAULT_PREFIX", "EudsBandFilter", "EudsScorer", "band_values"]
@@ -264,7 +264,7 @@ def band_values(
 ) -> dict[str, tuple[float, float]]:
     """The score values ``(lo, hi)`` of quantile bands ``{signal: (q_lo, q_hi)}`` of the pool
     in ``scores`` (a score directory or a score Parquet file): the values ``euds select
-    --interval SIGNAL=Q_LO:Q_HI`` uses on that pool (:func:`euds.select.select` computes them:
+    --interval SIGNAL=Q_LO:Q_HI`` uses on that pool (:func:`euds.selection.select` computes them:
     the quantiles of the scored records, later copies of a text left out)."""
     return {s: (b["lo"], b["hi"]) for s, b in _quantile_bands(intervals, scores).items()}
 

@@ -53,7 +53,7 @@ from euds.research.methods import (
     subset_stats,
 )
 from euds.research.pools import Prepared, Scored, make_pool, prepare_data, write_jsonl
-from euds.tune import Probe
+from euds.tuning import Probe
 
 log = logging.getLogger("euds")
 
@@ -219,7 +219,7 @@ class Screened:
 
 def screen(config: ExperimentConfig) -> Screened:
     """Prepares and scores the data, then probes every method on every seed's pools."""
-    from euds.pipeline import ScoreConfig, score
+    from euds import ScoreConfig, score
     from euds.signals.semantic import Embedder
 
     out = Path(config.output)

@@ -5,7 +5,7 @@
   label), ``random+clusters`` (stratified by the pool's k-means clusters), and for each candidate
   ``X~length``: random, matching X's count in every length decile of the pool. Every random draw
   goes through :func:`random_rng`, one seeded generator per (seed, budget, kind of draw).
-* **Candidates** (:data:`CANDIDATES`): :func:`euds.select.select` settings — the entropy bands
+* **Candidates** (:data:`CANDIDATES`): :func:`euds.selection.select` settings — the entropy bands
   (each signal, IGSE ``intersect`` and ``mean-rank``, cluster-stratified intersect), filter-then-
   sample, coverage (CCS), typicality (TypiClust; ``atypical`` keeps the least typical), target
   matching against the dev split's texts (unlabelled), and ``+clean`` variants that also drop
@@ -74,7 +74,7 @@ def random_rng(seed: int, budget: float, kind: str) -> np.random.Generator:
 
 def stratified_random(strata: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` records drawn uniformly inside each stratum, quotas by largest remainder."""
-    from euds.select import largest_remainder
+    from euds.selection import largest_remainder
 
     names, codes = np.unique(strata, return_inverse=True)
     quota = largest_remainder(np.bincount(codes, minlength=len(names)), count)
@@ -118,7 +118,7 @@ def choose(
 def _choose(
     method: str, budget: float, pool: Any, seed: int, memo: dict[Any, Any] | None
 ) -> np.ndarray:
-    from euds.select import select
+    from euds.selection import select
 
     n = len(pool.records)
     count = round(budget * n)

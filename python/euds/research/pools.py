@@ -167,7 +167,7 @@ def make_pool(
     from euds.config import ScoreConfig
     from euds.duplicates import near_duplicate_keys
     from euds.research.noise import noisy_pool
-    from euds.select import TARGET, target_column
+    from euds.selection import TARGET, target_column
     from euds.signals.semantic import assign, fit_centroids, nearest_centroid
 
     rows = pool_rows(len(prepared.superset), prepared.pool_size, seed)

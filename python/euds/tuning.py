@@ -61,7 +61,7 @@ def tuned_choice(
     columns: dict[str, Any], method: str, position: float, budget: float, seed: int
 ) -> np.ndarray:
     """The kept mask of one grid point."""
-    from euds.select import select
+    from euds.selection import select
 
     signals = [method] if method in ALL else [s for s in ALL if s in columns]
     return select(
@@ -86,7 +86,7 @@ def tune(
 ) -> dict[str, Any]:
     """The method and band position of :data:`TUNE_GRID` whose subset gives the best linear
     probe on the dev split; ``trials`` lists every grid point that could be fitted."""
-    from euds.select.columns import columns_of
+    from euds.selection.columns import columns_of
 
     t0 = time.perf_counter()
     columns = columns_of(scores)

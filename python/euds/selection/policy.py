@@ -37,7 +37,7 @@ from euds.duplicates import (
     exact_duplicates,
     near_duplicates,
 )
-from euds.select.bands import (
+from euds.selection.bands import (
     BAND_METHODS,
     MEAN_RANK,
     band_pick,
@@ -46,11 +46,11 @@ from euds.select.bands import (
     positions_of,
     quantile_mask,
 )
-from euds.select.columns import columns_of, length, near_key_matrix, score_column
-from euds.select.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
-from euds.select.quotas import draw, largest_remainder, strata_codes
-from euds.select.target import TARGET
-from euds.select.typical import typical_pick
+from euds.selection.columns import columns_of, length, near_key_matrix, score_column
+from euds.selection.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
+from euds.selection.quotas import draw, largest_remainder, strata_codes
+from euds.selection.target import TARGET
+from euds.selection.typical import typical_pick
 from euds.signals import SIGNALS
 
 Method = Literal[
@@ -273,7 +273,7 @@ def select(
     if method == TARGET:
         if TARGET not in columns:
             raise ValueError(
-                f"method 'target' needs a {TARGET!r} score column (euds.select.target_column, "
+                f"method 'target' needs a {TARGET!r} score column (euds.selection.target_column, "
                 "or select_file with a target sample)"
             )
         ranked = score_column(columns, TARGET)

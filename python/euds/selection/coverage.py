@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from euds import _core
-from euds.select.quotas import draw, water_filling
+from euds.selection.quotas import draw, water_filling
 
 DEFAULT_STRATA = 50
 

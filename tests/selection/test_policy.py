@@ -1,4 +1,4 @@
-"""Selection methods beside the single band (euds.select): a band position per signal,
+"""Selection methods beside the single band (euds.selection): a band position per signal,
 stratified quotas (clusters, input fields, labels), filter-then-sample, and one copy of
 exact-duplicate texts; through the API, `euds select` and `euds run`."""
 
@@ -17,7 +17,7 @@ from euds.cli import main
 from euds.duplicates import fold_for_near_duplicates, near_duplicate_keys, text_hashes
 from euds.io import read_field
 from euds.scores import ScoreDir, read_scores
-from euds.select import largest_remainder, near_duplicate_groups, select
+from euds.selection import largest_remainder, near_duplicate_groups, select
 
 INFO = ("--signals", "information")
 
@@ -607,7 +607,7 @@ def test_cli_run_with_new_options(dup_input, tmp_path):
 @pytest.fixture(scope="module")
 def semantic_scored(dup_input, embedder, tmp_path_factory):
     """The duplicate-laden input scored with information and semantic (K = 4)."""
-    from euds.pipeline import ScoreConfig, score
+    from euds import ScoreConfig, score
 
     path, _ = dup_input
     scores = tmp_path_factory.mktemp("sem_scores") / "S"

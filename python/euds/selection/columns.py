@@ -1,4 +1,4 @@
-"""Score columns as :func:`euds.select.select` reads them: from a mapping of arrays, a
+"""Score columns as :func:`euds.selection.select` reads them: from a mapping of arrays, a
 ``pyarrow.Table`` or a ``pandas.DataFrame``, as numpy arrays, checked."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Interval selection (euds.select): budgets, positions, intervals, IGSE intersect and mean-rank,
+"""Interval selection (euds.selection): budgets, positions, intervals, IGSE intersect and mean-rank,
 checked against plain numpy and brute-force references, on real and synthetic scores."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from euds.select import select
+from euds.selection import select
 
 # -- references ------------------------------------------------------------------------------
 
@@ -69,7 +69,7 @@ def synthetic(n: int, seed: int, rho: float = 0.6) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def sst2_scores(data_dir, tmp_path_factory):
     """Real information scores of the full SST-2 train set (67,349 records)."""
-    from euds.pipeline import ScoreConfig, score
+    from euds import ScoreConfig, score
     from euds.scores import read_scores
 
     out = tmp_path_factory.mktemp("sst2_scores") / "train"
@@ -514,7 +514,7 @@ def test_bpb_is_selectable_and_scores_without_it_select_as_before():
 
 
 def test_default_selection_is_the_generative_band_unless_a_method_is_named():
-    from euds.select import DEFAULT_SIGNALS
+    from euds.selection import DEFAULT_SIGNALS
 
     rng = np.random.default_rng(0)
     columns = {s: rng.normal(size=200) for s in ("information", "generative", "semantic")}

@@ -3,25 +3,25 @@ record out (:func:`select`). Files are :mod:`euds.subset`'s business.
 
 Methods (``method=``):
 
-* bands (:mod:`euds.select.bands`): ``single`` (one signal's band), ``intersect`` (IGSE: every
+* bands (:mod:`euds.selection.bands`): ``single`` (one signal's band), ``intersect`` (IGSE: every
   signal's band at once) and ``mean-rank``, by budget at a ``position`` or by ``intervals``;
 * ``filter-random``: drop each signal's junk tails, draw the budget uniformly from the rest;
-* ``coverage`` (:mod:`euds.select.coverage`): drop the tails, cover a score's range with
+* ``coverage`` (:mod:`euds.selection.coverage`): drop the tails, cover a score's range with
   equal-width strata filled by water-filling, uniform inside each;
-* ``typical`` (:mod:`euds.select.typical`): one member per cluster of the stored embeddings,
+* ``typical`` (:mod:`euds.selection.typical`): one member per cluster of the stored embeddings,
   as many clusters as the budget keeps, its most typical at ``position`` 0;
-* ``target`` (:mod:`euds.select.target`): the most similar to a sample of the texts wanted.
+* ``target`` (:mod:`euds.selection.target`): the most similar to a sample of the texts wanted.
 
 Any of them with ``stratify`` (a quota per cluster or group), after the duplicate rules of
 :mod:`euds.duplicates` (exact, near, contained). The rules every method shares are in
-:mod:`euds.select.policy`.
+:mod:`euds.selection.policy`.
 """
 
 from euds.duplicates import near_duplicate_groups
-from euds.select.bands import MEAN_RANK
-from euds.select.columns import near_key_matrix
-from euds.select.coverage import DEFAULT_STRATA
-from euds.select.policy import (
+from euds.selection.bands import MEAN_RANK
+from euds.selection.columns import near_key_matrix
+from euds.selection.coverage import DEFAULT_STRATA
+from euds.selection.policy import (
     COVERAGE,
     DEFAULT_SIGNALS,
     DEFAULT_TAILS,
@@ -46,8 +46,8 @@ from euds.select.policy import (
     Selection,
     select,
 )
-from euds.select.quotas import largest_remainder, water_filling
-from euds.select.target import TARGET, TARGET_SCORES, target_column
+from euds.selection.quotas import largest_remainder, water_filling
+from euds.selection.target import TARGET, TARGET_SCORES, target_column
 
 __all__ = [
     "COVERAGE",

@@ -1,11 +1,11 @@
-"""How budgets are shared and drawn (euds.select.quotas): the vectorised tie key against the C++
+"""How budgets are shared and drawn (euds.selection.quotas): the vectorised tie key against the C++
 one, water-filling against a one-record-at-a-time reference, seeded draws."""
 
 import numpy as np
 import pytest
 
 from euds import _core
-from euds.select.quotas import draw, tie_keys, water_filling
+from euds.selection.quotas import draw, tie_keys, water_filling
 
 
 def test_tie_keys_are_the_kernels():

@@ -1,4 +1,4 @@
-"""Target matching (euds.select.target): the embedding similarity against brute force, DSIR's
+"""Target matching (euds.selection.target): the embedding similarity against brute force, DSIR's
 importance weight against a loop reference, and select(method="target")."""
 
 import hashlib
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from euds.duplicates import fold_for_near_duplicates
-from euds.select import select, target_column
-from euds.select.target import embedding_similarity, ngram_importance
+from euds.selection import select, target_column
+from euds.selection.target import embedding_similarity, ngram_importance
 
 
 def unit(rng, n, d=8):

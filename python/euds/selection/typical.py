@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from euds.select.quotas import largest_remainder, tie_keys
+from euds.selection.quotas import largest_remainder, tie_keys
 
 ONE_LEVEL_MAX = 256
 NITER = 20

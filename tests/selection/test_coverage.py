@@ -4,9 +4,9 @@ water-filled quotas, the tails, composition with stratify, and the uninformative
 import numpy as np
 import pytest
 
-from euds.select import select
-from euds.select.coverage import strata_of
-from euds.select.quotas import draw, largest_remainder, water_filling
+from euds.selection import select
+from euds.selection.coverage import strata_of
+from euds.selection.quotas import draw, largest_remainder, water_filling
 
 
 def scores(n, seed):

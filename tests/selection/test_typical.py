@@ -5,10 +5,10 @@ pick against a loop reference."""
 import numpy as np
 import pytest
 
-from euds.select import select
-from euds.select import typical as typical_module
-from euds.select.quotas import tie_keys
-from euds.select.typical import pick_members
+from euds.selection import select
+from euds.selection import typical as typical_module
+from euds.selection.quotas import tie_keys
+from euds.selection.typical import pick_members
 
 
 def blobs(k, per, d=16, spread=0.05, seed=0):

@@ -1,0 +1,96 @@
+"""Typicality selection at a 16% budget: euds's two-level clustering against the straightforward
+one-level k-means with as many clusters as the budget keeps, on clustered unit embeddings
+(384-d, like all-MiniLM-L6-v2's), and how the two cover the pool.
+
+Both run FAISS spherical k-means (20 iterations, k-means++ starts); one-level is what euds
+does up to 256 clusters. Coverage: the share of the pool's true blobs that hold a kept record,
+and the mean cosine of every record to its nearest kept record. Then euds alone on a million
+records (the straightforward way would take hours there).
+
+    python bench/typical.py [--sizes 20000,50000] [--million]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from _common import table, write_result
+from euds.selection import typical
+
+
+def blobs(n: int, k: int, d: int = 384, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    label = rng.integers(0, k, size=n)
+    x = centres[label] + 0.08 * rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, label
+
+
+def coverage(x: np.ndarray, label: np.ndarray, kept: np.ndarray) -> tuple[float, float]:
+    import faiss
+
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(np.ascontiguousarray(x[kept]))
+    sims = np.concatenate(
+        [
+            index.search(np.ascontiguousarray(x[a : a + 65536]), 1)[0][:, 0]
+            for a in range(0, len(x), 65536)
+        ]
+    )
+    return len(np.unique(label[kept])) / len(np.unique(label)), float(sims.mean())
+
+
+def run(x: np.ndarray, keep: int, one_level: bool) -> tuple[float, np.ndarray]:
+    saved = typical.ONE_LEVEL_MAX
+    typical.ONE_LEVEL_MAX = keep if one_level else saved
+    try:
+        t0 = time.perf_counter()
+        kept, _ = typical.typical_pick(x, np.arange(len(x)), keep, 0.0, 0)
+        return time.perf_counter() - t0, kept
+    finally:
+        typical.ONE_LEVEL_MAX = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="20000,50000")
+    parser.add_argument("--million", action="store_true")
+    args = parser.parse_args()
+    rows, results = [], []
+    for n in [int(v) for v in args.sizes.split(",")]:
+        x, label = blobs(n, n // 20)
+        keep = round(0.16 * n)
+        t_one, kept_one = run(x, keep, one_level=True)
+        t_two, kept_two = run(x, keep, one_level=False)
+        cov_one, cov_two = coverage(x, label, kept_one), coverage(x, label, kept_two)
+        rows.append([f"{n:,}: one level", t_one, cov_one[0], cov_one[1], "-"])
+        rows.append([f"{n:,}: two levels", t_two, cov_two[0], cov_two[1], f"{t_one / t_two:.1f}x"])
+        results.append(
+            {
+                "records": n,
+                "kept": keep,
+                "one_level_s": t_one,
+                "two_level_s": t_two,
+                "blobs_covered": [cov_one[0], cov_two[0]],
+                "mean_nearest_kept_cosine": [cov_one[1], cov_two[1]],
+            }
+        )
+    million = None
+    if args.million:
+        x, label = blobs(1_000_000, 50_000)
+        keep = 160_000
+        t_two, kept_two = run(x, keep, one_level=False)
+        cov = coverage(x, label, kept_two)
+        rows.append(["1,000,000: two levels", t_two, cov[0], cov[1], ""])
+        million = {"records": 1_000_000, "kept": keep, "two_level_s": t_two, "coverage": cov}
+    print(table(rows, ["pool", "seconds", "blobs covered", "mean cos to nearest kept", "speed-up"]))
+    write_result("typical", {"budget": 0.16, "sizes": results, "million": million})
+
+
+if __name__ == "__main__":
+    main()
