@@ -721,6 +721,11 @@ def test_tune_prints_the_chosen_band(sst2_files, data_dir, tiny_lm, embedder, tm
     choice = json.loads(capsys.readouterr().out)
     assert choice["budget"] == 0.3 and 0.0 <= choice["dev_accuracy"] <= 1.0
     assert choice["position"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    # A pool of as many records that is not the scored file: refused, not a count check.
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(pool.read_bytes().replace(b"the", b"teh", 1))
+    assert run("tune", "--scores", scores, "--pool", other, "--dev", dev, "--budget", "0.3") == 2
+    assert "is not the input" in capsys.readouterr().err
 
 
 def test_experiment_config_errors_are_one_clear_line(tmp_path, capsys):

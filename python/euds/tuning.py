@@ -118,6 +118,7 @@ def tune_score_dir(
     """:func:`tune` on a score directory of the pool (its stored embeddings; the pool's labels
     read by the reader that scored it) and a labelled dev split (embedded with the directory's
     embedder): ``euds tune``."""
+    from euds.cache import sha256_file
     from euds.io import read_field, read_texts
     from euds.scores import ScoreDir
     from euds.signals.semantic import Embedder
@@ -127,6 +128,13 @@ def tune_score_dir(
     config = manifest.get("config", {})
     if manifest.get("status") != "complete":
         raise ValueError(f"{scores_dir} is not complete: run `euds score` again to finish it")
+    sd.check_intact(manifest)
+    recorded = manifest.get("input", {}).get("sha256")
+    if recorded != sha256_file(pool_path):  # the labels must be those of the scored records
+        raise ValueError(
+            f"{pool_path} is not the input {scores_dir} scored (its sha256 differs): give the "
+            "scored file as --pool"
+        )
     embeddings = sd.embedding_matrix()
     labels = read_field(pool_path, label_field, format=config.get("format"))
     if len(labels) != len(embeddings):
