@@ -122,9 +122,12 @@ def _refuse_foreign(path: Path) -> None:
             ScoreDir(path).manifest()
             return
         except ValueError as e:
-            why = str(e)
-    else:
-        why = f"it has no {MANIFEST}"
+            # A damaged or newer manifest: say what is wrong with it, and touch nothing.
+            raise ValueError(
+                f"{path} is not a score directory euds can use: {e} (restore the manifest, or "
+                "choose a new output folder; euds writes nothing here meanwhile)"
+            ) from None
+    why = f"it has no {MANIFEST}"
     raise ValueError(
         f"{path} is not empty and not a score directory ({why}); euds deletes only files it "
         "wrote, so choose a new or empty output folder"
