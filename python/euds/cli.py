@@ -226,6 +226,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="screen with the probe only (seconds per subset); skip the configs' fine-tunes",
     )
+    x.add_argument(
+        "--finetune-only",
+        type=lambda v: {s.strip() for s in v.split(",") if s.strip()},
+        metavar="NAME,...",
+        help="train only these configs' fine-tunes (the others report what is cached; the "
+        "default is still chosen from every config), to share the work between processes",
+    )
+    x.add_argument(
+        "--finetune-reverse",
+        action="store_true",
+        help="walk each fine-tune item's seeds from the last (a second process on the same "
+        "item meets the first in the middle)",
+    )
     x.set_defaults(func=_cmd_experiment)
 
     t = sub.add_parser("tune", parents=[common], help="choose the interval at a budget (proxy)")
@@ -611,7 +624,16 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         if args.no_finetune:
             config.confirm = []
         config.check()
-    for summary in run_experiments(configs):
+    names = {c.name for c in configs}
+    if args.finetune_only and not args.finetune_only <= names:
+        raise ValueError(
+            f"--finetune-only names {sorted(args.finetune_only - names)}, not among "
+            f"the configs {sorted(names)}"
+        )
+    summaries = run_experiments(
+        configs, finetune_only=args.finetune_only, reverse=args.finetune_reverse
+    )
+    for summary in summaries:
         print(f"{summary['name']}: {summary['output']}/results.md")
     return 0
 

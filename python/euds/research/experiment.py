@@ -27,11 +27,13 @@ Design (docs/results.md states it for a reader):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,15 +376,26 @@ def default_at(choice: dict[str, Any], budget: float) -> str:
 # -- confirmation --------------------------------------------------------------------------------
 
 
-def confirm(s: Screened, choice: dict[str, Any], item: dict[str, Any]) -> list[dict[str, Any]]:
-    """One ``confirm`` item's fine-tunes (cached by training set and settings), a row per run."""
-    from euds.research.finetune import FinetuneConfig, finetune, planned_epochs
+def confirm(
+    s: Screened,
+    choice: dict[str, Any],
+    item: dict[str, Any],
+    *,
+    train: bool = True,
+    reverse: bool = False,
+) -> list[dict[str, Any]]:
+    """One ``confirm`` item's fine-tunes (cached by training set and settings), a row per run.
+    ``train=False`` collects the cached runs only; ``reverse`` walks the seeds from the last,
+    so that a second process on the same item meets the first in the middle (a run is locked
+    while it trains: the other waits for it instead of training it twice)."""
+    from euds.research.finetune import FinetuneConfig, planned_epochs
 
     config, out = s.config, Path(s.config.output)
     eval_hash = sha256_file(s.prepared.paths["eval"])
     matched = item.get("steps", "natural") == "full"
     runs = []
-    for seed in item.get("seeds", config.seeds):
+    seeds = list(item.get("seeds", config.seeds))
+    for seed in reversed(seeds) if reverse else seeds:
         for kind in item.get("pools", ["clean"]):
             pool = s.pool(kind, seed)
             natural = {"task": "classification", **config.finetune, "seed": seed}
@@ -402,25 +415,21 @@ def confirm(s: Screened, choice: dict[str, Any], item: dict[str, Any]) -> list[d
                         ft["min_steps"] = epochs * per_epoch
                     ids = hashlib.sha256("\n".join(str(r["id"]) for r in chosen).encode())
                     cached = out / "runs" / f"{_key(eval_hash, ids.hexdigest(), ft)}.json"
+                    if not cached.is_file() and not train:
+                        continue
                     if not cached.is_file():
-                        train = cached.with_suffix(".train.jsonl")
-                        train.parent.mkdir(parents=True, exist_ok=True)
-                        write_jsonl(
-                            train, [{"text": r["text"], "label": r["label"]} for r in chosen]
-                        )
-                        log.info(
-                            "fine-tune %s %s %s %.0f%% seed %d (%d records)",
-                            config.name,
-                            kind,
-                            name + suffix,
-                            100 * budget,
-                            seed,
-                            len(chosen),
-                        )
-                        finetune(
-                            train, s.prepared.paths["eval"], FinetuneConfig(**ft), output=cached
-                        )
-                        train.unlink(missing_ok=True)
+                        with _run_lock(cached):
+                            if not cached.is_file():  # another process may have trained it
+                                log.info(
+                                    "fine-tune %s %s %s %.0f%% seed %d (%d records)",
+                                    config.name,
+                                    kind,
+                                    name + suffix,
+                                    100 * budget,
+                                    seed,
+                                    len(chosen),
+                                )
+                                _train(s, chosen, FinetuneConfig(**ft), cached)
                     metrics = json.loads(cached.read_text())
                     runs.append(
                         {
@@ -439,8 +448,45 @@ def confirm(s: Screened, choice: dict[str, Any], item: dict[str, Any]) -> list[d
     return runs
 
 
-def run_experiments(configs: list[ExperimentConfig]) -> list[dict[str, Any]]:
-    """Screens every dataset, chooses the default from all of them, confirms, reports."""
+def _train(s: Screened, chosen: list[dict[str, Any]], config: Any, cached: Path) -> None:
+    from euds.research.finetune import finetune
+
+    train = cached.with_suffix(".train.jsonl")
+    train.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(train, [{"text": r["text"], "label": r["label"]} for r in chosen])
+    finetune(train, s.prepared.paths["eval"], config, output=cached)
+    train.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _run_lock(cached: Path) -> Iterator[None]:
+    """Holds the lock of one fine-tune, waiting while another process holds it."""
+    from euds._core import EudsError
+    from euds.output import ExclusiveLock
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    lock = ExclusiveLock(cached.with_suffix(".lock"), str(cached))
+    while True:
+        try:
+            lock.acquire()
+            break
+        except EudsError:  # trained by another process right now
+            time.sleep(5)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def run_experiments(
+    configs: list[ExperimentConfig],
+    *,
+    finetune_only: set[str] | None = None,
+    reverse: bool = False,
+) -> list[dict[str, Any]]:
+    """Screens every dataset, chooses the default from all of them, confirms, reports.
+    ``finetune_only``: train only these datasets' fine-tunes (the others report the runs
+    already cached), so that processes can share the work; ``reverse``: see :func:`confirm`."""
     from euds.research.report import write_results
 
     screened = [screen(c) for c in configs]
@@ -452,7 +498,8 @@ def run_experiments(configs: list[ExperimentConfig]) -> list[dict[str, Any]]:
         for s, done in zip(screened, runs, strict=True):
             if i < len(s.config.confirm):
                 t = time.perf_counter()
-                done += confirm(s, choice, s.config.confirm[i])
+                train = finetune_only is None or s.config.name in finetune_only
+                done += confirm(s, choice, s.config.confirm[i], train=train, reverse=reverse)
                 s.seconds["finetune"] = s.seconds.get("finetune", 0.0) + time.perf_counter() - t
     summaries = []
     for s, done in zip(screened, runs, strict=True):
