@@ -42,6 +42,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+def band_args(args: list[str]) -> list[str]:
+    """A command line as these tests mean it: a ``select`` or ``run`` with a budget and no
+    method, signals or intervals keeps the default (typicality, over the embeddings), which the
+    information-only score directories of most tests do not hold; the tests written for a band
+    name it, on the information signal."""
+    if not args or args[0] not in ("select", "run") or "--budget" not in args:
+        return args
+    # `euds run` takes --signals for scoring: there the band is named by --select-signals.
+    named = ("--select-signals", "--method", "--interval")
+    if args[0] == "select":
+        named = ("--signals", *named)
+    position = args[args.index("--position") + 1] if "--position" in args else ""
+    if any(a in named for a in args) or "=" in position:
+        return args
+    flag = "--signals" if args[0] == "select" else "--select-signals"
+    return [*args, flag, "information"]
+
+
 @pytest.fixture(scope="session")
 def child_python() -> str:
     """The interpreter for a test that runs euds in a child process (marks the test slow)."""

@@ -128,7 +128,7 @@ def test_select_on_a_pandas_frame(scorer, sst2_records):
     frame = pd.DataFrame(out)
     chosen = select(frame, budget=0.5, signals=["information", "semantic"])
     assert chosen.counts["kept"] == round(0.5 * len(frame))
-    deduped = select(frame, budget=0.5, drop_near_duplicates=True)
+    deduped = select(frame, budget=0.5, signals=["generative"], drop_near_duplicates=True)
     assert deduped.counts["kept"] == round(0.5 * len(frame)) and "near" in deduped.duplicates
 
 
@@ -136,7 +136,8 @@ def test_select_dataset_keeps_what_select_keeps_with_and_without_workers(scorer,
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_list(sst2_records[:40])
     # batch_size 10 divides each worker's 20 rows: the same batches, so the same numbers.
-    one, chosen = select_dataset(ds, scorer, budget=0.25, batch_size=10, return_selection=True)
+    band = {"budget": 0.25, "signals": ["generative"]}  # a budget alone needs embeddings
+    one, chosen = select_dataset(ds, scorer, **band, batch_size=10, return_selection=True)
 
     # The workers are fork()ed from a thread that ran FAISS's OpenMP (scoring "one" above):
     # a deadlock there must fail this test, not hang the run. The fork must come from this
@@ -147,13 +148,13 @@ def test_select_dataset_keeps_what_select_keeps_with_and_without_workers(scorer,
     previous = signal.signal(signal.SIGALRM, too_long)
     signal.alarm(180)
     try:
-        two = select_dataset(ds, scorer, budget=0.25, batch_size=10, num_proc=2)
+        two = select_dataset(ds, scorer, **band, batch_size=10, num_proc=2)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert one.num_rows == two.num_rows == round(0.25 * 40) == chosen.counts["kept"]
     assert one.to_dict() == two.to_dict()  # rows, order and every score column
-    direct = select(scorer.score_texts([r["text"] for r in sst2_records[:40]]), budget=0.25)
+    direct = select(scorer.score_texts([r["text"] for r in sst2_records[:40]]), **band)
     np.testing.assert_array_equal(chosen.keep, direct.keep)
     assert one["id"] == np.array([r["id"] for r in sst2_records[:40]])[direct.keep].tolist()
 
@@ -167,7 +168,7 @@ def test_select_dataset_options_and_errors(scorer, sst2_records):
     inside = select(scores, intervals={"information": (0.25, 0.75)}).keep
     assert kept["id"] == np.array([r["id"] for r in sst2_records[:40]])[inside].tolist()
     by_label, chosen = select_dataset(
-        ds, scorer, budget=0.5, stratify="label", return_selection=True
+        ds, scorer, budget=0.5, signals=["generative"], stratify="label", return_selection=True
     )
     labels = np.array(ds["label"])
     for label in set(labels.tolist()):  # each label keeps half of its rows (largest remainder)
@@ -180,13 +181,20 @@ def test_select_dataset_options_and_errors(scorer, sst2_records):
     ]
     with_copies = datasets.Dataset.from_list(sst2_records[:40] + copies)
     deduped, chosen = select_dataset(
-        with_copies, scorer, budget=0.5, drop_near_duplicates=True, return_selection=True
+        with_copies,
+        scorer,
+        budget=0.5,
+        signals=["generative"],
+        drop_near_duplicates=True,
+        return_selection=True,
     )
     assert chosen.reason[40:].tolist() == ["near_duplicate_text"] * 2
     assert deduped.num_rows == 21 and not any(i.startswith("copy") for i in deduped["id"])
     with pytest.raises(ValueError, match="not a column"):
-        select_dataset(ds, scorer, budget=0.5, stratify="topic")
+        select_dataset(ds, scorer, budget=0.5, signals=["generative"], stratify="topic")
+    with pytest.raises(ValueError, match="default selection"):
+        select_dataset(ds, scorer, budget=0.5)
     with pytest.raises(ValueError, match="budget must be"):
         select_dataset(ds, scorer, budget=1.5)
     with pytest.raises(ValueError, match="text_column="):
-        select_dataset(ds, scorer, budget=0.5, text_column="body")
+        select_dataset(ds, scorer, budget=0.5, signals=["generative"], text_column="body")

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import band_args
 from euds import ScoreConfig, score
 from euds.cli import main
 from euds.engines.driver import ScoreSummary
@@ -87,7 +88,7 @@ INFO = ("--signals", "information")  # the fast signal; the others need exported
 
 def cli(*args) -> int:
     """``euds ARGS...`` in-process; returns the exit code."""
-    return main([str(a) for a in args])
+    return main(band_args([str(a) for a in args]))
 
 
 def score_info(path, out, **config) -> ScoreSummary:

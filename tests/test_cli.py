@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import band_args
 from euds.cache import sha256_file
 from euds.cli import main
 from euds.io import RecordReader
@@ -38,7 +39,7 @@ def lines_of(path: Path) -> list[bytes]:
 
 
 def run(*args: str | os.PathLike[str]) -> int:
-    return main([str(a) for a in args])
+    return main(band_args([str(a) for a in args]))
 
 
 def select_cli(inp, scores, out, *args: str | os.PathLike[str]) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import band_args
 from euds.cli import main
 from euds.output import ExclusiveLock, is_marked
 from euds.scores import LOCK, MANIFEST, ScoreDir, read_scores
@@ -25,7 +26,7 @@ INFO = ("--signals", "information")
 
 
 def cli(*args: object) -> int:
-    return main([str(a) for a in args])
+    return main(band_args([str(a) for a in args]))
 
 
 def records(n: int, prefix: str = "record") -> list[dict]:
@@ -606,6 +607,11 @@ def test_the_api_names_a_bad_argument():
         select(scores, budget=True)
     bad_keys = np.array([[1, 2], ["x", 3], None, [4, 5]], dtype=object)
     with pytest.raises(ValueError, match="near_keys"):
-        select({**scores, "near_keys": bad_keys}, budget=0.5, drop_near_duplicates=True)
+        select(
+            {**scores, "near_keys": bad_keys},
+            budget=0.5,
+            signals=["information"],
+            drop_near_duplicates=True,
+        )
     with pytest.raises(ValueError, match="signals must be a list"):
         select(scores, budget=0.5, signals="information")

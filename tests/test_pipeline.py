@@ -430,10 +430,11 @@ def test_bpb_column_and_directories_scored_before_it(tmp_path, corpus, tiny_lm, 
         name = f"part-{shard['index']:05d}.parquet"
         pq.write_table(pq.read_table(old / name).drop_columns(["bpb"]), old / name)
         shard["files"][name] = (old / name).stat().st_size
+        shard.pop("sha256", None)  # an earlier euds recorded sizes only
     ScoreDir(old).write_manifest(manifest)
     assert read_scores(old).column_names == [c for c in table.column_names if c != "bpb"]
-    before = select_file(corpus, old, tmp_path / "old.jsonl", budget=0.3)
-    now = select_file(corpus, out, tmp_path / "new.jsonl", budget=0.3)
+    before = select_file(corpus, old, tmp_path / "old.jsonl", budget=0.3, signals=["generative"])
+    now = select_file(corpus, out, tmp_path / "new.jsonl", budget=0.3, signals=["generative"])
     assert before.selection.signals == now.selection.signals == ["generative"]
     assert (tmp_path / "old.jsonl").read_bytes() == (tmp_path / "new.jsonl").read_bytes()
     with pytest.raises(ValueError, match="no 'bpb' column"):

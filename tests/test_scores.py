@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import same_table
+from conftest import band_args, same_table
 from euds import EudsError, ScoreConfig, score
 from euds.cli import main
 from euds.engines.driver import score_identity
@@ -61,7 +61,7 @@ def _unchanged(folder: Path, files: dict[str, bytes]) -> bool:
 
 
 def cli(*args) -> int:
-    return main([str(a) for a in args])
+    return main(band_args([str(a) for a in args]))
 
 
 # -- never delete what euds did not write ----------------------------------------------------------
@@ -319,7 +319,12 @@ def test_any_jsonl_scores_the_same_through_resume_and_selects_every_record(
     if scored == 0:
         return
     chosen = select_file(
-        path, out, folder / "sel.jsonl", budget=scored / records / 2, keep_duplicates=True
+        path,
+        out,
+        folder / "sel.jsonl",
+        budget=scored / records / 2,
+        signals=["information"],
+        keep_duplicates=True,
     )
     counts = chosen.selection.counts
     assert counts["kept"] + counts["dropped"] == counts["input"] == records

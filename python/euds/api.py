@@ -29,7 +29,14 @@ from euds.batch import Models, Stages, pass_schema, score_record_batch
 from euds.config import ScoreConfig, SelectConfig
 from euds.records import RecordBatch, RecordRules
 from euds.scores import CENTROIDS, COLUMN_ORDER
-from euds.selection import NEAR_KEYS, SELECTABLE, TEXT_HASH, near_key_matrix, select
+from euds.selection import (
+    NEAR_KEYS,
+    SELECTABLE,
+    TEXT_HASH,
+    near_key_matrix,
+    select,
+    uses_default,
+)
 from euds.signals import SIGNALS
 from euds.signals.semantic import assign
 
@@ -305,10 +312,15 @@ def select_dataset(
     elif options:
         raise ValueError(f"give config= or options, not both: {sorted(options)}")
     config.check()
-    if config.target is not None or config.method == "typical":
+    default = uses_default(
+        config.method, config.signals, config.intervals, config.budget, config.position
+    )
+    if config.target is not None or config.method == "typical" or default:
+        what = "the default selection (typicality)" if default else f"method {config.method!r}"
         raise ValueError(
-            f"method {config.method!r} needs stored embeddings or a target sample: score the "
-            "data into a score directory and use euds.subset.select_file"
+            f"{what} needs stored embeddings or a target sample: name method= or signals= to "
+            "select on the scores alone, or score the data into a score directory and use "
+            "euds.select_file"
         )
     stratify = None
     if config.stratify is not None:

@@ -70,7 +70,7 @@ def select_file(
     from euds.output import ReadBack, output_lock
     from euds.provenance import now_iso, to_json
     from euds.scores import MANIFEST, ScoreDir, read_scores
-    from euds.selection import TARGET, TEXT_HASH, TYPICAL, select
+    from euds.selection import TARGET, TEXT_HASH, TYPICAL, default_choice, select, uses_default
     from euds.selection.columns import columns_of
 
     if config is None:
@@ -123,15 +123,30 @@ def select_file(
             labels = sd.cluster_labels()
         elif config.stratify is not None:
             labels = read_field(input_path, config.stratify, format=fmt)
-        wants_texts = config.drop_contained or (
-            config.target is not None and config.target_score != "embedding"
+        # The default (no method, no signals) is decided by the budget: what it needs is read.
+        spec: dict[str, Any] = {}
+        if uses_default(
+            config.method, config.signals, config.intervals, config.budget, config.position
+        ):
+            assert config.budget is not None
+            spec = default_choice(config.budget)[1]
+        method = spec.get("method", config.method)
+        wants_texts = (
+            config.drop_contained
+            or spec.get("drop_contained", False)
+            or (config.target is not None and config.target_score != "embedding")
         )
-        wants_embeddings = config.method == TYPICAL or (
+        wants_embeddings = method == TYPICAL or (
             config.target is not None and config.target_score != "ngram"
         )
+        if wants_embeddings and (sd is None or not sd.has_embeddings()):
+            what = "the default selection (typicality)" if spec else f"method {method}"
+            raise ValueError(
+                f"{what} needs the embeddings of the semantic signal, which {scores} does not "
+                "hold: score with the semantic signal, or name --method / --signals to select "
+                "on the scores alone"
+            )
         texts = _texts(input_path, reading) if wants_texts else None
-        if wants_embeddings and sd is None:
-            raise ValueError(f"{config.method} needs a score directory's embeddings: {scores}")
         embeddings = sd.embedding_matrix() if wants_embeddings and sd is not None else None
         target_info = None
         if config.target is not None:
@@ -142,7 +157,7 @@ def select_file(
             columns,
             stratify=labels,
             texts=texts,
-            embeddings=embeddings if config.method == TYPICAL else None,
+            embeddings=embeddings if method == TYPICAL else None,
             **config.select_options(),
         )
         if config.stratify is not None:

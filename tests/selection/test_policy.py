@@ -12,12 +12,35 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import jsonl_bytes, read_jsonl_gz
+from conftest import band_args, jsonl_bytes, read_jsonl_gz
 from euds.cli import main
 from euds.duplicates import fold_for_near_duplicates, near_duplicate_keys, text_hashes
 from euds.io import read_field
 from euds.scores import ScoreDir, read_scores
-from euds.selection import largest_remainder, near_duplicate_groups, select
+from euds.selection import largest_remainder, near_duplicate_groups
+from euds.selection import select as euds_select
+
+
+def select(scores, **options):
+    """:func:`euds.selection.select` with the band these tests exercise named: a budget alone
+    keeps the default (typicality, docs/selection.md), so where a call names no method, signals,
+    intervals or per-signal positions, it bands generative when scored, else every scored
+    signal."""
+    from euds.selection.columns import columns_of
+
+    if not any(k in options for k in ("method", "signals", "intervals")) and not isinstance(
+        options.get("position"), dict
+    ):
+        try:
+            cols = columns_of(scores)
+        except ValueError:
+            cols = {}
+        names = ("information", "generative", "semantic")
+        banded = ["generative"] if "generative" in cols else [s for s in names if s in cols]
+        if banded:
+            options["signals"] = banded
+    return euds_select(scores, **options)
+
 
 INFO = ("--signals", "information")
 
@@ -431,7 +454,7 @@ def test_near_duplicates_dropped_first_kept_before_the_band():
 
 
 def cli(*args: str | os.PathLike[str]) -> int:
-    return main([str(a) for a in args])
+    return main(band_args([str(a) for a in args]))
 
 
 @pytest.fixture(scope="module")

@@ -252,6 +252,11 @@ class ScoreDir:
             labels.append(nearest_centroid(self.embeddings(shard), centroids))
         return np.concatenate(labels)
 
+    def has_embeddings(self) -> bool:
+        """Whether every shard kept its embeddings (the semantic signal was scored)."""
+        shards = self.shards()
+        return bool(shards) and all(embedding_name(s.index) in s.files for s in shards)
+
     def embedding_matrix(self) -> np.ndarray:
         """Every record's stored embedding, in input order, as float32 ``[n, d]`` (NaN rows for
         records without text)."""

@@ -23,7 +23,8 @@ from euds.selection.columns import near_key_matrix
 from euds.selection.coverage import DEFAULT_STRATA
 from euds.selection.policy import (
     COVERAGE,
-    DEFAULT_SIGNALS,
+    DEFAULT_CHOICE,
+    DEFAULT_SPECS,
     DEFAULT_TAILS,
     FILTER_RANDOM,
     METHODS,
@@ -44,14 +45,17 @@ from euds.selection.policy import (
     TYPICAL,
     Method,
     Selection,
+    default_choice,
     select,
+    uses_default,
 )
 from euds.selection.quotas import largest_remainder, water_filling
 from euds.selection.target import TARGET, TARGET_SCORES, target_column
 
 __all__ = [
     "COVERAGE",
-    "DEFAULT_SIGNALS",
+    "DEFAULT_CHOICE",
+    "DEFAULT_SPECS",
     "DEFAULT_STRATA",
     "DEFAULT_TAILS",
     "FILTER_RANDOM",
@@ -76,10 +80,12 @@ __all__ = [
     "TYPICAL",
     "Method",
     "Selection",
+    "default_choice",
     "largest_remainder",
     "near_duplicate_groups",
     "near_key_matrix",
     "select",
     "target_column",
+    "uses_default",
     "water_filling",
 ]

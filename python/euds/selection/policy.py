@@ -24,6 +24,7 @@ Every record is kept or dropped with exactly one reason: kept + dropped = input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -65,13 +66,34 @@ TAILED = (FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
 # The signals, and the LM's NLL per token (nll) and in bits per byte (bpb; absent from score
 # directories made before it existed: rescore them to select on it).
 SELECTABLE = (*SIGNALS, "nll", "bpb")
-# What a budget keeps when neither signals nor a method are named: the band of generative
-# entropy, the candidate `euds experiment` chose on dev data (docs/results.md); every scored
-# signal when it is absent, or when a method that combines signals is named.
-DEFAULT_SIGNALS = ("generative",)
 # The signal coverage stratifies when none is named.
 COVERAGE_SIGNALS = ("generative",)
 DEFAULT_TAILS = (0.05, 0.95)
+# What a budget keeps when neither a method nor signals are named (docs/results.md): at each
+# budget `euds experiment` screened, the candidate with the largest worst-case dev-probe gain
+# over random across SST-2, 20 Newsgroups and TREC, clean and 20%-junk pools (dev data only,
+# a rule fixed before any evaluation number was read). A budget between two screened ones
+# takes the choice of the nearer on a log scale. research.methods.CANDIDATES names the same
+# settings (checked by tests/selection/test_default.py).
+DEFAULT_CHOICE: tuple[tuple[float, str], ...] = (
+    (0.01, "typical+clean"),
+    (0.02, "typical+clean"),
+    (0.05, "typical+clean"),
+    (0.1, "typical+clean"),
+    (0.16, "typical"),
+    (0.3, "typical"),
+)
+DEFAULT_SPECS: dict[str, dict[str, Any]] = {
+    # One typical member per cluster, after each scored signal's junk tails, near duplicates
+    # and contained texts are dropped.
+    "typical+clean": {
+        "method": TYPICAL,
+        "tails": DEFAULT_TAILS,
+        "drop_near_duplicates": True,
+        "drop_contained": True,
+    },
+    "typical": {"method": TYPICAL},
+}
 TEXT_HASH = "text_hash"
 NEAR_KEYS = "near_keys"
 
@@ -179,10 +201,12 @@ def select(
     and ``intervals`` (band methods only). ``position``: one number, or one per signal (a
     mapping naming every used signal; it names the signals when ``signals`` is not given);
     default 0.5, the band centred on the median; for ``typical``, 0 = most typical (the
-    default), 1 = least. Neither ``signals`` nor ``method`` given:
-    :data:`DEFAULT_SIGNALS` when scored, else every scored signal. ``signals`` for coverage:
-    the score stratified (default :data:`COVERAGE_SIGNALS`; several: their mean rank); for
-    typical and target: only the signals whose ``tails`` are dropped first. ``stratify``: one
+    default), 1 = least. A budget with neither ``method`` nor ``signals``: the default
+    (:func:`default_choice`, typicality; it needs ``embeddings`` and, below 12.6%, ``texts``);
+    ``intervals`` name their signals; a ``method`` alone uses every scored signal. ``signals``
+    for coverage: the score stratified (default :data:`COVERAGE_SIGNALS`; several: their mean
+    rank); for typical and target: only the signals whose ``tails`` are dropped first.
+    ``stratify``: one
     label per record (None/NaN labels form their own stratum). ``strata``: coverage's number
     of equal-width strata. ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
     (for ``typical``) are per record, in the scores' order.
@@ -210,6 +234,36 @@ def select(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if on_nonfinite not in ("raise", "drop"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
+    default = None
+    near_absent = False
+    if uses_default(method, signals, intervals, budget, position):
+        assert budget is not None
+        default, spec = default_choice(float(budget))
+        method = spec["method"]
+        if spec.get("tails") and tails is None:
+            tails = spec["tails"]
+            signals = [s for s in SIGNALS if s in columns]
+        # Near duplicates need the near_keys column (scores made before it existed lack it):
+        # the default then goes without, and says so in the manifest.
+        near_absent = spec.get("drop_near_duplicates", False) and NEAR_KEYS not in columns
+        drop_near_duplicates = drop_near_duplicates or (
+            spec.get("drop_near_duplicates", False) and not near_absent
+        )
+        drop_contained = drop_contained or spec.get("drop_contained", False)
+        needs = [
+            what
+            for what, given, needed in (
+                ("embeddings= (the semantic signal's, one row per record)", embeddings, True),
+                ("texts=", texts, drop_contained),
+            )
+            if needed and given is None
+        ]
+        if needs:
+            raise ValueError(
+                f"the default selection at budget {budget} ({default}: docs/selection.md) needs "
+                f"{' and '.join(needs)}: pass them (select_file reads a score directory's), or "
+                "name method= / signals="
+            )
     signals = _signals(columns, signals, method, intervals, position)
     if method is None:
         method = "single" if len(signals) == 1 else "intersect"
@@ -338,11 +392,44 @@ def select(
         )
     sel.signals = signals
     sel.duplicates = duplicates
+    if default is not None:
+        sel.details["default"] = {"choice": default, "budget": float(budget), "rule": DEFAULT_RULE}
+        if near_absent:
+            sel.duplicates["near"] = {
+                "detected": False,
+                "note": f"the scores have no {NEAR_KEYS} column: near duplicates were not "
+                "detected (score again to detect them)",
+            }
     if population is not None:
         sel.stratify = "labels"
     sel.reason = reason
     sel.reason[usable & ~sel.keep & (reason == REASON_KEPT)] = REASON_OUTSIDE
     return sel
+
+
+DEFAULT_RULE = (
+    "at the nearest screened budget (log scale), the candidate with the largest worst-case "
+    "dev-probe gain over random (docs/results.md)"
+)
+
+
+def uses_default(method: Any, signals: Any, intervals: Any, budget: Any, position: Any) -> bool:
+    """Whether a selection keeps the default: a budget, and no method, signals or intervals
+    (a position per signal names the signals of a band)."""
+    return (
+        method is None
+        and signals is None
+        and intervals is None
+        and budget is not None
+        and not isinstance(position, Mapping)
+    )
+
+
+def default_choice(budget: float) -> tuple[str, dict[str, Any]]:
+    """The default's name and settings at ``budget``: the choice at the screened budget nearest
+    on a log scale (:data:`DEFAULT_CHOICE`)."""
+    at = min(DEFAULT_CHOICE, key=lambda c: (abs(math.log(budget / c[0])), c[0]))
+    return at[1], DEFAULT_SPECS[at[1]]
 
 
 def _signals(
@@ -363,8 +450,6 @@ def _signals(
             signals = []
         elif method == COVERAGE and all(s in columns for s in COVERAGE_SIGNALS):
             signals = list(COVERAGE_SIGNALS)
-        elif method is None and intervals is None and all(s in columns for s in DEFAULT_SIGNALS):
-            signals = list(DEFAULT_SIGNALS)
         else:
             signals = [s for s in SIGNALS if s in columns]
     if isinstance(signals, str):
