@@ -520,6 +520,12 @@ def run_experiments(
         atomic_write_bytes(
             out / "summary.json", json.dumps(summary, indent=1, default=float).encode()
         )
+        # What the product's default table (euds.selection.DEFAULT_CHOICE) must match.
+        kept = ("by_budget", "rule", "worst_dev_gain", "datasets", "pools")
+        atomic_write_bytes(
+            out / "default_choice.json",
+            json.dumps({k: choice[k] for k in kept}, indent=1, default=float).encode(),
+        )
         write_results(summary, out)
         summaries.append(summary)
     return summaries
