@@ -602,7 +602,19 @@ def test_entry_point_subprocess(child_python, scored, tmp_path):
     inp, scores = scored
     out = tmp_path / "sub.jsonl.gz"
     proc = subprocess.run(
-        [exe, "select", inp, "--scores", scores, "-o", out, "--budget", "0.16"],
+        [
+            exe,
+            "select",
+            inp,
+            "--scores",
+            scores,
+            "-o",
+            out,
+            "--budget",
+            "0.16",
+            "--signals",
+            "information",
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -97,8 +97,20 @@ def test_ray_parquet_input(ray_local, tmp_path, sst2_files, tiny_lm, embedder):
     local = score(sst2_files["parquet"], tmp_path / "local", cfg, progress=False)
     distributed = score_ray(sst2_files["parquet"], tmp_path / "ray", cfg, actors=1)
     assert same_table(read_scores(distributed.output), read_scores(local.output))
-    a = select_file(sst2_files["parquet"], local.output, tmp_path / "a.parquet", budget=0.3)
-    b = select_ray(sst2_files["parquet"], local.output, tmp_path / "b.parquet", budget=0.3)
+    a = select_file(
+        sst2_files["parquet"],
+        local.output,
+        tmp_path / "a.parquet",
+        budget=0.3,
+        signals=("generative",),
+    )
+    b = select_ray(
+        sst2_files["parquet"],
+        local.output,
+        tmp_path / "b.parquet",
+        budget=0.3,
+        signals=("generative",),
+    )
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
@@ -267,6 +279,10 @@ def test_ray_reads_non_ascii_and_crlf_like_the_local_engine(
     assert flags == ["", "", "", "", "", ""] + ["duplicate_id"] * 12
     # the selection copies the lines byte for byte, CRLF included, on both engines
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    select_file(path, tmp_path / "local", a, budget=1.0, keep_duplicates=True)
-    select_ray(path, tmp_path / "ray", b, budget=1.0, keep_duplicates=True)
+    select_file(
+        path, tmp_path / "local", a, budget=1.0, keep_duplicates=True, signals=("information",)
+    )
+    select_ray(
+        path, tmp_path / "ray", b, budget=1.0, keep_duplicates=True, signals=("information",)
+    )
     assert a.read_bytes() == b.read_bytes() == raw

@@ -570,6 +570,8 @@ def test_a_second_writer_of_the_same_selection_fails_at_once(
         "-o",
         str(out),
         "-q",
+        "--signals",
+        "information",
     ]
     procs = [
         subprocess.Popen([*command, "--budget", budget], stderr=subprocess.PIPE)

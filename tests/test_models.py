@@ -160,15 +160,25 @@ def test_embedder_graph_is_verified_too(embedder, tmp_path):
         _ = models.EmbedderFiles(folder).tokenizer
 
 
-def test_missing_or_damaged_manifest_rebuilds(cache):
+def test_stale_entry_rebuilds_but_a_missing_or_damaged_manifest_is_refused(cache):
+    """An entry whose manifest euds wrote is rebuilt when its files no longer match; without a
+    readable manifest nothing shows that euds made the folder, so it is left as it is."""
     folder, calls = cache
     models.prepare_lm()
-    (folder / "manifest.json").write_text("{not json")
+    victim = next(p for p in folder.iterdir() if p.name != "manifest.json" and p.is_file())
+    victim.write_bytes(victim.read_bytes() + b"x")
     models.lm_files()
     assert calls["checkpoint"] == 2
+    (folder / "manifest.json").write_text("{not json")
+    kept = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="holds no readable euds manifest"):
+        models.lm_files()
     (folder / "manifest.json").unlink()
-    models.lm_files()
-    assert calls["checkpoint"] == 3
+    with pytest.raises(ValueError, match="holds no readable euds manifest"):
+        models.lm_files()
+    assert calls["checkpoint"] == 2
+    del kept["manifest.json"]
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept
 
 
 def test_failed_export_leaves_nothing_behind(cache, monkeypatch):

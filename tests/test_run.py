@@ -65,9 +65,8 @@ def test_run_writes_selection_manifest_and_report(run_dir, sst2_600, capsys):
     counts = manifest["selection"]["counts"]
     assert counts["input"] == 600 and counts["kept"] == 96  # round(0.16 * 600)
     assert counts["kept"] + counts["dropped"] == counts["input"]
-    # the default: the generative band (select.DEFAULT_SIGNALS)
-    assert manifest["selection"]["method"] == "single"
-    assert manifest["selection"]["signals"] == ["generative"]
+    # the default at 16%: one typical member per cluster (euds.selection.DEFAULT_CHOICE)
+    assert manifest["selection"]["method"] == "typical"
     with gzip.open(selected, "rt") as f:
         kept_lines = f.read().splitlines()
     assert len(kept_lines) == 96

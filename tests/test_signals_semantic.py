@@ -13,10 +13,16 @@ from euds.signals.semantic import (
     top_similarities,
 )
 
+# Every test here uses the exported embedder.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def files(embedder):
-    return embedder
+def files():
+    """The exported embedder's files (prepared once in the cache)."""
+    from euds.models import embedder_files
+
+    return embedder_files()
 
 
 @pytest.fixture(scope="module")

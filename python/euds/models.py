@@ -311,10 +311,10 @@ def _prepare(
         # Checked again under the lock: another process may have rebuilt it meanwhile.
         if not force and _folder_valid(folder, required, full=verify, hashed=hashed):
             return folder
-        if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        if folder.exists() and any(folder.iterdir()) and not _made_by_euds(folder):
             raise ValueError(
-                f"{folder} is not empty and holds no euds manifest: euds replaces only cache "
-                "entries it made; move it or set EUDS_CACHE to another folder"
+                f"{folder} is not empty and holds no readable euds manifest: euds replaces only "
+                "cache entries it can show it made; move it or set EUDS_CACHE to another folder"
             )
         _require_export_packages()
         log.info("preparing %s (once; a minute for a small model)", name)
@@ -859,6 +859,16 @@ def _file_matches(path: Path, entry: dict[str, Any], *, full: bool, refresh: boo
         return not full or sha256_file_cached(path, refresh=refresh) == entry["sha256"]
     except (OSError, KeyError, TypeError):
         return False
+
+
+def _made_by_euds(folder: Path) -> bool:
+    """The folder's manifest is one euds wrote (of any format version): its entry may be
+    rebuilt. A missing or unreadable manifest proves nothing, so the folder is left alone."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "format" in manifest and "files" in manifest
 
 
 def _folder_valid(
