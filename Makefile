@@ -54,6 +54,8 @@ bench: setup
 	$(PY) bench/kernels.py
 	$(PY) bench/information.py
 	$(PY) bench/minhash.py
+	$(PY) bench/contained.py
+	$(PY) bench/typical.py --million
 	$(PY) bench/generative.py
 	$(PY) bench/semantic.py
 	$(PY) bench/pipeline.py
