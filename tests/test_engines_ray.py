@@ -97,20 +97,9 @@ def test_ray_parquet_input(ray_local, tmp_path, sst2_files, tiny_lm, embedder):
     local = score(sst2_files["parquet"], tmp_path / "local", cfg, progress=False)
     distributed = score_ray(sst2_files["parquet"], tmp_path / "ray", cfg, actors=1)
     assert same_table(read_scores(distributed.output), read_scores(local.output))
-    a = select_file(
-        sst2_files["parquet"],
-        local.output,
-        tmp_path / "a.parquet",
-        budget=0.3,
-        signals=("generative",),
-    )
-    b = select_ray(
-        sst2_files["parquet"],
-        local.output,
-        tmp_path / "b.parquet",
-        budget=0.3,
-        signals=("generative",),
-    )
+    band = {"budget": 0.3, "signals": ("generative",)}
+    a = select_file(sst2_files["parquet"], local.output, tmp_path / "a.parquet", **band)
+    b = select_ray(sst2_files["parquet"], local.output, tmp_path / "b.parquet", **band)
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
