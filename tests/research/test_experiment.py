@@ -146,6 +146,14 @@ def test_a_second_run_is_served_from_the_cache(ran):
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
 
+def test_the_overview_across_datasets_is_written_beside_the_tables(ran):
+    _, _, out = ran
+    text = (out / "overview.md").read_text()
+    assert "| budget | tiny clean | tiny noisy |" in text
+    # The confirm list's default-vs-random fine-tunes at 30% on the clean pool, 2 seeds.
+    assert "| tiny | 30% | 2 |" in text
+
+
 class _Screened:
     """What choose_default reads of a screened dataset."""
 

@@ -487,7 +487,7 @@ def run_experiments(
     """Screens every dataset, chooses the default from all of them, confirms, reports.
     ``finetune_only``: train only these datasets' fine-tunes (the others report the runs
     already cached), so that processes can share the work; ``reverse``: see :func:`confirm`."""
-    from euds.research.report import write_results
+    from euds.research.report import overview, write_results
 
     screened = [screen(c) for c in configs]
     choice = choose_default(screened)
@@ -528,4 +528,8 @@ def run_experiments(
         )
         write_results(summary, out)
         summaries.append(summary)
+    # The tables across datasets, beside each dataset's own (docs/results.md shows them).
+    text = overview(summaries).encode()
+    for summary in summaries:
+        atomic_write_bytes(Path(summary["output"]) / "overview.md", text)
     return summaries
