@@ -4,7 +4,7 @@ the statistics computed directly from the rows it summarises."""
 import numpy as np
 import pytest
 
-from euds.research.report import overview
+from euds.research.overview import overview
 from euds.research.stats import mde, paired
 
 SEEDS = range(10)

@@ -487,7 +487,8 @@ def run_experiments(
     """Screens every dataset, chooses the default from all of them, confirms, reports.
     ``finetune_only``: train only these datasets' fine-tunes (the others report the runs
     already cached), so that processes can share the work; ``reverse``: see :func:`confirm`."""
-    from euds.research.report import overview, write_results
+    from euds.research.overview import overview
+    from euds.research.report import write_results
 
     screened = [screen(c) for c in configs]
     choice = choose_default(screened)
