@@ -22,7 +22,8 @@ Design (docs/results.md states it for a reader):
   whole pool (:data:`~euds.research.methods.STEP_MATCHED`).
 * Results are cached under the output folder by a hash of what decides them, so an interrupted
   run resumes and a finished one re-renders for free. Statistics: :mod:`euds.research.stats`;
-  tables and plots: :mod:`euds.research.report`.
+  tables and plots: :mod:`euds.research.report` (one dataset), :mod:`euds.research.overview`
+  (across datasets).
 """
 
 from __future__ import annotations
