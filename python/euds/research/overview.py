@@ -6,6 +6,7 @@ non-inferiority, the junk kept on the noisy pools, and the fine-tuned default âˆ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,47 +49,47 @@ def _junk_share(rows: list[dict[str, Any]], method: str, budget: float) -> float
 _Columns = dict[tuple[str, str], dict[tuple[str, float], dict[str, Any]]]
 
 
-def _probe_overview(
-    cells: _Columns, columns: list[tuple[str, str]], budgets: list[float], by_budget: dict[str, str]
+def _budget_table(
+    cells: _Columns,
+    columns: list[tuple[str, str]],
+    headers: list[str],
+    budgets: list[float],
+    render: Callable[[dict[str, Any], tuple[str, str], float], str],
 ) -> str:
-    lines = [
-        "| budget | " + " | ".join(f"{name} {pool}" for name, pool in columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
+    """A budget x column table of the default's cells; ``render`` writes a cell that has a
+    paired difference (the others stay empty)."""
+    lines = ["| budget | " + " | ".join(headers) + " |", "|---|" + "---|" * len(columns)]
     for b in budgets:
         row = []
         for col in columns:
             c = cells[col].get((DEFAULT, b))
-            if not c or "diff" not in c:
-                row.append("")
-                continue
-            text = f"{_ci(c)}; {c['mde']:.1f}"
-            # The default's cells are copies: their Holm mark is their candidate's.
-            candidate = cells[col].get((by_budget.get(str(b), ""), b), {})
-            row.append(f"**{text}**" if candidate.get("p_holm", 1.0) < 0.05 else text)
+            row.append(render(c, col, b) if c and "differences" in c else "")
         lines.append(f"| {b:.0%} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _probe_overview(
+    cells: _Columns, columns: list[tuple[str, str]], budgets: list[float], by_budget: dict[str, str]
+) -> str:
+    def render(c: dict[str, Any], col: tuple[str, str], b: float) -> str:
+        text = f"{_ci(c)}; {c['mde']:.1f}"
+        # The default's cells are copies: their Holm mark is their candidate's.
+        candidate = cells[col].get((by_budget.get(str(b), ""), b), {})
+        return f"**{text}**" if candidate.get("p_holm", 1.0) < 0.05 else text
+
+    headers = [f"{name} {pool}" for name, pool in columns]
+    return _budget_table(cells, columns, headers, budgets, render)
 
 
 def _noninferiority_overview(
     cells: _Columns, columns: list[tuple[str, str]], budgets: list[float]
 ) -> str:
+    def render(c: dict[str, Any], col: tuple[str, str], b: float) -> str:
+        _, lo, verdict = noninferior(c["differences"])
+        return f"{verdict} ({_num(lo)})"
+
     clean = [col for col in columns if col[1] == "clean"]
-    lines = [
-        "| budget | " + " | ".join(name for name, _ in clean) + " |",
-        "|---|" + "---|" * len(clean),
-    ]
-    for b in budgets:
-        row = []
-        for col in clean:
-            c = cells[col].get((DEFAULT, b))
-            if not c or "differences" not in c:
-                row.append("")
-                continue
-            _, lo, verdict = noninferior(c["differences"])
-            row.append(f"{verdict} ({_num(lo)})")
-        lines.append(f"| {b:.0%} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    return _budget_table(cells, clean, [name for name, _ in clean], budgets, render)
 
 
 def _junk_overview(screens: dict[str, list[dict[str, Any]]], budgets: list[float]) -> str:
