@@ -218,8 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--seeds",
         type=lambda v: [int(s) for s in v.split(",")],
-        help="run only these seeds, e.g. 0 or 0,1 (the configs' seeds by default); finished "
-        "work is cached, so growing the list later only adds the new ones",
+        help="run only these of the configs' seeds, e.g. 0 or 0,1 (all by default); the data "
+        "prepared and scored are always those of every seed and finished work is cached, so "
+        "growing the list later only adds the new ones",
     )
     x.add_argument(
         "--no-finetune",
@@ -619,8 +620,6 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
     configs = [ExperimentConfig.from_toml(path) for path in args.configs]
     for config in configs:
-        if args.seeds is not None:
-            config.seeds = args.seeds
         if args.no_finetune:
             config.confirm = []
         config.check()
@@ -631,7 +630,10 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             f"the configs {sorted(names)}"
         )
     summaries = run_experiments(
-        configs, finetune_only=args.finetune_only, reverse=args.finetune_reverse
+        configs,
+        seeds=args.seeds,
+        finetune_only=args.finetune_only,
+        reverse=args.finetune_reverse,
     )
     for summary in summaries:
         print(f"{summary['name']}: {summary['output']}/results.md")

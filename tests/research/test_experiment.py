@@ -146,6 +146,23 @@ def test_a_second_run_is_served_from_the_cache(ran):
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
 
+def test_a_run_of_fewer_seeds_shares_the_data_and_the_cache(ran):
+    # --seeds limits what runs, never what is prepared: the junk file, its scores and the
+    # seed's screen are those of the run of every seed, reused untouched.
+    config, summary, out = ran
+    kept = [out / "junk.jsonl", *sorted((out / "scores" / "junk").rglob("*"))]
+    kept += sorted((out / "screen").glob("*.json")) + sorted((out / "runs").glob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in kept]
+    (one,) = experiment.run_experiments([config], seeds=[1])
+    assert [p.stat().st_mtime_ns for p in kept] == stamps
+    assert one["screen"] == [r for r in summary["screen"] if r["seed"] == 1]
+    assert one["finetune"] and {r["seed"] for r in one["finetune"]} == {1}
+    assert one["finetune"] == [r for r in summary["finetune"] if r["seed"] == 1]
+    experiment.run_experiments([config])  # the tables of every seed back in place
+    with pytest.raises(ValueError, match="among tiny's seeds"):
+        experiment.run_experiments([config], seeds=[0, 7])
+
+
 def test_the_overview_across_datasets_is_written_beside_the_tables(ran):
     _, _, out = ran
     text = (out / "overview.md").read_text()

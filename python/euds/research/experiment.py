@@ -220,8 +220,12 @@ class Screened:
         )
 
 
-def screen(config: ExperimentConfig) -> Screened:
-    """Prepares and scores the data, then probes every method on every seed's pools."""
+def screen(config: ExperimentConfig, seeds: list[int] | None = None) -> Screened:
+    """Prepares and scores the data, then probes every method on the pools of ``seeds``
+    (default: all of ``config.seeds``). The data prepared and scored never depend on
+    ``seeds``: the noisy pools' junk is built for every configured seed, so that a run of
+    a few seeds and a later run of all of them share one junk file, its scores and the
+    per-seed screens cached under that file's hash."""
     from euds import ScoreConfig, score
     from euds.signals.semantic import Embedder
 
@@ -261,7 +265,7 @@ def screen(config: ExperimentConfig) -> Screened:
     methods = screened()
     s = Screened(config, prepared, superset, junk, dev_embeddings, [], seconds)
     t = time.perf_counter()
-    for seed in config.seeds:
+    for seed in config.seeds if seeds is None else seeds:
         for kind in POOLS if config.noise else ("clean",):
             key = _key(
                 SCREEN_VERSION,
@@ -384,8 +388,10 @@ def confirm(
     *,
     train: bool = True,
     reverse: bool = False,
+    seeds: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """One ``confirm`` item's fine-tunes (cached by training set and settings), a row per run.
+    ``seeds`` limits the item's seeds to these (default: the item's own);
     ``train=False`` collects the cached runs only; ``reverse`` walks the seeds from the last,
     so that a second process on the same item meets the first in the middle (a run is locked
     while it trains: the other waits for it instead of training it twice)."""
@@ -395,8 +401,9 @@ def confirm(
     eval_hash = sha256_file(s.prepared.paths["eval"])
     matched = item.get("steps", "natural") == "full"
     runs = []
-    seeds = list(item.get("seeds", config.seeds))
-    for seed in reversed(seeds) if reverse else seeds:
+    own = item.get("seeds", config.seeds)
+    chosen_seeds = [x for x in own if seeds is None or x in seeds]
+    for seed in reversed(chosen_seeds) if reverse else chosen_seeds:
         for kind in item.get("pools", ["clean"]):
             pool = s.pool(kind, seed)
             natural = {"task": "classification", **config.finetune, "seed": seed}
@@ -482,16 +489,23 @@ def _run_lock(cached: Path) -> Iterator[None]:
 def run_experiments(
     configs: list[ExperimentConfig],
     *,
+    seeds: list[int] | None = None,
     finetune_only: set[str] | None = None,
     reverse: bool = False,
 ) -> list[dict[str, Any]]:
     """Screens every dataset, chooses the default from all of them, confirms, reports.
+    ``seeds``: run only these of the configs' seeds (the data and the caches stay those of
+    all of them, so a later run with more seeds adds only the new ones);
     ``finetune_only``: train only these datasets' fine-tunes (the others report the runs
     already cached), so that processes can share the work; ``reverse``: see :func:`confirm`."""
     from euds.research.overview import overview
     from euds.research.report import write_results
 
-    screened = [screen(c) for c in configs]
+    if seeds is not None:
+        for c in configs:
+            if not set(seeds) <= set(c.seeds):
+                raise ValueError(f"seeds {seeds} must be among {c.name}'s seeds {c.seeds}")
+    screened = [screen(c, seeds) for c in configs]
     choice = choose_default(screened)
     log.info("default (chosen on dev): %s", choice["by_budget"])
     # Item by item across the datasets: the configs list their fine-tunes by priority.
@@ -501,7 +515,8 @@ def run_experiments(
             if i < len(s.config.confirm):
                 t = time.perf_counter()
                 train = finetune_only is None or s.config.name in finetune_only
-                done += confirm(s, choice, s.config.confirm[i], train=train, reverse=reverse)
+                item = s.config.confirm[i]
+                done += confirm(s, choice, item, train=train, reverse=reverse, seeds=seeds)
                 s.seconds["finetune"] = s.seconds.get("finetune", 0.0) + time.perf_counter() - t
     summaries = []
     for s, done in zip(screened, runs, strict=True):
