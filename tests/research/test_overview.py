@@ -129,3 +129,11 @@ def test_the_fine_tuned_rows_give_seeds_updates_means_and_the_interval(text):
 def test_without_fine_tunes_the_overview_says_so():
     summaries = [{**_summary("a"), "finetune": []}]
     assert "No fine-tunes ran." in overview(summaries)
+
+
+def test_the_choice_table_gives_each_budget_its_default_and_runner_up(text):
+    assert (
+        _row(text, "budget | default | worst", "5%")
+        == "| 5% | typical | +0.40 | coverage | +0.10 |"
+    )
+    assert _row(text, "budget | default | worst", "16%") == "| 16% | coverage | \u22120.10 |  |  |"

@@ -18,6 +18,7 @@ from euds.research.report import (
     choice_table,
     comparisons,
     noninferior,
+    signed,
     with_default,
 )
 
@@ -25,14 +26,9 @@ from euds.research.report import (
 NOISE_SHOWN = (RANDOM, DEFAULT, "typical+clean", "intersect", "target", "target+clean")
 
 
-def _num(value: float, spec: str = "+.1f") -> str:
-    """A number as the docs print it: a typographic minus."""
-    return format(value, spec).replace("-", "\u2212")
-
-
 def _ci(c: dict[str, Any]) -> str:
     d = c["diff"]
-    return f"{_num(d.mean)} [{_num(d.lo)}, {_num(d.hi)}]"
+    return f"{signed(d.mean)} [{signed(d.lo)}, {signed(d.hi)}]"
 
 
 def _budgets(rows: list[dict[str, Any]]) -> list[float]:
@@ -86,7 +82,7 @@ def _noninferiority_overview(
 ) -> str:
     def render(c: dict[str, Any], col: tuple[str, str], b: float) -> str:
         _, lo, verdict = noninferior(c["differences"])
-        return f"{verdict} ({_num(lo)})"
+        return f"{verdict} ({signed(lo)})"
 
     clean = [col for col in columns if col[1] == "clean"]
     return _budget_table(cells, clean, [name for name, _ in clean], budgets, render)
@@ -140,7 +136,7 @@ def _finetune_overview(summaries: list[dict[str, Any]]) -> str:
                 f"| {s['name']} | {b:.0%} | {c['diff'].n} | {'/'.join(map(str, steps))} | "
                 f"{c['mean']:.1f} | {base['mean']:.1f} | "
                 + (f"**{text}**" if c["diff"].lo > 0 or c["diff"].hi < 0 else text)
-                + f" | {c['mde']:.1f} | {verdict} ({_num(lo)}) |"
+                + f" | {c['mde']:.1f} | {verdict} ({signed(lo)}) |"
             )
     return "\n".join(lines) if len(lines) > 2 else "No fine-tunes ran."
 

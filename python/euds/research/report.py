@@ -31,6 +31,11 @@ def _points(value: float) -> float:
     return 100.0 * value
 
 
+def signed(value: float, spec: str = "+.1f") -> str:
+    """A number as the docs print it: a typographic minus."""
+    return format(value, spec).replace("-", "\u2212")
+
+
 def with_default(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[dict[str, Any]]:
     """``rows`` plus, at every budget where a default was chosen, a copy of the chosen
     candidate's rows (and of its length-matched control's) named ``default``
@@ -299,9 +304,8 @@ def choice_table(choice: dict[str, Any]) -> str:
         others = sorted((m for m in w if m != chosen), key=lambda m: -w[m])
         second = others[0] if others else ""
         lines.append(
-            f"| {float(b):.0%} | {chosen} | {w.get(chosen, float('nan')):+.2f} | {second} | "
-            + (f"{w[second]:+.2f}" if second else "")
-            + " |"
+            f"| {float(b):.0%} | {chosen} | {signed(w.get(chosen, float('nan')), '+.2f')} | "
+            f"{second} | " + (signed(w[second], "+.2f") if second else "") + " |"
         )
     return "\n".join(lines)
 
