@@ -752,6 +752,23 @@ def test_experiment_config_errors_are_one_clear_line(tmp_path, capsys):
     assert len(err) == 1 and "missing.toml" in err[0]
 
 
+def test_experiment_threads_reach_the_fine_tunes(monkeypatch):
+    """--threads is the fine-tunes' thread count, a part of their cache key (as
+    experiments/confirm_clean.py sets it), so a render with the same --threads finds them."""
+    import euds.research.experiment as experiment
+
+    seen = []
+    monkeypatch.setattr(
+        experiment, "run_experiments", lambda configs, **_: seen.extend(configs) or []
+    )
+    config = Path(__file__).resolve().parents[1] / "experiments" / "trec.toml"
+    assert run("experiment", config, "--threads", "1") == 0
+    assert seen[0].finetune["threads"] == 1
+    seen.clear()
+    assert run("experiment", config) == 0
+    assert "threads" not in seen[0].finetune
+
+
 # -- your own models ----------------------------------------------------------------------------
 
 

@@ -622,6 +622,10 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     for config in configs:
         if args.no_finetune:
             config.confirm = []
+        if args.threads:
+            # The fine-tunes' thread count is part of their cache key, as
+            # experiments/confirm_clean.py sets it: a run with the same --threads finds its runs.
+            config.finetune = {**config.finetune, "threads": args.threads}
         config.check()
     names = {c.name for c in configs}
     if args.finetune_only and not args.finetune_only <= names:
