@@ -1,0 +1,60 @@
+"""docs/results.md shows the experiment's tables as the runner wrote them: every table of the
+committed overview (docs/results/overview.md, the runner's ``overview.md``) appears in the
+page verbatim, so that no figure on the page is retyped by hand; and README's first screen
+quotes only intervals the committed tables hold."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from euds.research.report import signed
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+
+
+def tables(text: str) -> list[str]:
+    """Each run of consecutive lines that start with ``|``, joined."""
+    out: list[list[str]] = []
+    previous = False
+    for line in text.splitlines():
+        row = line.startswith("|")
+        if row and not previous:
+            out.append([])
+        if row:
+            out[-1].append(line.rstrip())
+        previous = row
+    return ["\n".join(t) for t in out]
+
+
+def test_the_overview_has_the_tables_the_page_shows() -> None:
+    found = tables((RESULTS / "overview.md").read_text())
+    # the choice, the probe, non-inferiority, junk and the fine-tuned rows
+    assert len(found) == 5
+
+
+def test_every_overview_table_appears_in_the_page_verbatim() -> None:
+    page = set(tables((ROOT / "docs" / "results.md").read_text()))
+    overview = tables((RESULTS / "overview.md").read_text())
+    missing = [t.splitlines()[0] for t in overview if t not in page]
+    assert not missing, f"docs/results.md lacks the overview's tables headed {missing}"
+
+
+def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() -> None:
+    """README's "What the selection does" quotes the runner's numbers; each "+x [lo, hi]" it
+    gives must be one that the overview, a dataset's full tables (results/NAME_results.md,
+    which print '-' for '−') or experiments/confirm_clean.py's cells hold, so that the first
+    screen cannot drift from the evidence."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## What the selection does", 1)[1].split("\n## ", 1)[0]
+    quoted = re.findall(r"[+−]\d+\.\d \[[+−]\d+\.\d, [+−]\d+\.\d\]", section)
+    assert quoted, "README's results section quotes no interval"
+    held = "\n".join(p.read_text() for p in sorted(RESULTS.glob("*.md"))).replace("-", "−")
+    # and the cells of experiments/confirm_clean.py (the product default's own fine-tunes)
+    for path in sorted(RESULTS.glob("*_confirm_clean.json")):
+        for c in json.loads(path.read_text())["cells"]:
+            held += f"\n{signed(c['difference'])} [{signed(c['low'])}, {signed(c['high'])}]"
+    missing = [q for q in quoted if q not in held]
+    assert not missing, f"README quotes intervals the committed tables lack: {missing}"
