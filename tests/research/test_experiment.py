@@ -174,7 +174,7 @@ def test_the_overview_across_datasets_is_written_beside_the_tables(ran):
 class _Screened:
     """What choose_default reads of a screened dataset."""
 
-    def __init__(self, name, rows, budgets=(0.05, 0.16)):
+    def __init__(self, name, rows, budgets=(0.05, 0.16), seeds=(0, 1, 2)):
         self.rows = rows
         self.config = type(
             "C",
@@ -184,7 +184,7 @@ class _Screened:
                 "choice_pools": ["clean", "noisy"],
                 "noise": 0.2,
                 "budgets": list(budgets),
-                "seeds": [0, 1, 2],
+                "seeds": list(seeds),
             },
         )
 
@@ -249,6 +249,83 @@ def test_the_default_may_change_with_the_budget_and_sticks_within_the_margin():
         [_Screened("a", _rows(dev, budgets=(0.05, 0.16, 0.3)), (0.05, 0.16, 0.3))]
     )
     assert choice["by_budget"] == {"0.05": "typical", "0.16": "typical", "0.3": "coverage"}
+
+
+def _seeded_rows(dev, seeds=range(5), budgets=(0.05, 0.16)):
+    """Rows whose dev probe is 0.7 + dev(method, pool, budget, seed)."""
+    return [
+        {
+            "pool": pool,
+            "seed": seed,
+            "budget": budget,
+            "method": method,
+            "probe_dev": 0.7 + dev(method, pool, budget, seed),
+            "probe_eval": 0.7,
+        }
+        for seed in seeds
+        for pool in ("clean", "noisy")
+        for budget in budgets
+        for method in ("random", *CANDIDATES)
+    ]
+
+
+def test_the_incumbent_stays_unless_the_winner_leads_beyond_noise():
+    # Coverage leads typical by 0.6 point on average, but seed by seed the lead swings from
+    # -1.5 to +3: maximin alone switches, the incumbent rule keeps typical.
+    swing = [0.05, -0.04, 0.01, -0.03, 0.02]
+    data = _seeded_rows(
+        lambda m, p, b, s: (
+            {"typical": 0.01, "coverage": 0.01 + 0.005 + swing[s] / 2}.get(m, 0.0)
+            - 0.005 * (m not in ("typical", "coverage"))
+        )
+    )
+    alone = choose_default([_Screened("a", data, seeds=range(5))])
+    assert alone["by_budget"] == {"0.05": "coverage", "0.16": "coverage"}
+    held = choose_default(
+        [_Screened("a", data, seeds=range(5))], incumbent={0.05: "typical", 0.16: "typical"}
+    )
+    assert held["by_budget"] == {"0.05": "typical", "0.16": "typical"}
+    test = held["challenges"]["0.05"]
+    assert (test["incumbent"], test["challenger"], test["replaced"]) == (
+        "typical",
+        "coverage",
+        False,
+    )
+    assert test["lead"] == pytest.approx(100 * np.mean(swing) / 2 + 0.5)
+    assert test["ci"][0] < 0 < test["ci"][1]
+
+
+def test_a_winner_that_leads_on_every_seed_replaces_the_incumbent():
+    data = _seeded_rows(
+        lambda m, p, b, s: {"typical": 0.01, "coverage": 0.02 + 0.001 * s}.get(m, 0.0)
+    )
+    held = choose_default(
+        [_Screened("a", data, seeds=range(5))], incumbent={0.05: "typical", 0.16: "typical"}
+    )
+    assert held["by_budget"] == {"0.05": "coverage", "0.16": "coverage"}
+    test = held["challenges"]["0.16"]
+    assert test["replaced"] and test["ci"][0] > 0
+    assert test["lead"] == pytest.approx(1.2)
+    assert "bootstrap" in held["rule"]
+
+
+def test_the_incumbents_lead_is_judged_on_its_worst_cell():
+    # The lead is between worst cells: coverage's +5 on the clean pool does not count; its
+    # noisy pool (+0.5 to +0.9 by seed) is its worst, and typical's +1 beats that on every seed.
+    data = _seeded_rows(
+        lambda m, p, b, s: {
+            "typical": 0.01,
+            "coverage": 0.05 if p == "clean" else 0.005 + 0.001 * s,
+        }.get(m, 0.0)
+    )
+    held = choose_default(
+        [_Screened("a", data, seeds=range(5))], incumbent={0.05: "coverage", 0.16: "typical"}
+    )
+    assert held["by_budget"] == {"0.05": "typical", "0.16": "typical"}
+    assert held["challenges"].get("0.16") is None  # the winner is the incumbent: no test
+    test = held["challenges"]["0.05"]  # typical challenges coverage, the 5% incumbent
+    assert test["challenger"] == "typical" and test["lead"] == pytest.approx(0.3)
+    assert test["replaced"] and test["ci"][0] > 0
 
 
 def test_target_candidates_are_never_the_default():

@@ -14,7 +14,10 @@ Design (docs/results.md states it for a reader):
 * **The default** (:func:`choose_default`): per budget, the candidate whose *worst* dataset x
   pool mean dev-probe gain over random is largest (maximin), kept from the budget below while
   it stays within :data:`HYSTERESIS` points of the best — a rule fixed before any eval number
-  was read; eval never chooses; candidates that need a target sample are not eligible.
+  was read; eval never chooses; candidates that need a target sample are not eligible. Given an
+  *incumbent* (the product's current default), that winner replaces it at a budget only if its
+  worst-case lead has a 95% bootstrap interval (over seeds) above 0: a re-run on new seeds
+  must not switch the default on noise.
 * **Confirmation**: fine-tunes (:mod:`euds.research.finetune`) for the config's ``confirm``
   list, ``default`` standing for the candidate chosen at each budget; every method at a budget
   trains the same number of optimiser updates (natural epochs with a ``min_steps`` floor), the
@@ -34,6 +37,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +69,10 @@ SCREEN_VERSION = 2
 # Points of worst-case dev gain within which the default stays the candidate chosen at the
 # budget below (fewer switches between budgets; a switch must be worth it).
 HYSTERESIS = 0.25
+# The incumbent's defence (:func:`challenge`): bootstrap resamples of the seeds, and the
+# generator seed that makes the interval reproducible.
+BOOTSTRAP = 2000
+BOOTSTRAP_SEED = 20261203
 
 
 @dataclass
@@ -220,9 +228,12 @@ class Screened:
         )
 
 
-def screen(config: ExperimentConfig, seeds: list[int] | None = None) -> Screened:
-    """Prepares and scores the data, then probes every method on the pools of ``seeds``
-    (default: all of ``config.seeds``). The data prepared and scored never depend on
+def screen(
+    config: ExperimentConfig, seeds: list[int] | None = None, methods: list[str] | None = None
+) -> Screened:
+    """Prepares and scores the data, then probes every method (or only ``methods``, a subset
+    of :func:`~euds.research.methods.screened`) on the pools of ``seeds`` (default: all of
+    ``config.seeds``). The data prepared and scored never depend on
     ``seeds``: the noisy pools' junk is built for every configured seed, so that a run of
     a few seeds and a later run of all of them share one junk file, its scores and the
     per-seed screens cached under that file's hash."""
@@ -262,7 +273,10 @@ def screen(config: ExperimentConfig, seeds: list[int] | None = None) -> Screened
         np.array([str(r["label"]) for r in prepared.eval]),
         config.probe_c,
     )
-    methods = screened()
+    if methods is None:
+        methods = screened()
+    elif not set(methods) <= set(screened()):
+        raise ValueError(f"unknown methods {sorted(set(methods) - set(screened()))}")
     s = Screened(config, prepared, superset, junk, dev_embeddings, [], seconds)
     t = time.perf_counter()
     for seed in config.seeds if seeds is None else seeds:
@@ -303,29 +317,86 @@ def _npy(array: np.ndarray) -> bytes:
 # -- the default ---------------------------------------------------------------------------------
 
 
-def dev_gains(screened: list[Screened]) -> dict[str, dict[float, dict[str, float]]]:
-    """Mean dev-probe gain over random, in points, per candidate, budget and dataset:pool cell
-    (paired by seed; a seed where either side could not be fitted is left out)."""
-    out: dict[str, dict[float, dict[str, float]]] = {m: {} for m in CANDIDATES}
+def dev_gain_seeds(screened: list[Screened]) -> dict[str, dict[float, dict[str, np.ndarray]]]:
+    """Dev-probe gain over random, in points, per candidate, budget and dataset:pool cell, one
+    value per seed of that dataset's ``config.seeds`` (paired by seed; NaN where either side
+    could not be fitted or was not screened)."""
+    out: dict[str, dict[float, dict[str, np.ndarray]]] = {m: {} for m in CANDIDATES}
     for s in screened:
         pools = s.config.choice_pools if s.config.noise else ["clean"]
         by = {(r["pool"], r["seed"], r["budget"], r["method"]): r["probe_dev"] for r in s.rows}
         for pool in pools:
             for budget in s.config.budgets:
                 for m in CANDIDATES:
-                    d = [
-                        by[(pool, seed, budget, m)] - by[(pool, seed, budget, RANDOM)]
-                        for seed in s.config.seeds
-                        if (pool, seed, budget, m) in by
-                    ]
-                    d = [v for v in d if not np.isnan(v)]
-                    if d:
-                        cell = out[m].setdefault(budget, {})
-                        cell[f"{s.config.name}:{pool}"] = 100.0 * float(np.mean(d))
+                    d = np.array(
+                        [
+                            by.get((pool, seed, budget, m), np.nan)
+                            - by.get((pool, seed, budget, RANDOM), np.nan)
+                            for seed in s.config.seeds
+                        ],
+                        dtype=float,
+                    )
+                    if not np.isnan(d).all():
+                        out[m].setdefault(budget, {})[f"{s.config.name}:{pool}"] = 100.0 * d
     return out
 
 
-def choose_default(screened: list[Screened]) -> dict[str, Any]:
+def dev_gains(screened: list[Screened]) -> dict[str, dict[float, dict[str, float]]]:
+    """Mean dev-probe gain over random, in points, per candidate, budget and dataset:pool cell
+    (paired by seed; a seed where either side could not be fitted is left out)."""
+    return {
+        m: {b: {cell: float(np.nanmean(d)) for cell, d in g.items()} for b, g in by.items()}
+        for m, by in dev_gain_seeds(screened).items()
+    }
+
+
+def challenge(
+    gain_seeds: dict[str, dict[float, dict[str, np.ndarray]]],
+    budget: float,
+    incumbent: str,
+    challenger: str,
+    *,
+    resamples: int = BOOTSTRAP,
+) -> dict[str, Any]:
+    """The challenger's worst-case lead over the incumbent at ``budget`` (worst cell of each,
+    in points) and its 95% percentile-bootstrap interval: each resample draws every dataset's
+    seeds with replacement (a dataset's clean and noisy pools share the draw, as they share
+    the seed) and takes both worst cases again."""
+    cells = sorted(gain_seeds[incumbent][budget])
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    by_dataset: dict[str, int] = {}
+    for cell in cells:
+        by_dataset.setdefault(cell.split(":")[0], len(gain_seeds[incumbent][budget][cell]))
+    draws = {d: rng.integers(0, n, size=(resamples, n)) for d, n in by_dataset.items()}
+
+    def worst(m: str, take: Any) -> Any:
+        return np.min(
+            [
+                np.nanmean(take(gain_seeds[m][budget][cell], cell.split(":")[0]), axis=-1)
+                for cell in cells
+            ],
+            axis=0,
+        )
+
+    lead = float(worst(challenger, lambda d, _: d) - worst(incumbent, lambda d, _: d))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of NaNs only
+        boot = worst(challenger, lambda d, ds: d[draws[ds]]) - worst(
+            incumbent, lambda d, ds: d[draws[ds]]
+        )
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return {
+        "incumbent": incumbent,
+        "challenger": challenger,
+        "lead": lead,
+        "ci": [float(lo), float(hi)],
+        "replaced": bool(lo > 0),
+    }
+
+
+def choose_default(
+    screened: list[Screened], incumbent: dict[float, str] | None = None
+) -> dict[str, Any]:
     """The default at each screened budget, by a rule fixed before any eval number was read:
 
     1. for each candidate (those needing a target sample excluded) and budget, its *worst*
@@ -333,9 +404,13 @@ def choose_default(screened: list[Screened]) -> dict[str, Any]:
        missing a cell is not eligible at that budget);
     2. at each budget the candidate with the largest worst gain (maximin) wins;
     3. walking the budgets upwards, the candidate chosen at the budget below is kept while its
-       worst gain is within :data:`HYSTERESIS` points of the winner's.
+       worst gain is within :data:`HYSTERESIS` points of the winner's;
+    4. with an ``incumbent`` (budget -> candidate, the product's current default), that winner
+       replaces the incumbent at a budget only if its worst-case lead has a 95% bootstrap
+       interval above 0 (:func:`challenge`); otherwise the incumbent stays.
 
     Dev only: eval plays no part."""
+    gain_seeds = dev_gain_seeds(screened)
     gains = dev_gains(screened)
     budgets = sorted({b for s in screened for b in s.config.budgets})
     cells = {
@@ -345,6 +420,7 @@ def choose_default(screened: list[Screened]) -> dict[str, Any]:
     }
     worst: dict[float, dict[str, float]] = {}
     by_budget: dict[float, str] = {}
+    challenges: dict[str, dict[str, Any]] = {}
     previous: str | None = None
     for b in budgets:
         worst[b] = {
@@ -357,13 +433,26 @@ def choose_default(screened: list[Screened]) -> dict[str, Any]:
         best = max(worst[b], key=lambda m: worst[b][m])
         if previous in worst[b] and worst[b][previous] >= worst[b][best] - HYSTERESIS:
             best = previous
+        held = (incumbent or {}).get(b)
+        if held in worst[b] and held != best:
+            test = challenges[str(b)] = challenge(gain_seeds, b, held, best)
+            best = best if test["replaced"] else held
         by_budget[b] = previous = best
+    rule = (
+        "per budget, the largest worst-case (dataset x pool) mean dev-probe gain over "
+        f"random; the budget below's choice kept while within {HYSTERESIS} points"
+    )
+    if incumbent:
+        rule += (
+            "; the incumbent default replaced only where that winner's worst-case lead has a "
+            "95% bootstrap interval over seeds above 0"
+        )
     return {
         "by_budget": {str(b): m for b, m in by_budget.items()},
         "select": {m: CANDIDATES[m] for m in set(by_budget.values())},
-        "rule": "per budget, the largest worst-case (dataset x pool) mean dev-probe gain over "
-        f"random; the budget below's choice kept while within {HYSTERESIS} points",
+        "rule": rule,
         "worst_dev_gain": {str(b): w for b, w in worst.items()},
+        "challenges": challenges,
         "dev_gains": {m: {str(b): c for b, c in g.items()} for m, g in gains.items()},
         "datasets": [s.config.name for s in screened],
         "pools": {s.config.name: list(s.config.choice_pools) for s in screened},
@@ -505,8 +594,11 @@ def run_experiments(
         for c in configs:
             if not set(seeds) <= set(c.seeds):
                 raise ValueError(f"seeds {seeds} must be among {c.name}'s seeds {c.seeds}")
+    from euds.selection import DEFAULT_CHOICE
+
     screened = [screen(c, seeds) for c in configs]
-    choice = choose_default(screened)
+    # The product's current default is the incumbent: a run changes it only on evidence.
+    choice = choose_default(screened, incumbent=dict(DEFAULT_CHOICE))
     log.info("default (chosen on dev): %s", choice["by_budget"])
     # Item by item across the datasets: the configs list their fine-tunes by priority.
     runs: list[list[dict[str, Any]]] = [[] for _ in screened]
@@ -538,7 +630,7 @@ def run_experiments(
             out / "summary.json", json.dumps(summary, indent=1, default=float).encode()
         )
         # What the product's default table (euds.selection.DEFAULT_CHOICE) must match.
-        kept = ("by_budget", "rule", "worst_dev_gain", "datasets", "pools")
+        kept = ("by_budget", "rule", "worst_dev_gain", "challenges", "datasets", "pools")
         atomic_write_bytes(
             out / "default_choice.json",
             json.dumps({k: choice[k] for k in kept}, indent=1, default=float).encode(),
