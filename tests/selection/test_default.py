@@ -34,7 +34,9 @@ def test_the_default_has_the_screened_settings():
 @pytest.mark.parametrize(
     ("budget", "name"),
     [
-        (0.001, "typical+clean"),
+        (0.001, "filter-random+clean"),
+        (0.014, "filter-random+clean"),
+        (0.015, "typical+clean"),
         (0.07, "typical+clean"),
         (0.12, "typical+clean"),
         (0.13, "typical"),
@@ -104,3 +106,23 @@ def test_what_the_default_needs_is_named():
     texts = [f"t{i}" for i in range(len(x))]
     sel = select(columns, budget=0.05, embeddings=x, texts=texts)
     assert sel.duplicates["near"]["detected"] is False and sel.keep.sum() == 20
+
+
+def test_at_one_percent_the_default_cleans_then_draws_uniformly_without_embeddings():
+    columns, _, texts = columns_and_embeddings(n=1000)
+    sel = select(columns, budget=0.01, texts=texts, seed=3)
+    assert sel.method == "filter-random" and sel.keep.sum() == 10
+    assert sel.details["default"]["choice"] == "filter-random+clean"
+    reasons = sel.counts["dropped_by_reason"]
+    assert reasons["tail"] > 0 and reasons["not_sampled"] > 0
+    assert not sel.keep[5]  # contained in another text
+    named = select(
+        columns,
+        budget=0.01,
+        texts=texts,
+        seed=3,
+        method="filter-random",
+        drop_near_duplicates=True,
+        drop_contained=True,
+    )
+    assert np.array_equal(sel.keep, named.keep)
