@@ -26,7 +26,13 @@ import json
 from pathlib import Path
 
 from euds.cache import atomic_write_bytes
-from euds.research.experiment import ExperimentConfig, challenge, choose_default, screen
+from euds.research.experiment import (
+    ExperimentConfig,
+    challenge,
+    choose_default,
+    dev_gain_seeds,
+    screen,
+)
 from euds.research.methods import CANDIDATES, NEEDS_TARGET, RANDOM
 from euds.selection import DEFAULT_CHOICE
 
@@ -70,8 +76,6 @@ def main() -> int:
     incumbent = dict(DEFAULT_CHOICE)
     choice = choose_default(screened, incumbent=incumbent)
     # The earlier re-run's choices, challenged on these seeds too (reported, not a rule step).
-    from euds.research.experiment import dev_gain_seeds
-
     gain_seeds = dev_gain_seeds(screened)
     rerun = json.loads(RERUN.read_text())["by_budget"]
     rerun_challenges = {
