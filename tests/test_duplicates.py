@@ -1,5 +1,6 @@
 """The duplicate rule (euds.duplicates): contained texts against a brute-force search, the suffix
-array against sorted suffixes, and what containment leaves."""
+array against sorted suffixes, what containment leaves, and which copy of a near-duplicate group
+stays, against a pair-by-pair reference."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from euds.duplicates import (
     contained_texts,
     fold_for_near_duplicates,
+    near_duplicates,
     suffix_array,
     word_ids,
 )
@@ -95,3 +97,69 @@ def test_sst2_train_is_mostly_contained_phrases(data_dir):
             j != i and f" {folded[i]} " in f" {folded[j]} " and len(folded[j]) >= len(folded[i])
             for j in range(len(texts))
         )
+
+
+def reference_near_duplicates(keys, usable, prefer):
+    """Which usable records lose their near-duplicate group, the slow way: groups by a union of
+    every pair sharing a key, then within each group the copy that stays compared one by one
+    (the lowest finite value of ``prefer``, the first among equals; no preference: the first)."""
+    rows = [i for i in range(len(keys)) if usable[i] and keys[i].any()]
+    group = {i: i for i in rows}
+
+    def find(i):
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for a in rows:
+        for b in rows:
+            if a < b and (keys[a] == keys[b]).any():
+                group[max(find(a), find(b))] = min(find(a), find(b))
+
+    def rank(i):
+        if prefer is None or not np.isfinite(prefer[i]):
+            return (1, i)
+        return (0, float(prefer[i]), i)
+
+    stays = {}
+    for i in rows:
+        g = find(i)
+        if g not in stays or rank(i) < rank(stays[g]):
+            stays[g] = i
+    lost = [i for i in rows if stays[find(i)] != i]
+    return np.array(lost, dtype=np.int64), len({find(i) for i in lost})
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("preference", ["first", "lowest"])
+def test_near_duplicates_match_a_pair_by_pair_reference(seed, preference):
+    rng = np.random.default_rng(seed)
+    n, bands = int(rng.integers(1, 80)), int(rng.integers(1, 5))
+    keys = rng.integers(0, int(rng.integers(2, 2 * n + 3)), size=(n, bands)).astype(np.uint64)
+    keys[rng.random(n) < 0.1] = 0  # no text: matches nothing
+    usable = rng.random(n) < 0.85
+    prefer = None
+    if preference == "lowest":
+        # Few distinct values (ties) and some NaN and infinite ones.
+        prefer = rng.integers(0, 4, size=n).astype(np.float64)
+        prefer[rng.random(n) < 0.1] = np.nan
+        prefer[rng.random(n) < 0.05] = np.inf
+        prefer[rng.random(n) < 0.05] = -np.inf
+    rows, groups = near_duplicates(keys, usable, prefer)
+    want_rows, want_groups = reference_near_duplicates(keys, usable, prefer)
+    np.testing.assert_array_equal(rows, want_rows)
+    assert groups == want_groups
+
+
+def test_near_duplicates_keep_the_lowest_copy_not_the_first():
+    keys = np.array([[1, 9], [2, 8], [1, 7], [3, 8], [4, 6]], dtype=np.uint64)  # {0,2}, {1,3}, {4}
+    usable = np.ones(5, dtype=bool)
+    prefer = np.array([2.0, np.nan, 1.0, 5.0, 0.0])
+    rows, groups = near_duplicates(keys, usable, prefer)
+    # Row 2 is lower than row 0; row 1 has no value, so row 3 stays; row 4 is alone.
+    assert rows.tolist() == [0, 1] and groups == 2
+    rows, groups = near_duplicates(keys, usable)
+    assert rows.tolist() == [2, 3] and groups == 2
+    # An unusable copy never stays, however low.
+    usable[2] = False
+    assert near_duplicates(keys, usable, prefer)[0].tolist() == [1]

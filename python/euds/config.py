@@ -21,6 +21,7 @@ from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
 from euds.selection.coverage import DEFAULT_STRATA
+from euds.selection.policy import NEAR_DUPLICATE_KEEP
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -275,6 +276,13 @@ class SelectConfig:
         "0.7 almost always)",
         DUPLICATES,
     )
+    near_duplicate_keep: str = option(
+        "first",
+        "which copy of a near-duplicate group stays: the first, or the one lowest in a score "
+        "(generative: the most predictable copy, most often the one without an edit)",
+        DUPLICATES,
+        choices=NEAR_DUPLICATE_KEEP,
+    )
     drop_contained: bool = option(
         False,
         "drop a text whose folded words occur inside a longer text of the input",
@@ -298,7 +306,7 @@ class SelectConfig:
 
     def check(self) -> None:
         """Refuses what cannot work, before any file is read (``ValueError`` naming the option)."""
-        from euds.selection import METHODS, TARGET, TARGET_SCORES
+        from euds.selection import METHODS, TARGET, TARGET_SCORES, default_choice, uses_default
 
         if (self.budget is None) == (self.intervals is None):
             raise ValueError("give exactly one of budget (--budget) and intervals (--interval)")
@@ -336,6 +344,24 @@ class SelectConfig:
         for name in ("absolute", "keep_duplicates", "drop_near_duplicates", "drop_contained"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.near_duplicate_keep not in NEAR_DUPLICATE_KEEP:
+            raise ValueError(
+                f"near_duplicate_keep must be one of {NEAR_DUPLICATE_KEEP}: "
+                f"{self.near_duplicate_keep!r}"
+            )
+        default = uses_default(
+            self.method, self.signals, self.intervals, self.budget, self.position
+        )
+        if (
+            self.near_duplicate_keep != "first"
+            and not self.drop_near_duplicates
+            and not (default and default_choice(self.budget)[1].get("drop_near_duplicates"))
+        ):
+            raise ValueError(
+                "near_duplicate_keep (--near-duplicate-keep) chooses the copy of a near-duplicate "
+                "group that stays: it needs drop_near_duplicates (--drop-near-duplicates), or "
+                "the default selection at a budget whose choice drops them (docs/selection.md)"
+            )
         if self.target_score not in TARGET_SCORES:
             raise ValueError(f"target_score must be one of {TARGET_SCORES}: {self.target_score!r}")
         if (self.method == TARGET) != (self.target is not None):

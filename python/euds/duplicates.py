@@ -8,7 +8,8 @@ Three kinds, from the strictest:
 * **near** — :func:`near_duplicate_keys`: MinHash band keys of the folded text
   (:func:`fold_for_near_duplicates`; the ``near_keys`` column, :data:`NEAR_DUPLICATES`).
   Records sharing a key are joined transitively (:func:`near_duplicate_groups`), as MinHash
-  deduplication does; the first usable record of each group stays (``near_duplicate_text``).
+  deduplication does; one usable record of each group stays (``near_duplicate_text`` for the
+  rest): the first, or the one with the lowest value of a chosen score (:func:`near_duplicates`).
 * **contained** — :func:`contained_texts`: a text whose folded word sequence occurs, as a
   contiguous run, inside a longer usable text of the pool is dropped in favour of the longer one
   (``contained_text``); of several texts with the same folded words the first stays. SST-2's
@@ -129,13 +130,31 @@ def near_duplicate_groups(keys: np.ndarray) -> np.ndarray:
     return label
 
 
-def near_duplicates(keys: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, int]:
-    """(rows of every usable record that shares a near-duplicate group with an earlier usable
-    record, the number of groups that lost a record)."""
+def near_duplicates(
+    keys: np.ndarray, usable: np.ndarray, prefer: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """(rows of every usable record that loses its near-duplicate group, the number of groups
+    that lost a record). Of each group of usable records one stays: the first, or, given
+    ``prefer`` (one value per record), the one with the lowest value, the first among equal
+    values; a value that is NaN or infinite comes after every finite one.
+
+    Why a choice: noise in a corpus is mostly a copy with an edit, and the first copy is the
+    noisy one as often as not; the cleaner copy of a pair usually reads as more predictable
+    (lower generative entropy or bits per byte: docs/results.md, Noise)."""
     rows = np.flatnonzero(usable & keys.any(axis=1))
     root = near_duplicate_groups(keys[rows])
-    later = root != np.arange(len(rows))
-    return rows[later], len(np.unique(root[later]))
+    if prefer is None:
+        stays = root == np.arange(len(rows))
+    else:
+        value = np.asarray(prefer, dtype=np.float64)[rows]
+        value = np.where(np.isfinite(value), value, np.inf)
+        # Sorted by group, then value, then row: the first of each group's run stays.
+        order = np.lexsort((np.arange(len(rows)), value, root))
+        heads = np.ones(len(rows), dtype=bool)
+        heads[1:] = root[order][1:] != root[order][:-1]
+        stays = np.zeros(len(rows), dtype=bool)
+        stays[order[heads]] = True
+    return rows[~stays], len(np.unique(root[~stays]))
 
 
 # -- containment ------------------------------------------------------------------------------

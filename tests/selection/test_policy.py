@@ -14,7 +14,12 @@ import pytest
 
 from conftest import band_args, jsonl_bytes, read_jsonl_gz
 from euds.cli import main
-from euds.duplicates import fold_for_near_duplicates, near_duplicate_keys, text_hashes
+from euds.duplicates import (
+    fold_for_near_duplicates,
+    near_duplicate_keys,
+    near_duplicates,
+    text_hashes,
+)
 from euds.io import read_field
 from euds.scores import ScoreDir, read_scores
 from euds.selection import largest_remainder, near_duplicate_groups
@@ -450,6 +455,44 @@ def test_near_duplicates_dropped_first_kept_before_the_band():
         select(scores, budget=0.5, drop_near_duplicates=True)
 
 
+def test_near_duplicate_keep_chooses_the_lowest_copy():
+    rng = np.random.default_rng(6)
+    texts = [BASE_TEXTS[0], BASE_TEXTS[1], BASE_TEXTS[0].replace("charming", "charmnig")]
+    texts += [BASE_TEXTS[1].replace("wooden", "woooden"), *BASE_TEXTS[2:]]
+    texts += [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(14)]
+    n = len(texts)  # 20
+    generative = rng.normal(size=n)
+    generative[[0, 2]] = [3.0, 1.0]  # the edited copy is the lower: it stays
+    generative[[1, 3]] = [1.0, 3.0]  # here the original is: the first copy stays
+    scores = {
+        "information": rng.normal(size=n),
+        "generative": generative,
+        "text_hash": np.array(text_hashes(texts), dtype=object),
+        "near_keys": near_duplicate_keys(texts),
+    }
+    sel = select(
+        scores,
+        budget=0.5,
+        signals=["information"],
+        drop_near_duplicates=True,
+        near_duplicate_keep="generative",
+    )
+    check_counts(sel, n, 10)
+    assert sel.reason[0] == sel.reason[3] == "near_duplicate_text"
+    assert sel.reason[2] != "near_duplicate_text" and sel.reason[1] != "near_duplicate_text"
+    near = sel.duplicates["near"]
+    assert near["policy"] == "keep-lowest-generative" and near["dropped"] == 2
+    first = select(scores, budget=0.5, signals=["information"], drop_near_duplicates=True)
+    assert first.duplicates["near"]["policy"] == "keep-first"
+    assert first.reason[2] == first.reason[3] == "near_duplicate_text"
+    with pytest.raises(ValueError, match="needs drop_near_duplicates"):
+        select(scores, budget=0.5, signals=["information"], near_duplicate_keep="generative")
+    with pytest.raises(ValueError, match="near_duplicate_keep must be one of"):
+        select(scores, budget=0.5, drop_near_duplicates=True, near_duplicate_keep="lowest")
+    with pytest.raises(ValueError, match="'bpb' score column"):
+        select(scores, budget=0.5, drop_near_duplicates=True, near_duplicate_keep="bpb")
+
+
 # -- files and the command line ------------------------------------------------------------------
 
 
@@ -515,12 +558,23 @@ def test_cli_duplicates(dup_input, dup_scored, tmp_path):
 
 def test_cli_near_duplicates(data_dir, tmp_path):
     records = read_jsonl_gz(data_dir / "sst2" / "train.jsonl.gz", 300)
-    records = [r for r in records if len(r["text"].split()) >= 8][:100]
+    records = [r for r in records if len(r["text"].split()) >= 8]
+    # No near duplicates of their own: every group is one record and the copy made of it.
+    texts = [r["text"] for r in records]
+    own = near_duplicates(near_duplicate_keys(texts), np.ones(len(texts), dtype=bool))[0]
+    records = [r for i, r in enumerate(records) if i not in set(own.tolist())][:100]
     rng = np.random.default_rng(1)
+    source = {}  # near copy -> the record it copies
+    before, after = [], []  # half the copies come first in the file, as noise may
     for k, j in enumerate(rng.choice(len(records), size=20, replace=False)):
         words = records[j]["text"].split()
         words.insert(int(rng.integers(len(words))), "really")
-        records.append({"id": f"near{k}", "text": " ".join(words).upper(), "label": 0})
+        (before if k < 10 else after).append(
+            {"id": f"near{k}", "text": " ".join(words).upper(), "label": 0}
+        )
+        source[f"near{k}"] = records[j]["id"]
+    records = [*before, *records, *after]
+    order = {r["id"]: i for i, r in enumerate(records)}
     path = tmp_path / "near.jsonl"
     path.write_bytes(jsonl_bytes(records))
     scores = tmp_path / "S"
@@ -533,8 +587,49 @@ def test_cli_near_duplicates(data_dir, tmp_path):
     near = sel["counts"]["dropped_by_reason"]["near_duplicate_text"]
     assert near == sel["duplicates"]["near"]["dropped"] >= 18  # MinHash: (nearly) all found
     assert sel["counts"]["kept"] == 60
-    kept = set(output_ids(out))
-    assert not any(i.startswith("near") for i in kept)  # the later copy is the one dropped
+    decisions = pq.read_table(out.with_name(out.name + ".decisions.parquet")).to_pylist()
+    dropped = {d["id"] for d in decisions if d["reason"] == "near_duplicate_text"}
+    pairs = [(c, o) for c, o in source.items() if c in dropped or o in dropped]
+    assert len(pairs) == near
+    for pair in pairs:  # the later copy in the file is the one dropped
+        assert max(pair, key=order.get) in dropped and min(pair, key=order.get) not in dropped
+    assert {o for _, o in pairs} & dropped  # an original behind its copy lost
+    # --near-duplicate-keep: the copy lower in information entropy stays instead.
+    low = tmp_path / "low.jsonl"
+    keep = ("--near-duplicate-keep", "information")
+    assert cli("select", path, "--scores", scores, "-o", low, *args, *keep) == 0
+    sel = manifest_of(low)["selection"]
+    assert sel["duplicates"]["near"]["policy"] == "keep-lowest-information"
+    assert sel["counts"]["dropped_by_reason"]["near_duplicate_text"] == near
+    table = read_scores(scores)
+    info = dict(
+        zip(table.column("id").to_pylist(), table.column("information").to_pylist(), strict=True)
+    )
+    decisions = pq.read_table(low.with_name(low.name + ".decisions.parquet")).to_pylist()
+    dropped = {d["id"] for d in decisions if d["reason"] == "near_duplicate_text"}
+    pairs = [(c, o) for c, o in source.items() if c in dropped or o in dropped]
+    assert len(pairs) == near
+    for copy, original in pairs:
+        lower = copy if info[copy] < info[original] else original
+        assert lower not in dropped and {copy, original} - {lower} <= dropped
+    # The edit (upper case, a word more) raises the entropy: every original stays now.
+    assert not {o for _, o in pairs} & dropped
+    # Without --drop-near-duplicates there is no group to choose in: refused before any read.
+    assert (
+        cli(
+            "select",
+            path,
+            "--scores",
+            scores,
+            "-o",
+            tmp_path / "x.jsonl",
+            "--budget",
+            "0.5",
+            *INFO,
+            *keep,
+        )
+        == 2
+    )
 
 
 def test_old_score_directory_without_text_hash(dup_scored, tmp_path):

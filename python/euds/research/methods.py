@@ -8,9 +8,10 @@
 * **Candidates** (:data:`CANDIDATES`): :func:`euds.selection.select` settings — the entropy bands
   (each signal, IGSE ``intersect`` and ``mean-rank``, cluster-stratified intersect), filter-then-
   sample, coverage (CCS), typicality (TypiClust; ``atypical`` keeps the least typical), target
-  matching against the dev split's texts (unlabelled), and ``+clean`` variants that also drop
-  near-duplicate and contained texts. :data:`NEEDS_TARGET` are screened but never the default:
-  a user has no target sample unless they bring one.
+  matching against the dev split's texts (unlabelled), ``+clean`` variants that also drop
+  near-duplicate and contained texts, and ``+clean-gen`` ones that keep of each near-duplicate
+  group the copy lowest in generative entropy instead of the first. :data:`NEEDS_TARGET` are
+  screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
   ``@full-steps``: a fine-tune trained for as many steps as the whole pool (:data:`STEP_MATCHED`).
 """
@@ -24,6 +25,7 @@ import numpy as np
 ALL = ["information", "generative", "semantic"]
 TAILS = (0.05, 0.95)
 CLEAN = {"drop_near_duplicates": True, "drop_contained": True}
+CLEAN_GEN = {**CLEAN, "near_duplicate_keep": "generative"}
 CANDIDATES: dict[str, dict[str, Any]] = {
     "information": {"signals": ["information"]},
     "generative": {"signals": ["generative"]},
@@ -34,11 +36,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "filter-random": {"signals": ALL, "method": "filter-random"},
     "filter-random+clusters": {"signals": ALL, "method": "filter-random", "stratify": "clusters"},
     "filter-random+clean": {"signals": ALL, "method": "filter-random", **CLEAN},
+    "filter-random+clean-gen": {"signals": ALL, "method": "filter-random", **CLEAN_GEN},
     "coverage": {"method": "coverage"},
     "coverage+clusters": {"method": "coverage", "stratify": "clusters"},
     "coverage+clean": {"method": "coverage", **CLEAN},
+    "coverage+clean-gen": {"method": "coverage", **CLEAN_GEN},
     "typical": {"method": "typical", "position": 0.0},
     "typical+clean": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN},
+    "typical+clean-gen": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN_GEN},
     "atypical": {"method": "typical", "position": 1.0},
     "target": {"method": "target"},
     "target+clusters": {"method": "target", "stratify": "clusters"},

@@ -7,8 +7,9 @@ One pass of rules, the same for every method:
    infinite scores raise ``ValueError`` naming the record, unless ``on_nonfinite="drop"``
    (``nonfinite``).
 2. **duplicates** (:mod:`euds.duplicates`): later copies of an exact-duplicate text
-   (``duplicate_text``, unless ``keep_duplicates``); with ``drop_near_duplicates`` all but the
-   first of each near-duplicate group (``near_duplicate_text``); with ``drop_contained`` every
+   (``duplicate_text``, unless ``keep_duplicates``); with ``drop_near_duplicates`` all but one
+   of each near-duplicate group (``near_duplicate_text``): the first, or with
+   ``near_duplicate_keep`` the one lowest in that score; with ``drop_contained`` every
    text found inside a longer one (``contained_text``). The budget stays a share of *all* input
    records.
 3. **tails** (filter-random, coverage, typical, target): each signal's values outside the
@@ -106,6 +107,9 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
 }
 TEXT_HASH = "text_hash"
 NEAR_KEYS = "near_keys"
+# Which copy of a near-duplicate group stays: the first, or the lowest in one of these scores.
+KEEP_FIRST = "first"
+NEAR_DUPLICATE_KEEP = (KEEP_FIRST, *SELECTABLE)
 
 REASON_KEPT = ""
 REASON_OUTSIDE = "outside_interval"
@@ -198,6 +202,7 @@ def select(
     strata: int = DEFAULT_STRATA,
     keep_duplicates: bool = False,
     drop_near_duplicates: bool = False,
+    near_duplicate_keep: str = KEEP_FIRST,
     drop_contained: bool = False,
     texts: Sequence[str | None] | None = None,
     embeddings: np.ndarray | None = None,
@@ -219,7 +224,10 @@ def select(
     rank); for typical and target: only the signals whose ``tails`` are dropped first.
     ``stratify``: one
     label per record (None/NaN labels form their own stratum). ``strata``: coverage's number
-    of equal-width strata. ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
+    of equal-width strata. ``near_duplicate_keep``: which copy of a near-duplicate group stays,
+    ``"first"`` or the one with the lowest value of a score column (one of
+    :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the one
+    without an edit). ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
     (for ``typical``) are per record, in the scores' order.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
@@ -233,6 +241,10 @@ def select(
     ):
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if near_duplicate_keep not in NEAR_DUPLICATE_KEEP:
+        raise ValueError(
+            f"near_duplicate_keep must be one of {NEAR_DUPLICATE_KEEP}, got {near_duplicate_keep!r}"
+        )
     columns = columns_of(scores)
     n = length(columns)
     if (budget is None) == (intervals is None):
@@ -312,6 +324,24 @@ def select(
         raise ValueError(f"strata must be a positive int, got {strata!r}")
     population = strata_codes(stratify, n) if stratify is not None else None
     x = _embeddings(embeddings, n) if method == TYPICAL else None
+    if near_duplicate_keep != KEEP_FIRST:
+        if near_absent:
+            raise ValueError(
+                f"near_duplicate_keep={near_duplicate_keep!r} needs the {NEAR_KEYS!r} column, "
+                "which these scores lack (scored before euds computed it): score the input again "
+                "(--overwrite)"
+            )
+        if not drop_near_duplicates:
+            raise ValueError(
+                f"near_duplicate_keep={near_duplicate_keep!r} chooses the copy of a near-duplicate "
+                "group that stays: it needs drop_near_duplicates=True"
+                + (f" (the default selection at budget {budget} drops none)" if default else "")
+            )
+        if near_duplicate_keep not in columns:
+            raise ValueError(
+                f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
+                f"score column, which these scores lack: score it, or keep the first copy"
+            )
     if drop_contained and (texts is None or len(texts) != n):
         raise ValueError(
             f"drop_contained needs texts= (one per record, {n}); "
@@ -363,11 +393,16 @@ def select(
                 f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
                 "(scored before euds computed it): score the input again (--overwrite)"
             )
-        dup, groups = near_duplicates(near_key_matrix(keys, n), usable)
+        prefer = (
+            None
+            if near_duplicate_keep == KEEP_FIRST
+            else score_column(columns, near_duplicate_keep)
+        )
+        dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer)
         reason[dup] = REASON_NEAR_DUPLICATE
         usable[dup] = False
         duplicates["near"] = {
-            "policy": "keep-first",
+            "policy": "keep-first" if prefer is None else f"keep-lowest-{near_duplicate_keep}",
             "dropped": len(dup),
             "groups": groups,
             "minhash": dict(NEAR_DUPLICATES),
