@@ -29,9 +29,8 @@ import numpy as np
 
 from euds.api import Scorer
 from euds.cache import atomic_write_bytes
-from euds.research import preprocess
 from euds.research.noise import make_junk
-from euds.research.pools import read_jsonl
+from euds.research.pools import load_records
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -45,9 +44,7 @@ SCORES = ("information", "generative", "nll", "bpb")
 
 
 def originals(path: Path, cleaner: str | None, n: int, seed: int) -> list[str]:
-    clean = preprocess.get(cleaner)
-    texts = [r["text"] for r in read_jsonl(path)]
-    texts = [t for t in (clean(t) if clean else t for t in texts) if t.strip()]
+    texts = [r["text"] for r in load_records(path, cleaner)]
     rng = np.random.default_rng(seed)
     return [texts[int(i)] for i in rng.choice(len(texts), size=n, replace=False)]
 

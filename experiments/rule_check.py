@@ -28,6 +28,7 @@ from pathlib import Path
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import (
     ExperimentConfig,
+    Screened,
     challenge,
     choose_default,
     dev_gain_seeds,
@@ -46,6 +47,33 @@ def seeds_of(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
+# What the rule reads: random and every candidate a user can have (no length-matched controls).
+METHODS = [RANDOM, *(m for m in CANDIDATES if m not in NEEDS_TARGET)]
+
+
+def screen_all(
+    configs: list[str],
+    dataset_seeds: dict[str, list[int]],
+    seeds: list[int],
+    budgets: list[float],
+    threads: int,
+) -> list[Screened]:
+    """Screens :data:`METHODS` on each config's pools of its seeds (``dataset_seeds`` by name,
+    else ``seeds``) at ``budgets``, cached under out/experiments/rule_check/NAME."""
+    screened = []
+    for path in configs:
+        config = ExperimentConfig.from_toml(path)
+        config.seeds = dataset_seeds.get(config.name) or seeds
+        config.budgets, config.confirm = budgets, []
+        config.output = str(OUT / config.name)
+        if threads:
+            config.score = {**config.score, "threads": threads}
+        config.check()
+        screened.append(screen(config, methods=METHODS))
+        print(f"{config.name}: screened seeds {config.seeds} at {budgets}", flush=True)
+    return screened
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="+")
@@ -59,18 +87,7 @@ def main() -> int:
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
     budgets = [float(b) for b in args.budgets.split(",")]
-    methods = [RANDOM, *(m for m in CANDIDATES if m not in NEEDS_TARGET)]
-    screened = []
-    for path in args.configs:
-        config = ExperimentConfig.from_toml(path)
-        config.seeds = seeds.get(config.name) or seeds_of(args.seeds)
-        config.budgets, config.confirm = budgets, []
-        config.output = str(OUT / config.name)
-        if args.threads:
-            config.score = {**config.score, "threads": args.threads}
-        config.check()
-        screened.append(screen(config, methods=methods))
-        print(f"{config.name}: screened seeds {config.seeds} at {budgets}", flush=True)
+    screened = screen_all(args.configs, seeds, seeds_of(args.seeds), budgets, args.threads)
     if args.screen_only:
         return 0
     incumbent = dict(DEFAULT_CHOICE)

@@ -47,22 +47,30 @@ class Prepared:
     pool_size: int
 
 
+def load_records(path: Path, cleaner: str | None) -> list[dict[str, Any]]:
+    """The records of a JSONL file as the experiment sees them: each text through the dataset's
+    clean-up (:mod:`euds.research.preprocess`, by name; None: as read), records left without
+    text dropped."""
+    from euds.research import preprocess
+
+    clean = preprocess.get(cleaner)
+    records = read_jsonl(path)
+    if clean is not None:
+        records = [{**r, "text": clean(r["text"])} for r in records]
+    # A post with nothing left after the clean-up carries no text to learn from.
+    return [r for r in records if r["text"].strip()]
+
+
 def prepare_data(config: Any) -> Prepared:
     """Writes superset.jsonl, junk.jsonl, dev.jsonl and eval.jsonl under the output folder."""
     from euds.output import Protected, claim_folder
-    from euds.research import preprocess
     from euds.research.noise import noisy_pool
 
     inputs = [config.train, config.eval, config.dev or None]
     out = claim_folder(config.output, Protected.of(inputs=inputs), ".euds-experiment")
-    clean = preprocess.get(config.preprocess)
 
     def load(path: str) -> list[dict[str, Any]]:
-        records = read_jsonl(Path(path))
-        if clean is not None:
-            records = [{**r, "text": clean(r["text"])} for r in records]
-        # A post with nothing left after the clean-up carries no text to learn from.
-        return [r for r in records if r["text"].strip()]
+        return load_records(Path(path), config.preprocess)
 
     train = load(config.train)
     rng = np.random.default_rng(config.sample_seed)

@@ -1,0 +1,184 @@
+"""Which copy of a near-duplicate group should a clean selection keep: the first, or the one
+lowest in generative entropy? The ``+clean`` candidates keep the first copy. On the noisy pools
+the junk copy is the first one about half the time (docs/results.md, Noise). ``+clean-gen``
+keeps the copy lowest in generative entropy (``near_duplicate_keep="generative"``).
+
+The rule was written before any screen of ``+clean-gen`` was read. It works on dev data only:
+eval numbers are reported, never used. At each budget whose default is ``X+clean``,
+``X+clean-gen`` replaces it when both of these hold:
+
+(a) on every dataset × pool, the mean over seeds of its dev-probe accuracy minus ``X+clean``'s
+    is shown above -0.5 points: a one-sided paired t test at 5%, the issue's non-inferiority
+    margin;
+(b) on every noisy pool, its mean junk share is no higher than ``X+clean``'s.
+
+The screens are :mod:`rule_check`'s own, read from its cache (fresh seeds, every candidate).
+For each X in typical, filter-random and coverage, and at each budget, dataset and pool, this
+script reports:
+
+* the paired dev and eval differences (``X+clean-gen`` minus ``X+clean``), with 95% CI, MDE and
+  the non-inferiority p;
+* the junk share and the near-duplicate junk kept by each;
+* on the clean pools, the share of ``X+clean-gen``'s records that ``X+clean`` keeps too.
+
+Output: docs/results/near_duplicate_keep.json by default.
+
+Run: python experiments/near_duplicate_keep.py experiments/{sst2,trec,20ng}.toml --seeds 30-35
+[--dataset-seeds 20ng=30-32] [--budgets ...] [--threads 1] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rule_check import screen_all, seeds_of
+
+from euds.cache import atomic_write_bytes
+from euds.research.methods import choose
+from euds.research.stats import mde, noninferiority, paired
+from euds.selection import DEFAULT_CHOICE
+
+ROOT = Path(__file__).resolve().parent.parent
+BASES = ("typical+clean", "filter-random+clean", "coverage+clean")
+MARGIN = 0.5
+RULE = (
+    "at each budget whose default is X+clean, X+clean-gen replaces it when (a) on every dataset "
+    "x pool its mean dev-probe difference from X+clean is shown above -0.5 points (one-sided "
+    "paired t test, 5%) and (b) on every noisy pool its mean junk share is no higher"
+)
+
+
+def cell(rows: list[dict[str, Any]], method: str, budget: float, pool: str) -> dict[int, Any]:
+    return {
+        r["seed"]: r
+        for r in rows
+        if r["method"] == method and r["budget"] == budget and r["pool"] == pool
+    }
+
+
+def compare(first: dict[int, Any], gen: dict[int, Any], key: str) -> dict[str, Any]:
+    seeds = sorted(s for s in first if s in gen)
+    d = np.array([100 * (gen[s][key] - first[s][key]) for s in seeds])
+    d = d[np.isfinite(d)]
+    p = paired(d)
+    return {
+        "seeds": len(d),
+        "mean": p.mean,
+        "ci": [p.low, p.high],
+        "mde": mde(d),
+        "noninferior_p": noninferiority(d, MARGIN),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("configs", nargs="+")
+    ap.add_argument("--seeds", default="30-35")
+    ap.add_argument("--dataset-seeds", action="append", default=[], metavar="NAME=LO-HI")
+    ap.add_argument("--budgets", default="0.01,0.02,0.05,0.1,0.16,0.3")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--output", type=Path, default=ROOT / "docs/results/near_duplicate_keep.json")
+    args = ap.parse_args()
+    dataset_seeds = {
+        name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
+    }
+    budgets = [float(b) for b in args.budgets.split(",")]
+    screened = screen_all(args.configs, dataset_seeds, seeds_of(args.seeds), budgets, args.threads)
+    cells: list[dict[str, Any]] = []
+    for s in screened:
+        pools = ("clean", "noisy") if s.config.noise else ("clean",)
+        for kind in pools:
+            overlap: dict[tuple[str, float], list[float]] = {}
+            if kind == "clean":  # how many records the rule changes, per seed
+                for seed in s.config.seeds:
+                    pool = s.pool(kind, seed)
+                    for base in BASES:
+                        for b in budgets:
+                            a = choose(base, b, pool, seed=seed)
+                            g = choose(base + "-gen", b, pool, seed=seed)
+                            share = float((a & g).sum() / max(int(g.sum()), 1))
+                            overlap.setdefault((base, b), []).append(share)
+            for base in BASES:
+                for b in budgets:
+                    first = cell(s.rows, base, b, kind)
+                    gen = cell(s.rows, base + "-gen", b, kind)
+                    rnd = cell(s.rows, "random", b, kind)
+                    out: dict[str, Any] = {
+                        "dataset": s.config.name,
+                        "pool": kind,
+                        "budget": b,
+                        "base": base,
+                        "dev": compare(first, gen, "probe_dev"),
+                        "eval": compare(first, gen, "probe_eval"),
+                        "dev_gain_over_random": {
+                            m: compare(rnd, by, "probe_dev")["mean"]
+                            for m, by in ((base, first), (base + "-gen", gen))
+                        },
+                    }
+                    if kind == "noisy":
+                        for m, by in ((base, first), (base + "-gen", gen), ("random", rnd)):
+                            out.setdefault("junk_share", {})[m] = float(
+                                np.mean([r.get("junk_share", np.nan) for r in by.values()])
+                            )
+                            out.setdefault("near_duplicate_junk", {})[m] = float(
+                                np.mean(
+                                    [
+                                        r.get("junk_kept", {}).get("near_duplicate", 0)
+                                        for r in by.values()
+                                    ]
+                                )
+                            )
+                    if overlap:
+                        out["overlap_clean"] = float(np.mean(overlap[(base, b)]))
+                    cells.append(out)
+    decisions = {}
+    for b in budgets:
+        base = dict(DEFAULT_CHOICE).get(b)
+        if base not in BASES:
+            continue
+        mine = [c for c in cells if c["base"] == base and c["budget"] == b]
+        noninferior = all(c["dev"]["noninferior_p"] < 0.05 for c in mine)
+        less_junk = all(
+            c["junk_share"][base + "-gen"] <= c["junk_share"][base]
+            for c in mine
+            if c["pool"] == "noisy"
+        )
+        decisions[str(b)] = {
+            "incumbent": base,
+            "challenger": base + "-gen",
+            "noninferior_everywhere": noninferior,
+            "junk_no_higher_everywhere": less_junk,
+            "replaced": noninferior and less_junk,
+        }
+    result = {
+        "rule": RULE,
+        "seeds": {s.config.name: s.config.seeds for s in screened},
+        "budgets": budgets,
+        "decisions": decisions,
+        "cells": cells,
+    }
+    atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
+    for c in cells:
+        junk = c.get("junk_share")
+        print(
+            f"{c['dataset']:5} {c['pool']:5} {c['budget']:5.0%} {c['base']:20} "
+            f"dev {c['dev']['mean']:+.2f} [{c['dev']['ci'][0]:+.2f}, {c['dev']['ci'][1]:+.2f}] "
+            f"p_ni {c['dev']['noninferior_p']:.3f}"
+            + (
+                f" junk {100 * junk[c['base']]:.1f}% -> {100 * junk[c['base'] + '-gen']:.1f}%"
+                if junk
+                else f" overlap {c.get('overlap_clean', float('nan')):.3f}"
+            )
+        )
+    for b, d in decisions.items():
+        print(b, d)
+    print(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
