@@ -68,7 +68,7 @@ def compare(first: dict[int, Any], gen: dict[int, Any], key: str) -> dict[str, A
     return {
         "seeds": len(d),
         "mean": p.mean,
-        "ci": [p.low, p.high],
+        "ci": [p.lo, p.hi],
         "mde": mde(d),
         "noninferior_p": noninferiority(d, MARGIN),
     }

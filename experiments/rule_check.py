@@ -9,9 +9,9 @@ same data, new junk; ten, not twenty, because the junk is made and scored per se
 seeds' junk took longer than a session leaves on 2 cores; ``--dataset-seeds 20ng=20-24``
 gives one dataset fewer, as 20NG's long texts score slowest) with random and every eligible
 candidate (no length-matched controls, which the rule does not read), applies the rule, and
-writes out/experiments/rule_check/rule_check.json: the choice, every candidate's worst-case
-dev gain and each challenge with its interval. Dev only: it never reads an eval number. Cached
-per seed and pool; interrupted, it resumes.
+writes out/experiments/rule_check/rule_check.json (or ``--output``): the choice, every
+candidate's worst-case dev gain and each challenge with its interval. Dev only: it never reads
+an eval number. Cached per seed and pool; interrupted, it resumes.
 
 Run: python experiments/rule_check.py experiments/{sst2,20ng,trec}.toml [--seeds 20-29]
 [--dataset-seeds NAME=LO-HI ...] [--budgets 0.01,0.16,0.3] [--threads 1] [--screen-only]
@@ -82,6 +82,7 @@ def main() -> int:
     ap.add_argument("--budgets", default="0.01,0.16,0.3")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--screen-only", action="store_true")
+    ap.add_argument("--output", type=Path, default=OUT / "rule_check.json")
     args = ap.parse_args()
     seeds = {
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
@@ -112,8 +113,8 @@ def main() -> int:
         "dev_gains": choice["dev_gains"],
         "datasets": choice["datasets"],
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(OUT / "rule_check.json", json.dumps(result, indent=1).encode())
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
     for b in budgets:
         w = choice["worst_dev_gain"].get(str(b), {})
         top = sorted(w, key=w.get, reverse=True)[:3]
@@ -129,7 +130,7 @@ def main() -> int:
                     f"  {name} {t['challenger']}: lead {t['lead']:+.2f} "
                     f"[{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}] replaced={t['replaced']}"
                 )
-    print(OUT / "rule_check.json")
+    print(args.output)
     return 0
 
 

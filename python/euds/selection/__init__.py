@@ -12,14 +12,21 @@ Methods (``method=``):
   as many clusters as the budget keeps, its most typical at ``position`` 0;
 * ``target`` (:mod:`euds.selection.target`): the most similar to a sample of the texts wanted.
 
-Any of them with ``stratify`` (a quota per cluster or group), after the duplicate rules of
-:mod:`euds.duplicates` (exact, near, contained). The rules every method shares are in
-:mod:`euds.selection.policy`.
+Any of them with ``stratify`` (a quota per cluster or group), after the duplicate rules
+(:mod:`euds.selection.copies` applies :mod:`euds.duplicates`'s exact, near and contained).
+The rules every method shares are in :mod:`euds.selection.policy`.
 """
 
 from euds.duplicates import near_duplicate_groups
 from euds.selection.bands import MEAN_RANK
 from euds.selection.columns import near_key_matrix
+from euds.selection.copies import (
+    NEAR_KEYS,
+    REASON_CONTAINED,
+    REASON_DUPLICATE,
+    REASON_NEAR_DUPLICATE,
+    TEXT_HASH,
+)
 from euds.selection.coverage import DEFAULT_STRATA
 from euds.selection.policy import (
     COVERAGE,
@@ -29,12 +36,8 @@ from euds.selection.policy import (
     FILTER_RANDOM,
     METHODS,
     NEAR_DUPLICATE_KEEP,
-    NEAR_KEYS,
-    REASON_CONTAINED,
-    REASON_DUPLICATE,
     REASON_KEPT,
     REASON_LESS_TARGET_LIKE,
-    REASON_NEAR_DUPLICATE,
     REASON_NONFINITE,
     REASON_NOT_SAMPLED,
     REASON_OTHER_IN_CLUSTER,
@@ -42,7 +45,6 @@ from euds.selection.policy import (
     REASON_TAIL,
     REASON_UNSCORED,
     SELECTABLE,
-    TEXT_HASH,
     TYPICAL,
     Method,
     Selection,

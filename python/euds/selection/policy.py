@@ -6,12 +6,12 @@ One pass of rules, the same for every method:
    that has no embedding where the method needs one is never kept (reason ``unscored``);
    infinite scores raise ``ValueError`` naming the record, unless ``on_nonfinite="drop"``
    (``nonfinite``).
-2. **duplicates** (:mod:`euds.duplicates`): later copies of an exact-duplicate text
-   (``duplicate_text``, unless ``keep_duplicates``); with ``drop_near_duplicates`` all but one
-   of each near-duplicate group (``near_duplicate_text``): the first, or with
-   ``near_duplicate_keep`` the one lowest in that score; with ``drop_contained`` every
-   text found inside a longer one (``contained_text``). The budget stays a share of *all* input
-   records.
+2. **duplicates** (:mod:`euds.selection.copies`, keys and groups from :mod:`euds.duplicates`):
+   later copies of an exact-duplicate text (``duplicate_text``, unless ``keep_duplicates``);
+   with ``drop_near_duplicates`` all but one of each near-duplicate group
+   (``near_duplicate_text``): the first, or with ``near_duplicate_keep`` the one lowest in that
+   score; with ``drop_contained`` every text found inside a longer one (``contained_text``).
+   The budget stays a share of *all* input records.
 3. **tails** (filter-random, coverage, typical, target): each signal's values outside the
    quantiles ``tails`` are dropped (``tail``), the junk filter.
 4. **strata** (``stratify``: one label per record): every stratum gets a quota in proportion to
@@ -33,12 +33,6 @@ from typing import Any, Literal
 import numpy as np
 
 from euds import _core
-from euds.duplicates import (
-    NEAR_DUPLICATES,
-    contained_texts,
-    exact_duplicates,
-    near_duplicates,
-)
 from euds.selection.bands import (
     BAND_METHODS,
     MEAN_RANK,
@@ -48,7 +42,8 @@ from euds.selection.bands import (
     positions_of,
     quantile_mask,
 )
-from euds.selection.columns import columns_of, length, near_key_matrix, score_column
+from euds.selection.columns import columns_of, length, score_column
+from euds.selection.copies import KEEP_FIRST, NEAR_KEYS, check_copy_options, drop_copies
 from euds.selection.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
 from euds.selection.quotas import draw, largest_remainder, strata_codes
 from euds.selection.target import TARGET
@@ -105,19 +100,13 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
         "drop_contained": True,
     },
 }
-TEXT_HASH = "text_hash"
-NEAR_KEYS = "near_keys"
 # Which copy of a near-duplicate group stays: the first, or the lowest in one of these scores.
-KEEP_FIRST = "first"
 NEAR_DUPLICATE_KEEP = (KEEP_FIRST, *SELECTABLE)
 
 REASON_KEPT = ""
 REASON_OUTSIDE = "outside_interval"
 REASON_UNSCORED = "unscored"
 REASON_NONFINITE = "nonfinite"
-REASON_DUPLICATE = "duplicate_text"
-REASON_NEAR_DUPLICATE = "near_duplicate_text"
-REASON_CONTAINED = "contained_text"
 REASON_TAIL = "tail"
 REASON_NOT_SAMPLED = "not_sampled"
 REASON_OTHER_IN_CLUSTER = "other_in_cluster"
@@ -324,29 +313,16 @@ def select(
         raise ValueError(f"strata must be a positive int, got {strata!r}")
     population = strata_codes(stratify, n) if stratify is not None else None
     x = _embeddings(embeddings, n) if method == TYPICAL else None
-    if near_duplicate_keep != KEEP_FIRST:
-        if near_absent:
-            raise ValueError(
-                f"near_duplicate_keep={near_duplicate_keep!r} needs the {NEAR_KEYS!r} column, "
-                "which these scores lack (scored before euds computed it): score the input again "
-                "(--overwrite)"
-            )
-        if not drop_near_duplicates:
-            raise ValueError(
-                f"near_duplicate_keep={near_duplicate_keep!r} chooses the copy of a near-duplicate "
-                "group that stays: it needs drop_near_duplicates=True"
-                + (f" (the default selection at budget {budget} drops none)" if default else "")
-            )
-        if near_duplicate_keep not in columns:
-            raise ValueError(
-                f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
-                f"score column, which these scores lack: score it, or keep the first copy"
-            )
-    if drop_contained and (texts is None or len(texts) != n):
-        raise ValueError(
-            f"drop_contained needs texts= (one per record, {n}); "
-            f"got {None if texts is None else len(texts)}"
-        )
+    check_copy_options(
+        columns,
+        n,
+        drop_near_duplicates=drop_near_duplicates,
+        near_duplicate_keep=near_duplicate_keep,
+        near_absent=near_absent,
+        drop_contained=drop_contained,
+        texts=texts,
+        default_budget=budget if default else None,
+    )
 
     # 1. usable
     values = {s: score_column(columns, s) for s in signals}
@@ -385,39 +361,16 @@ def select(
         usable &= ~missing
 
     # 2. duplicates
-    duplicates = _exact(columns.get(TEXT_HASH), usable, reason, keep_duplicates)
-    if drop_near_duplicates:
-        keys = columns.get(NEAR_KEYS)
-        if keys is None:
-            raise ValueError(
-                f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
-                "(scored before euds computed it): score the input again (--overwrite)"
-            )
-        prefer = (
-            None
-            if near_duplicate_keep == KEEP_FIRST
-            else score_column(columns, near_duplicate_keep)
-        )
-        dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer)
-        reason[dup] = REASON_NEAR_DUPLICATE
-        usable[dup] = False
-        duplicates["near"] = {
-            "policy": "keep-first" if prefer is None else f"keep-lowest-{near_duplicate_keep}",
-            "dropped": len(dup),
-            "groups": groups,
-            "minhash": dict(NEAR_DUPLICATES),
-        }
-    if drop_contained:
-        assert texts is not None
-        dup, equal = contained_texts(texts, usable)
-        reason[dup] = REASON_CONTAINED
-        usable[dup] = False
-        duplicates["contained"] = {
-            "policy": "keep-longer",
-            "dropped": len(dup),
-            "equal_words": equal,
-            "rule": "folded word sequence inside a longer usable text, or equal to an earlier one",
-        }
+    duplicates = drop_copies(
+        columns,
+        usable,
+        reason,
+        keep_duplicates=keep_duplicates,
+        drop_near_duplicates=drop_near_duplicates,
+        near_duplicate_keep=near_duplicate_keep,
+        drop_contained=drop_contained,
+        texts=texts,
+    )
 
     if budget is None:
         assert intervals is not None
@@ -533,26 +486,6 @@ def _embeddings(embeddings: Any, n: int) -> np.ndarray:
     if x.dtype.kind != "f":
         raise ValueError(f"embeddings must be floating point, got dtype {x.dtype}")
     return x
-
-
-def _exact(
-    hashes: Any, usable: np.ndarray, reason: np.ndarray, keep_duplicates: bool
-) -> dict[str, Any]:
-    """Drops later copies of exact-duplicate texts; returns the manifest's account of it."""
-    if keep_duplicates:
-        return {"policy": "keep-all", "detected": False, "dropped": 0}
-    if hashes is None:
-        return {
-            "policy": "keep-first",
-            "detected": False,
-            "dropped": 0,
-            "note": f"the scores have no {TEXT_HASH} column (scored before euds computed it): "
-            "exact duplicates were not detected; rescore to detect them",
-        }
-    dup = exact_duplicates(hashes, usable)
-    reason[dup] = REASON_DUPLICATE
-    usable[dup] = False
-    return {"policy": "keep-first", "detected": True, "dropped": len(dup)}
 
 
 def _by_budget(

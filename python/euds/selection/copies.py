@@ -1,0 +1,142 @@
+"""Step 2 of a selection: which copies of a text it drops (:func:`drop_copies`), with the
+checks of its options (:func:`check_copy_options`) and the manifest's account of it. The keys
+and groups themselves are :mod:`euds.duplicates`'s; this module applies them to the usable
+records of one selection.
+
+* exact copies: all but the first usable one (``duplicate_text``), unless ``keep_duplicates``;
+* near duplicates (``drop_near_duplicates``): all but one of each group
+  (``near_duplicate_text``), the first or the one lowest in the ``near_duplicate_keep`` score;
+* contained texts (``drop_contained``): each text found inside a longer one
+  (``contained_text``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from euds.duplicates import NEAR_DUPLICATES, contained_texts, exact_duplicates, near_duplicates
+from euds.selection.columns import near_key_matrix, score_column
+
+TEXT_HASH = "text_hash"
+NEAR_KEYS = "near_keys"
+# Which copy of a near-duplicate group stays: the first, or the lowest in a named score.
+KEEP_FIRST = "first"
+REASON_DUPLICATE = "duplicate_text"
+REASON_NEAR_DUPLICATE = "near_duplicate_text"
+REASON_CONTAINED = "contained_text"
+
+
+def check_copy_options(
+    columns: Mapping[str, Any],
+    n: int,
+    *,
+    drop_near_duplicates: bool,
+    near_duplicate_keep: str,
+    near_absent: bool,
+    drop_contained: bool,
+    texts: Sequence[str | None] | None,
+    default_budget: float | None,
+) -> None:
+    """Refuses options that cannot work on these columns (``ValueError`` naming the fix).
+    ``near_absent``: the default wanted near duplicates dropped but the scores lack their
+    keys; ``default_budget``: the budget when the default decides the method, else None."""
+    if near_duplicate_keep != KEEP_FIRST:
+        if near_absent:
+            raise ValueError(
+                f"near_duplicate_keep={near_duplicate_keep!r} needs the {NEAR_KEYS!r} column, "
+                "which these scores lack (scored before euds computed it): score the input again "
+                "(--overwrite)"
+            )
+        if not drop_near_duplicates:
+            raise ValueError(
+                f"near_duplicate_keep={near_duplicate_keep!r} chooses the copy of a near-duplicate "
+                "group that stays: it needs drop_near_duplicates=True"
+                + (
+                    f" (the default selection at budget {default_budget} drops none)"
+                    if default_budget is not None
+                    else ""
+                )
+            )
+        if near_duplicate_keep not in columns:
+            raise ValueError(
+                f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
+                f"score column, which these scores lack: score it, or keep the first copy"
+            )
+    if drop_contained and (texts is None or len(texts) != n):
+        raise ValueError(
+            f"drop_contained needs texts= (one per record, {n}); "
+            f"got {None if texts is None else len(texts)}"
+        )
+
+
+def drop_copies(
+    columns: Mapping[str, Any],
+    usable: np.ndarray,
+    reason: np.ndarray,
+    *,
+    keep_duplicates: bool,
+    drop_near_duplicates: bool,
+    near_duplicate_keep: str,
+    drop_contained: bool,
+    texts: Sequence[str | None] | None,
+) -> dict[str, Any]:
+    """Marks the copies dropped (``usable`` cleared, ``reason`` set, in place); returns the
+    manifest's account of each rule."""
+    n = len(usable)
+    duplicates = _exact(columns.get(TEXT_HASH), usable, reason, keep_duplicates)
+    if drop_near_duplicates:
+        keys = columns.get(NEAR_KEYS)
+        if keys is None:
+            raise ValueError(
+                f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
+                "(scored before euds computed it): score the input again (--overwrite)"
+            )
+        prefer = (
+            None
+            if near_duplicate_keep == KEEP_FIRST
+            else score_column(columns, near_duplicate_keep)
+        )
+        dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer)
+        reason[dup] = REASON_NEAR_DUPLICATE
+        usable[dup] = False
+        duplicates["near"] = {
+            "policy": "keep-first" if prefer is None else f"keep-lowest-{near_duplicate_keep}",
+            "dropped": len(dup),
+            "groups": groups,
+            "minhash": dict(NEAR_DUPLICATES),
+        }
+    if drop_contained:
+        assert texts is not None
+        dup, equal = contained_texts(texts, usable)
+        reason[dup] = REASON_CONTAINED
+        usable[dup] = False
+        duplicates["contained"] = {
+            "policy": "keep-longer",
+            "dropped": len(dup),
+            "equal_words": equal,
+            "rule": "folded word sequence inside a longer usable text, or equal to an earlier one",
+        }
+    return duplicates
+
+
+def _exact(
+    hashes: Any, usable: np.ndarray, reason: np.ndarray, keep_duplicates: bool
+) -> dict[str, Any]:
+    """Drops later copies of exact-duplicate texts; returns the manifest's account of it."""
+    if keep_duplicates:
+        return {"policy": "keep-all", "detected": False, "dropped": 0}
+    if hashes is None:
+        return {
+            "policy": "keep-first",
+            "detected": False,
+            "dropped": 0,
+            "note": f"the scores have no {TEXT_HASH} column (scored before euds computed it): "
+            "exact duplicates were not detected; rescore to detect them",
+        }
+    dup = exact_duplicates(hashes, usable)
+    reason[dup] = REASON_DUPLICATE
+    usable[dup] = False
+    return {"policy": "keep-first", "detected": True, "dropped": len(dup)}
