@@ -20,6 +20,7 @@ from typing import Any
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
+from euds.selection.copies import KEEP_FIRST, check_keep_has_groups
 from euds.selection.coverage import DEFAULT_STRATA
 from euds.selection.policy import NEAR_DUPLICATE_KEEP
 from euds.signals import SIGNALS
@@ -277,7 +278,7 @@ class SelectConfig:
         DUPLICATES,
     )
     near_duplicate_keep: str = option(
-        "first",
+        KEEP_FIRST,
         "which copy of a near-duplicate group stays: the first, or the one lowest in a score "
         "(generative: the most predictable copy, most often the one without an edit)",
         DUPLICATES,
@@ -352,16 +353,12 @@ class SelectConfig:
         default = uses_default(
             self.method, self.signals, self.intervals, self.budget, self.position
         )
-        if (
-            self.near_duplicate_keep != "first"
-            and not self.drop_near_duplicates
-            and not (default and default_choice(self.budget)[1].get("drop_near_duplicates"))
-        ):
-            raise ValueError(
-                "near_duplicate_keep (--near-duplicate-keep) chooses the copy of a near-duplicate "
-                "group that stays: it needs drop_near_duplicates (--drop-near-duplicates), or "
-                "the default selection at a budget whose choice drops them (docs/selection.md)"
-            )
+        check_keep_has_groups(
+            self.near_duplicate_keep,
+            self.drop_near_duplicates
+            or (default and default_choice(self.budget)[1].get("drop_near_duplicates", False)),
+            self.budget if default else None,
+        )
         if self.target_score not in TARGET_SCORES:
             raise ValueError(f"target_score must be one of {TARGET_SCORES}: {self.target_score!r}")
         if (self.method == TARGET) != (self.target is not None):

@@ -493,6 +493,23 @@ def test_near_duplicate_keep_chooses_the_lowest_copy():
         select(scores, budget=0.5, drop_near_duplicates=True, near_duplicate_keep="bpb")
 
 
+def test_near_duplicate_keep_is_checked_before_any_file_is_read():
+    from euds.config import SelectConfig
+
+    # The default below 12.6% drops near duplicates, so a copy can be chosen; at 16% it drops
+    # none, and a band drops none unless asked.
+    SelectConfig(budget=0.05, near_duplicate_keep="generative").check()
+    with pytest.raises(ValueError, match=r"default selection at budget 0\.16 drops none"):
+        SelectConfig(budget=0.16, near_duplicate_keep="generative").check()
+    with pytest.raises(ValueError, match="needs drop_near_duplicates"):
+        SelectConfig(budget=0.05, signals=("generative",), near_duplicate_keep="bpb").check()
+    SelectConfig(
+        budget=0.05, signals=("generative",), near_duplicate_keep="bpb", drop_near_duplicates=True
+    ).check()
+    with pytest.raises(ValueError, match="near_duplicate_keep must be one of"):
+        SelectConfig(budget=0.05, near_duplicate_keep="last").check()
+
+
 # -- files and the command line ------------------------------------------------------------------
 
 

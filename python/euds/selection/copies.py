@@ -29,6 +29,25 @@ REASON_NEAR_DUPLICATE = "near_duplicate_text"
 REASON_CONTAINED = "contained_text"
 
 
+def check_keep_has_groups(
+    near_duplicate_keep: str, drops_near: bool, default_budget: float | None
+) -> None:
+    """A copy to choose needs near-duplicate groups: ``near_duplicate_keep`` other than the
+    first copy is refused unless the selection drops near duplicates (``drops_near``: asked
+    for, or the default's choice at ``default_budget`` does)."""
+    if near_duplicate_keep != KEEP_FIRST and not drops_near:
+        raise ValueError(
+            f"near_duplicate_keep={near_duplicate_keep!r} (--near-duplicate-keep) chooses the "
+            "copy of a near-duplicate group that stays: it needs drop_near_duplicates=True "
+            "(--drop-near-duplicates)"
+            + (
+                f"; the default selection at budget {default_budget} drops none"
+                if default_budget is not None
+                else ""
+            )
+        )
+
+
 def check_copy_options(
     columns: Mapping[str, Any],
     n: int,
@@ -50,16 +69,7 @@ def check_copy_options(
                 "which these scores lack (scored before euds computed it): score the input again "
                 "(--overwrite)"
             )
-        if not drop_near_duplicates:
-            raise ValueError(
-                f"near_duplicate_keep={near_duplicate_keep!r} chooses the copy of a near-duplicate "
-                "group that stays: it needs drop_near_duplicates=True"
-                + (
-                    f" (the default selection at budget {default_budget} drops none)"
-                    if default_budget is not None
-                    else ""
-                )
-            )
+        check_keep_has_groups(near_duplicate_keep, drop_near_duplicates, default_budget)
         if near_duplicate_keep not in columns:
             raise ValueError(
                 f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
