@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rule_check import screen_all, seeds_of
+from rule_check import check_own_output, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.methods import choose
@@ -87,6 +87,7 @@ def main() -> int:
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
     budgets = [float(b) for b in args.budgets.split(",")]
+    check_own_output(args.output, "decisions")
     screened = screen_all(args.configs, dataset_seeds, seeds_of(args.seeds), budgets, args.threads)
     cells: list[dict[str, Any]] = []
     for s in screened:

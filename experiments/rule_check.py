@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from euds.cache import atomic_write_bytes
@@ -45,6 +46,23 @@ RERUN = ROOT / "docs" / "results" / "rerun_choice.json"
 def seeds_of(text: str) -> list[int]:
     lo, _, hi = text.partition("-")
     return list(range(int(lo), int(hi or lo) + 1))
+
+
+def check_own_output(path: Path, key: str) -> None:
+    """Refuses, before any work, to replace a file that is not this script family's own JSON
+    (an object with ``key``): a data file named by mistake survives."""
+    if not path.exists():
+        return
+    try:
+        own = key in json.loads(path.read_text())
+    except (ValueError, TypeError, UnicodeDecodeError):
+        own = False
+    if not own:
+        print(
+            f"{path} exists and is not this script's output (no {key!r}): not replaced",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
 
 
 # What the rule reads: random and every candidate a user can have (no length-matched controls).
@@ -88,6 +106,8 @@ def main() -> int:
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
     budgets = [float(b) for b in args.budgets.split(",")]
+    if not args.screen_only:
+        check_own_output(args.output, "by_budget")
     screened = screen_all(args.configs, seeds, seeds_of(args.seeds), budgets, args.threads)
     if args.screen_only:
         return 0
