@@ -29,13 +29,12 @@ Run: python experiments/near_duplicate_keep.py experiments/{sst2,trec,20ng}.toml
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rule_check import check_own_output, screen_all, seeds_of
+from rule_check import budgets_of, check_own_output, screen_all_of, screen_arguments
 
 from euds.cache import atomic_write_bytes
 from euds.research.methods import choose
@@ -75,20 +74,16 @@ def compare(first: dict[int, Any], gen: dict[int, Any], key: str) -> dict[str, A
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("configs", nargs="+")
-    ap.add_argument("--seeds", default="30-35")
-    ap.add_argument("--dataset-seeds", action="append", default=[], metavar="NAME=LO-HI")
-    ap.add_argument("--budgets", default="0.01,0.02,0.05,0.1,0.16,0.3")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--output", type=Path, default=ROOT / "docs/results/near_duplicate_keep.json")
+    ap = screen_arguments(
+        __doc__,
+        "30-35",
+        "0.01,0.02,0.05,0.1,0.16,0.3",
+        ROOT / "docs/results/near_duplicate_keep.json",
+    )
     args = ap.parse_args()
-    dataset_seeds = {
-        name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
-    }
-    budgets = [float(b) for b in args.budgets.split(",")]
+    budgets = budgets_of(args)
     check_own_output(args.output, "decisions")
-    screened = screen_all(args.configs, dataset_seeds, seeds_of(args.seeds), budgets, args.threads)
+    screened = screen_all_of(args)
     cells: list[dict[str, Any]] = []
     for s in screened:
         pools = ("clean", "noisy") if s.config.noise else ("clean",)

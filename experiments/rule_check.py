@@ -92,23 +92,40 @@ def screen_all(
     return screened
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def screen_arguments(doc: str, seeds: str, budgets: str, output: Path) -> argparse.ArgumentParser:
+    """The options of a script that screens with :func:`screen_all` (with these defaults)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("configs", nargs="+")
-    ap.add_argument("--seeds", default="20-29")
+    ap.add_argument("--seeds", default=seeds)
     ap.add_argument("--dataset-seeds", action="append", default=[], metavar="NAME=LO-HI")
-    ap.add_argument("--budgets", default="0.01,0.16,0.3")
+    ap.add_argument("--budgets", default=budgets)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--screen-only", action="store_true")
-    ap.add_argument("--output", type=Path, default=OUT / "rule_check.json")
-    args = ap.parse_args()
-    seeds = {
+    ap.add_argument("--output", type=Path, default=output)
+    return ap
+
+
+def screen_all_of(args: argparse.Namespace) -> list[Screened]:
+    """:func:`screen_all` with the options of :func:`screen_arguments`."""
+    dataset_seeds = {
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
-    budgets = [float(b) for b in args.budgets.split(",")]
+    return screen_all(
+        args.configs, dataset_seeds, seeds_of(args.seeds), budgets_of(args), args.threads
+    )
+
+
+def budgets_of(args: argparse.Namespace) -> list[float]:
+    return [float(b) for b in args.budgets.split(",")]
+
+
+def main() -> int:
+    ap = screen_arguments(__doc__, "20-29", "0.01,0.16,0.3", OUT / "rule_check.json")
+    ap.add_argument("--screen-only", action="store_true")
+    args = ap.parse_args()
+    budgets = budgets_of(args)
     if not args.screen_only:
         check_own_output(args.output, "by_budget")
-    screened = screen_all(args.configs, seeds, seeds_of(args.seeds), budgets, args.threads)
+    screened = screen_all_of(args)
     if args.screen_only:
         return 0
     incumbent = dict(DEFAULT_CHOICE)

@@ -632,21 +632,8 @@ def test_cli_near_duplicates(data_dir, tmp_path):
     # The edit (upper case, a word more) raises the entropy: every original stays now.
     assert not {o for _, o in pairs} & dropped
     # Without --drop-near-duplicates there is no group to choose in: refused before any read.
-    assert (
-        cli(
-            "select",
-            path,
-            "--scores",
-            scores,
-            "-o",
-            tmp_path / "x.jsonl",
-            "--budget",
-            "0.5",
-            *INFO,
-            *keep,
-        )
-        == 2
-    )
+    plain = ("--budget", "0.5", *INFO, *keep)
+    assert cli("select", path, "--scores", scores, "-o", tmp_path / "x.jsonl", *plain) == 2
 
 
 def test_old_score_directory_without_text_hash(dup_scored, tmp_path):
