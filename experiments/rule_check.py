@@ -11,7 +11,7 @@ gives one dataset fewer, as 20NG's long texts score slowest) with random and eve
 candidate (no length-matched controls, which the rule does not read), applies the rule, and
 writes out/experiments/rule_check/rule_check.json (or ``--output``): the choice, every
 candidate's worst-case dev gain and each challenge with its interval. Dev only: it never reads
-an eval number. Cached per seed and pool; interrupted, it resumes.
+an eval number. Cached per seed, pool and method; interrupted, it resumes.
 
 Run: python experiments/rule_check.py experiments/{sst2,20ng,trec}.toml [--seeds 20-29]
 [--dataset-seeds NAME=LO-HI ...] [--budgets 0.01,0.16,0.3] [--threads 1] [--screen-only]

@@ -163,6 +163,31 @@ def test_a_run_of_fewer_seeds_shares_the_data_and_the_cache(ran):
         experiment.run_experiments([config], seeds=[0, 7])
 
 
+def test_a_changed_candidate_screens_only_itself(ran, monkeypatch):
+    # The screen cache is per method, keyed by that method's own settings: changing one
+    # candidate (or adding one) must not screen the others again, nor change their rows.
+    config, summary, out = ran
+    folder = out / "screen"
+    before = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+    shown = ["random", "typical", "typical" + LENGTH_MATCHED]
+    s = experiment.screen(config, methods=shown)
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*.json")} == before
+    assert s.rows == [r for r in summary["screen"] if r["method"] in (*shown, "full")]
+
+    monkeypatch.setitem(CANDIDATES, "typical", {"method": "typical", "position": 0.5})
+    again = experiment.screen(config, methods=shown)
+    new = set(folder.glob("*.json")) - set(before)
+    # typical and its length-matched control, on each of 2 seeds x 2 pools; nothing else.
+    assert len(new) == 2 * 2 * 2
+    assert all(p.stat().st_mtime_ns == ns for p, ns in before.items())
+    pairs = zip(s.rows, again.rows, strict=True)
+    changed = {r["method"] for a, b in pairs if a != b for r in (a, b)}
+    assert changed <= {"typical", "typical" + LENGTH_MATCHED} and "typical" in changed
+    assert [r for r in again.rows if r["method"] in ("random", "full")] == [
+        r for r in s.rows if r["method"] in ("random", "full")
+    ]
+
+
 def test_the_overview_across_datasets_is_written_beside_the_tables(ran):
     _, _, out = ran
     text = (out / "overview.md").read_text()

@@ -50,6 +50,7 @@ from euds.research.methods import (
     CANDIDATES,
     DEFAULT,
     FULL,
+    LENGTH_MATCHED,
     NEEDS_TARGET,
     POOLS,
     RANDOM,
@@ -65,7 +66,7 @@ from euds.tuning import Probe
 log = logging.getLogger("euds")
 
 # Bump when a change alters screening results, so cached ones are not reused.
-SCREEN_VERSION = 2
+SCREEN_VERSION = 3
 # Points of worst-case dev gain within which the default stays the candidate chosen at the
 # budget below (fewer switches between budgets; a switch must be worth it).
 HYSTERESIS = 0.25
@@ -281,29 +282,40 @@ def screen(
     t = time.perf_counter()
     for seed in config.seeds if seeds is None else seeds:
         for kind in POOLS if config.noise else ("clean",):
-            key = _key(
-                SCREEN_VERSION,
-                hashes,
-                seed,
-                kind,
-                config.budgets,
-                methods,
-                {m: CANDIDATES[m] for m in CANDIDATES},
-                config.probe_c,
-                config.score,
-                config.noise,
-                config.pool_size,
-            )
-            s.rows += _cached(
-                out / "screen" / f"{key}.json",
-                lambda kind=kind, seed=seed: screen_pool(
-                    s.pool(kind, seed), config.budgets, probe, methods
-                ),
-            )
+            s.rows += _screen_cached(s, out / "screen", hashes, probe, methods, seed, kind)
             log.info("%s: screened seed %d, %s pool", config.name, seed, kind)
     seconds["screen"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     return s
+
+
+def _screen_cached(
+    s: Screened,
+    folder: Path,
+    hashes: dict[str, str],
+    probe: Probe,
+    methods: list[str],
+    seed: int,
+    kind: str,
+) -> list[dict[str, Any]]:
+    """One pool's screen rows, in :func:`screen_pool`'s order, cached per method under a key of
+    what decides that method's rows (its own settings, not the other candidates'): a new or
+    changed candidate screens only itself; the pool is built only when a method is missing."""
+    c = s.config
+    common = (SCREEN_VERSION, hashes, seed, kind, c.budgets, c.probe_c, c.score, c.noise)
+    paths = {}
+    for m in (*methods, FULL):
+        settings = CANDIDATES.get(m.removesuffix(LENGTH_MATCHED))  # None for a baseline
+        paths[m] = folder / f"{_key(*common, c.pool_size, m, settings)}.json"
+    rows = {m: json.loads(p.read_text()) for m, p in paths.items() if p.is_file()}
+    missing = [m for m in (*methods, FULL) if m not in rows]
+    if missing:
+        fresh = screen_pool(s.pool(kind, seed), c.budgets, probe, [m for m in missing if m != FULL])
+        folder.mkdir(parents=True, exist_ok=True)
+        for m in missing:
+            rows[m] = [r for r in fresh if r["method"] == m]
+            atomic_write_bytes(paths[m], json.dumps(rows[m], indent=1, default=float).encode())
+    return [r for b in c.budgets for m in methods for r in rows[m] if r["budget"] == b] + rows[FULL]
 
 
 def _npy(array: np.ndarray) -> bytes:
