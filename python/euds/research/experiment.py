@@ -280,9 +280,11 @@ def screen(
         raise ValueError(f"unknown methods {sorted(set(methods) - set(screened()))}")
     s = Screened(config, prepared, superset, junk, dev_embeddings, [], seconds)
     t = time.perf_counter()
+    same = (config.budgets, config.probe_c, config.score, config.noise, config.pool_size)
     for seed in config.seeds if seeds is None else seeds:
         for kind in POOLS if config.noise else ("clean",):
-            s.rows += _screen_cached(s, out / "screen", hashes, probe, methods, seed, kind)
+            key = (SCREEN_VERSION, hashes, seed, kind, *same)
+            s.rows += _screen_cached(s, probe, methods, key, seed, kind)
             log.info("%s: screened seed %d, %s pool", config.name, seed, kind)
     seconds["screen"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
@@ -290,32 +292,24 @@ def screen(
 
 
 def _screen_cached(
-    s: Screened,
-    folder: Path,
-    hashes: dict[str, str],
-    probe: Probe,
-    methods: list[str],
-    seed: int,
-    kind: str,
+    s: Screened, probe: Probe, methods: list[str], key: tuple, seed: int, kind: str
 ) -> list[dict[str, Any]]:
-    """One pool's screen rows, in :func:`screen_pool`'s order, cached per method under a key of
-    what decides that method's rows (its own settings, not the other candidates'): a new or
-    changed candidate screens only itself; the pool is built only when a method is missing."""
-    c = s.config
-    common = (SCREEN_VERSION, hashes, seed, kind, c.budgets, c.probe_c, c.score, c.noise)
-    paths = {}
-    for m in (*methods, FULL):
-        settings = CANDIDATES.get(m.removesuffix(LENGTH_MATCHED))  # None for a baseline
-        paths[m] = folder / f"{_key(*common, c.pool_size, m, settings)}.json"
+    """One pool's rows in :func:`screen_pool`'s order, cached per method under ``key`` and its
+    own settings (None: a baseline), so that a changed candidate screens only itself."""
+    folder = Path(s.config.output) / "screen"
+    settings = {m: CANDIDATES.get(m.removesuffix(LENGTH_MATCHED)) for m in (*methods, FULL)}
+    paths = {m: folder / f"{_key(*key, m, v)}.json" for m, v in settings.items()}
     rows = {m: json.loads(p.read_text()) for m, p in paths.items() if p.is_file()}
     missing = [m for m in (*methods, FULL) if m not in rows]
     if missing:
-        fresh = screen_pool(s.pool(kind, seed), c.budgets, probe, [m for m in missing if m != FULL])
+        picked = [m for m in missing if m != FULL]
+        fresh = screen_pool(s.pool(kind, seed), s.config.budgets, probe, picked)
         folder.mkdir(parents=True, exist_ok=True)
         for m in missing:
             rows[m] = [r for r in fresh if r["method"] == m]
             atomic_write_bytes(paths[m], json.dumps(rows[m], indent=1, default=float).encode())
-    return [r for b in c.budgets for m in methods for r in rows[m] if r["budget"] == b] + rows[FULL]
+    by_budget = [r for b in s.config.budgets for m in methods for r in rows[m] if r["budget"] == b]
+    return by_budget + rows[FULL]
 
 
 def _npy(array: np.ndarray) -> bytes:
