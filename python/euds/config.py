@@ -22,7 +22,8 @@ from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
 from euds.selection.copies import KEEP_FIRST, check_keep_has_groups
 from euds.selection.coverage import DEFAULT_STRATA
-from euds.selection.policy import NEAR_DUPLICATE_KEEP
+from euds.selection.policy import NEAR_DUPLICATE_KEEP, check_typical_fit
+from euds.selection.typical import FITS as TYPICAL_FITS
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -267,6 +268,14 @@ class SelectConfig:
     strata: int = option(
         DEFAULT_STRATA, "coverage: equal-width strata of the score's range", SELECTION
     )
+    typical_fit: str = option(
+        "eligible",
+        "typical: the records its k-means is fitted on, those the rules left (eligible) or every "
+        "record with an embedding, the rest only masked (pool: the clusters stay put when a rule "
+        "changes)",
+        SELECTION,
+        choices=TYPICAL_FITS,
+    )
     keep_duplicates: bool = option(
         False, "keep every copy of an exact-duplicate text (default: the first)", DUPLICATES
     )
@@ -352,6 +361,10 @@ class SelectConfig:
             )
         default = uses_default(
             self.method, self.signals, self.intervals, self.budget, self.position
+        )
+        check_typical_fit(
+            self.typical_fit,
+            default_choice(self.budget)[1]["method"] if default else self.method,
         )
         check_keep_has_groups(
             self.near_duplicate_keep,

@@ -804,3 +804,23 @@ def test_cli_stratify_clusters_and_per_signal_positions(semantic_scored, tmp_pat
         == 0
     )
     assert manifest_of(out3)["selection"]["position"] == 0.5
+
+
+def test_typical_fit_is_checked_before_any_file_is_read(tmp_path, capsys):
+    from euds.cli import main
+    from euds.config import SelectConfig
+
+    # The default is typicality from 2% up (a pool fit applies) and a uniform draw at 1%.
+    SelectConfig(budget=0.05, typical_fit="pool").check()
+    SelectConfig(method="typical", budget=0.01, typical_fit="pool").check()
+    with pytest.raises(ValueError, match="is for method 'typical', not 'filter-random'"):
+        SelectConfig(budget=0.01, typical_fit="pool").check()
+    with pytest.raises(ValueError, match="typical_fit must be one of"):
+        SelectConfig(budget=0.05, typical_fit="all").check()
+    # On the command line: one line, exit 2, before the (absent) input is opened.
+    out = tmp_path / "o.jsonl"
+    args = ["select", str(tmp_path / "none.jsonl"), "--scores", str(tmp_path / "s"), "-o", str(out)]
+    assert main([*args, "--budget", "0.01", "--typical-fit", "pool"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "typical_fit='pool' is for method 'typical'" in err[0]
+    assert not out.exists()

@@ -117,3 +117,66 @@ def test_typical_options_and_errors():
         select(s, method="typical", budget=0.1, embeddings=x, position={"information": 0.2})
     with pytest.raises(ValueError, match="tails= needs signals="):
         select(s, method="typical", budget=0.1, embeddings=x, tails=(0.1, 0.9))
+
+
+def pool_fit_reference(x, eligible, keep_n, position, seed):
+    """typical_fit="pool" as its definition reads: k-means on every embedded row, then the
+    loop reference of the pick over the eligible rows only."""
+    fit = np.flatnonzero(~np.isnan(x[:, 0]))
+    unit = x[fit] / np.linalg.norm(x[fit], axis=1, keepdims=True)
+    labels, sims, _ = typical_module.clusters(unit, keep_n, seed)
+    mask = eligible[fit]
+    return pick_reference(labels[mask], sims[mask], fit[mask], keep_n, position, seed)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pool_fit_matches_its_reference(seed):
+    rng = np.random.default_rng(seed)
+    x, _ = blobs(6, 30, seed=seed)
+    n = len(x)
+    x[rng.choice(n, size=5, replace=False)] = np.nan  # no embedding: outside the fit
+    info = rng.random(n)
+    position = float(rng.choice([0.0, 0.4, 1.0]))
+    keep_n = int(rng.integers(3, 40))
+    sel = select(
+        {"information": info},
+        method="typical",
+        budget=keep_n / n,
+        embeddings=x,
+        signals=["information"],
+        tails=(0.1, 0.9),
+        position=position,
+        seed=seed,
+        typical_fit="pool",
+    )
+    eligible = (sel.reason == "") | (sel.reason == "other_in_cluster")
+    want = pool_fit_reference(x, eligible, keep_n, position, seed)
+    np.testing.assert_array_equal(np.flatnonzero(sel.keep), want)
+    assert sel.details["fit"] == "pool" and sel.details["fitted"] == n - 5
+
+
+def test_pool_fit_keeps_the_clusters_when_a_rule_changes():
+    x, blob = blobs(8, 50)
+    n = len(x)
+    info = np.arange(n, dtype=float)  # the low tail is blob 0's first (most typical) points
+    common = {"method": "typical", "budget": 8 / n, "embeddings": x, "typical_fit": "pool"}
+    whole = select({"information": info}, **common)
+    tailed = select({"information": info}, signals=["information"], tails=(0.05, 1.0), **common)
+    assert sorted(blob[tailed.keep]) == list(range(8))
+    moved = np.flatnonzero(whole.keep != tailed.keep)
+    assert set(blob[moved]) == {0}  # only the masked blob's pick changed
+    assert not tailed.keep[:20].any() and tailed.reason[0] == "tail"
+
+
+def test_typical_fit_errors():
+    x, _ = blobs(4, 25)
+    s = {"information": np.arange(100, dtype=float)}
+    with pytest.raises(ValueError, match="typical_fit must be one of"):
+        select(s, method="typical", budget=0.1, embeddings=x, typical_fit="all")
+    with pytest.raises(ValueError, match="is for method 'typical', not 'filter-random'"):
+        select(s, method="filter-random", budget=0.1, typical_fit="pool")
+    with pytest.raises(ValueError, match="not 'single'"):
+        select(s, signals=["information"], budget=0.1, typical_fit="pool")
+    # The default at 16% is typicality: the fit applies to it.
+    sel = select(s, budget=0.16, embeddings=x, typical_fit="pool")
+    assert sel.details["fit"] == "pool" and sel.keep.sum() == 16

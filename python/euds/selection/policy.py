@@ -47,7 +47,7 @@ from euds.selection.copies import KEEP_FIRST, NEAR_KEYS, check_copy_options, dro
 from euds.selection.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
 from euds.selection.quotas import draw, largest_remainder, strata_codes
 from euds.selection.target import TARGET
-from euds.selection.typical import typical_pick
+from euds.selection.typical import FITS, typical_pick
 from euds.signals import SIGNALS
 
 Method = Literal[
@@ -197,6 +197,7 @@ def select(
     drop_contained: bool = False,
     texts: Sequence[str | None] | None = None,
     embeddings: np.ndarray | None = None,
+    typical_fit: Literal["eligible", "pool"] = "eligible",
 ) -> Selection:
     """Selects records from score columns (see the module docstring for the rules).
 
@@ -219,7 +220,9 @@ def select(
     ``"first"`` or the one with the lowest value of a score column (one of
     :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the one
     without an edit). ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
-    (for ``typical``) are per record, in the scores' order.
+    (for ``typical``) are per record, in the scores' order. ``typical_fit``: the records
+    typicality's k-means is fitted on, ``"eligible"`` (those the rules left) or ``"pool"``
+    (every record with an embedding, the rest only masked: :mod:`euds.selection.typical`).
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
@@ -293,6 +296,7 @@ def select(
         raise ValueError("stratify= needs budget=, not intervals=")
     if tails is not None and method not in TAILED:
         raise ValueError(f"tails= is for the methods {TAILED}, not {method!r}")
+    check_typical_fit(typical_fit, method)
     if tails is None and method in (FILTER_RANDOM, COVERAGE):
         tails = DEFAULT_TAILS
     if tails is not None:
@@ -357,10 +361,13 @@ def select(
         bad = ~np.isfinite(ranked)
         reason[bad & usable] = REASON_UNSCORED
         usable &= ~bad
+    fitted: np.ndarray | None = None  # the rows typicality's k-means sees, when not the eligible
     if x is not None:
         missing = np.isnan(x[:, 0]) if x.shape[1] else np.ones(n, dtype=bool)
         reason[missing & usable] = REASON_UNSCORED
         usable &= ~missing
+        if typical_fit == "pool":
+            fitted = ~missing
 
     # 2. duplicates
     duplicates = drop_copies(
@@ -394,6 +401,7 @@ def select(
             strata,
             x,
             ranked,
+            fitted,
         )
     sel.signals = signals
     sel.duplicates = duplicates
@@ -428,6 +436,16 @@ def uses_default(method: Any, signals: Any, intervals: Any, budget: Any, positio
         and budget is not None
         and not isinstance(position, Mapping)
     )
+
+
+def check_typical_fit(typical_fit: Any, method: str | None) -> None:
+    """``typical_fit`` is one of :data:`FITS`, and other than the default only for typical."""
+    if typical_fit not in FITS:
+        raise ValueError(f"typical_fit must be one of {FITS}, got {typical_fit!r}")
+    if typical_fit != FITS[0] and method != TYPICAL:
+        raise ValueError(
+            f"typical_fit={typical_fit!r} is for method 'typical', not {method or 'a band'!r}"
+        )
 
 
 def default_choice(budget: float) -> tuple[str, dict[str, Any]]:
@@ -504,6 +522,7 @@ def _by_budget(
     strata: int,
     x: np.ndarray | None,
     ranked: np.ndarray | None,
+    fitted: np.ndarray | None,
 ) -> Selection:
     n = len(usable)
     keep_n = round(budget * n)
@@ -552,7 +571,13 @@ def _by_budget(
                 entry["coverage"]["score"] = what
             elif method == TYPICAL:
                 assert x is not None
-                picked, entry["typical"] = typical_pick(x[pool], pool, quota, position, seed)
+                if fitted is None:
+                    picked, entry["typical"] = typical_pick(x[pool], pool, quota, position, seed)
+                else:  # fitted on the stratum's every embedded row, the rest masked
+                    fit = rows[fitted[rows]]
+                    picked, entry["typical"] = typical_pick(
+                        x[fit], fit, quota, position, seed, eligible=eligible[fit]
+                    )
             else:  # target: the most target-like, ties by the seeded row hash
                 assert ranked is not None
                 at, _ = _core.band_select(

@@ -10,6 +10,13 @@ each, k-means into its share of the K clusters (largest remainder by size). A cl
 empty; then the budget is filled with the next member of the larger clusters (a member's
 *depth* is its place in its cluster's order of nearness to the position), so the count is
 always exact.
+
+Which records the k-means sees (``fit``): ``"eligible"``, those that survived the rules before
+the method (tails, copies), or ``"pool"``, every record with an embedding, the others only
+masked out of the pick. Fitted on the pool, the clusters do not move when a rule changes which
+records are eligible (a tail, which copy of a near duplicate stays), so two such selections
+differ only where the rule differs; a cluster whose members are all masked gives its place to
+the fill.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from euds.selection.quotas import largest_remainder, tie_keys
 
 ONE_LEVEL_MAX = 256
 NITER = 20
+FITS = ("eligible", "pool")
 PLUS_PLUS_SAMPLE = 20_000
 
 
@@ -100,21 +108,37 @@ def clusters(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def typical_pick(
-    embeddings: np.ndarray, rows: np.ndarray, keep_n: int, position: float, seed: int
+    embeddings: np.ndarray,
+    rows: np.ndarray,
+    keep_n: int,
+    position: float,
+    seed: int,
+    eligible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``keep_n`` of ``rows`` (whose unit embeddings are ``embeddings``): one per cluster of
-    ``keep_n`` clusters, the member nearest ``position`` in its cluster's typicality order."""
+    ``keep_n`` clusters, the member nearest ``position`` in its cluster's typicality order.
+    Given ``eligible`` (bool per row), the clusters are fitted on every row and only the
+    eligible ones may be kept (``fit="pool"``)."""
     rows = np.asarray(rows, dtype=np.int64)
     details: dict[str, Any] = {"clusters": keep_n, "position": position, "niter": NITER}
+    if eligible is not None:
+        eligible = np.asarray(eligible, dtype=bool)
+        details.update(fit="pool", fitted=len(rows))
+        candidates = rows[eligible]
+    else:
+        details["fit"] = "eligible"
+        candidates = rows
     if keep_n == 0:
         return rows[:0], details
-    if keep_n >= len(rows):
-        return rows, {**details, "scheme": "all"}
+    if keep_n >= len(candidates):
+        return candidates, {**details, "scheme": "all"}
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     labels, sims, how = clusters(x, keep_n, seed)
     details.update(how)
-    picked, filled = pick_members(labels, sims, rows, keep_n, position, seed)
+    if eligible is not None:
+        labels, sims = labels[eligible], sims[eligible]
+    picked, filled = pick_members(labels, sims, candidates, keep_n, position, seed)
     details["filled"] = filled
     return picked, details
 
