@@ -10,7 +10,9 @@
   sample, coverage (CCS), typicality (TypiClust; ``atypical`` keeps the least typical), target
   matching against the dev split's texts (unlabelled), ``+clean`` variants that also drop
   near-duplicate and contained texts, and ``+clean-gen`` ones that keep of each near-duplicate
-  group the copy lowest in generative entropy instead of the first. :data:`NEEDS_TARGET` are
+  group the copy lowest in generative entropy instead of the first; ``-pool`` typicality fits its
+  k-means on the whole pool (the rules' drops only masked), ``+clean-bpb`` also drops the tails
+  of bits per byte. :data:`NEEDS_TARGET` are
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
   ``@full-steps``: a fine-tune trained for as many steps as the whole pool (:data:`STEP_MATCHED`).
@@ -44,6 +46,23 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "typical": {"method": "typical", "position": 0.0},
     "typical+clean": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN},
     "typical+clean-gen": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN_GEN},
+    # Fitted on the whole pool, the rules' drops only masked (euds.selection.typical).
+    "typical+clean-pool": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN,
+        "typical_fit": "pool",
+    },
+    "typical+clean-gen-pool": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN_GEN,
+        "typical_fit": "pool",
+    },
+    # A tail on bits per byte too: mojibake's is higher than its original's (docs/results.md).
+    "typical+clean-bpb": {"method": "typical", "signals": [*ALL, "bpb"], "tails": TAILS, **CLEAN},
     "atypical": {"method": "typical", "position": 1.0},
     "target": {"method": "target"},
     "target+clusters": {"method": "target", "stratify": "clusters"},

@@ -147,7 +147,7 @@ class Scored:
         from euds.scores import ScoreDir
 
         sd = ScoreDir(path)
-        table = sd.read(["id", "information", "generative", "n_tokens", "text_hash"])
+        table = sd.read(["id", "information", "generative", "bpb", "n_tokens", "text_hash"])
         columns = {
             name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
         }
