@@ -115,6 +115,26 @@ def test_run_again_reuses_the_scores(run_dir, sst2_600, tiny_lm, capsys):
     assert manifest["selection"]["method"] == "mean-rank"
 
 
+def test_select_with_a_pool_fit_on_real_scores(run_dir, sst2_600, tmp_path):
+    """--typical-fit pool through the CLI: the manifest says the k-means saw every embedded
+    record (600) while the tails left fewer to keep from, and kept + dropped = input."""
+    out = tmp_path / "pool.jsonl"
+    args = ["select", str(sst2_600), "--scores", str(run_dir / "scores"), "-o", str(out)]
+    tails = ["--signals", "information,generative", "--tails", "0.1:0.9"]
+    assert (
+        main(
+            [*args, "--budget", "0.1", "--method", "typical", *tails, "--typical-fit", "pool", "-q"]
+        )
+        == 0
+    )
+    selection = json.loads(out.with_name(out.name + ".manifest.json").read_text())["selection"]
+    assert selection["details"]["fit"] == "pool" and selection["details"]["fitted"] == 600
+    counts = selection["counts"]
+    assert counts["kept"] == 60 and counts["kept"] + counts["dropped"] == 600
+    assert counts["dropped_by_reason"]["tail"] > 0
+    assert len(out.read_text().splitlines()) == 60
+
+
 def test_report_is_self_contained_html(run_dir):
     page = (run_dir / "report.html").read_text()
     assert page.startswith("<!doctype html>")
