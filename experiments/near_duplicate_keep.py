@@ -73,17 +73,51 @@ def compare(first: dict[int, Any], gen: dict[int, Any], key: str) -> dict[str, A
     }
 
 
-def main() -> int:
-    ap = screen_arguments(
-        __doc__,
-        "30-35",
-        "0.01,0.02,0.05,0.1,0.16,0.3",
-        ROOT / "docs/results/near_duplicate_keep.json",
-    )
+def start(doc: str, seeds: str, output: Path) -> tuple[Any, list[float], list[Any]]:
+    """(arguments, budgets, screens) of a script that compares pairs of screened methods: its
+    output checked to be its own before any work, then every screen read or made."""
+    ap = screen_arguments(doc, seeds, "0.01,0.02,0.05,0.1,0.16,0.3", output)
     args = ap.parse_args()
-    budgets = budgets_of(args)
     check_own_output(args.output, "decisions")
-    screened = screen_all_of(args)
+    return args, budgets_of(args), screen_all_of(args)
+
+
+def differences(
+    rows: list[dict[str, Any]], old: str, new: str, budget: float, pool: str
+) -> tuple[dict[str, Any], dict[int, Any], dict[int, Any], dict[int, Any]]:
+    """``new`` against ``old`` at one budget and pool (paired dev and eval differences, each's
+    dev gain over random), and the rows of old, new and random by seed."""
+    first, second = cell(rows, old, budget, pool), cell(rows, new, budget, pool)
+    rnd = cell(rows, "random", budget, pool)
+    out = {
+        "dev": compare(first, second, "probe_dev"),
+        "eval": compare(first, second, "probe_eval"),
+        "dev_gain_over_random": {
+            m: compare(rnd, by, "probe_dev")["mean"] for m, by in ((old, first), (new, second))
+        },
+    }
+    return out, first, second, rnd
+
+
+def line(c: dict[str, Any], old: str, new: str) -> str:
+    """One cell, printed: its dev difference, and its junk (noisy) or overlap (clean)."""
+    junk = c.get("junk_share")
+    return (
+        f"{c['dataset']:5} {c['pool']:5} {c['budget']:5.0%} {new:22} "
+        f"dev {c['dev']['mean']:+.2f} [{c['dev']['ci'][0]:+.2f}, {c['dev']['ci'][1]:+.2f}] "
+        f"p_ni {c['dev']['noninferior_p']:.3f}"
+        + (
+            f" junk {100 * junk[old]:.1f}% -> {100 * junk[new]:.1f}%"
+            if junk
+            else f" overlap {c.get('overlap_clean', float('nan')):.3f}"
+        )
+    )
+
+
+def main() -> int:
+    args, budgets, screened = start(
+        __doc__, "30-35", ROOT / "docs/results/near_duplicate_keep.json"
+    )
     cells: list[dict[str, Any]] = []
     for s in screened:
         pools = ("clean", "noisy") if s.config.noise else ("clean",)
@@ -100,20 +134,13 @@ def main() -> int:
                             overlap.setdefault((base, b), []).append(share)
             for base in BASES:
                 for b in budgets:
-                    first = cell(s.rows, base, b, kind)
-                    gen = cell(s.rows, base + "-gen", b, kind)
-                    rnd = cell(s.rows, "random", b, kind)
+                    diff, first, gen, rnd = differences(s.rows, base, base + "-gen", b, kind)
                     out: dict[str, Any] = {
                         "dataset": s.config.name,
                         "pool": kind,
                         "budget": b,
                         "base": base,
-                        "dev": compare(first, gen, "probe_dev"),
-                        "eval": compare(first, gen, "probe_eval"),
-                        "dev_gain_over_random": {
-                            m: compare(rnd, by, "probe_dev")["mean"]
-                            for m, by in ((base, first), (base + "-gen", gen))
-                        },
+                        **diff,
                     }
                     if kind == "noisy":
                         for m, by in ((base, first), (base + "-gen", gen), ("random", rnd)):
@@ -159,17 +186,7 @@ def main() -> int:
     }
     atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
     for c in cells:
-        junk = c.get("junk_share")
-        print(
-            f"{c['dataset']:5} {c['pool']:5} {c['budget']:5.0%} {c['base']:20} "
-            f"dev {c['dev']['mean']:+.2f} [{c['dev']['ci'][0]:+.2f}, {c['dev']['ci'][1]:+.2f}] "
-            f"p_ni {c['dev']['noninferior_p']:.3f}"
-            + (
-                f" junk {100 * junk[c['base']]:.1f}% -> {100 * junk[c['base'] + '-gen']:.1f}%"
-                if junk
-                else f" overlap {c.get('overlap_clean', float('nan')):.3f}"
-            )
-        )
+        print(line(c, c["base"], c["base"] + "-gen"))
     for b, d in decisions.items():
         print(b, d)
     print(args.output)

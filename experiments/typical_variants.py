@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from near_duplicate_keep import MARGIN, cell, compare
-from rule_check import budgets_of, check_own_output, screen_all_of, screen_arguments
+from near_duplicate_keep import MARGIN, differences, line, start
 
 from euds.cache import atomic_write_bytes
 from euds.research.methods import choose
@@ -59,16 +58,7 @@ def junk_by_kind(rows: dict[int, Any]) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = screen_arguments(
-        __doc__,
-        "40-49",
-        "0.01,0.02,0.05,0.1,0.16,0.3",
-        ROOT / "docs/results/typical_variants.json",
-    )
-    args = ap.parse_args()
-    budgets = budgets_of(args)
-    check_own_output(args.output, "decisions")
-    screened = screen_all_of(args)
+    args, budgets, screened = start(__doc__, "40-49", ROOT / "docs/results/typical_variants.json")
     cells: list[dict[str, Any]] = []
     for s in screened:
         for kind in ("clean", "noisy") if s.config.noise else ("clean",):
@@ -84,20 +74,14 @@ def main() -> int:
                             overlap.setdefault((old, new, b), []).append(share)
             for old, new in PAIRS:
                 for b in budgets:
-                    first, second = cell(s.rows, old, b, kind), cell(s.rows, new, b, kind)
-                    rnd = cell(s.rows, "random", b, kind)
+                    diff, first, second, rnd = differences(s.rows, old, new, b, kind)
                     out: dict[str, Any] = {
                         "dataset": s.config.name,
                         "pool": kind,
                         "budget": b,
                         "incumbent": old,
                         "challenger": new,
-                        "dev": compare(first, second, "probe_dev"),
-                        "eval": compare(first, second, "probe_eval"),
-                        "dev_gain_over_random": {
-                            m: compare(rnd, by, "probe_dev")["mean"]
-                            for m, by in ((old, first), (new, second))
-                        },
+                        **diff,
                     }
                     if kind == "noisy":
                         out["junk_share"] = {
@@ -157,17 +141,7 @@ def main() -> int:
     }
     atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
     for c in cells:
-        junk = c.get("junk_share")
-        print(
-            f"{c['dataset']:5} {c['pool']:5} {c['budget']:5.0%} {c['challenger']:22} "
-            f"dev {c['dev']['mean']:+.2f} [{c['dev']['ci'][0]:+.2f}, {c['dev']['ci'][1]:+.2f}] "
-            f"p_ni {c['dev']['noninferior_p']:.3f}"
-            + (
-                f" junk {100 * junk[c['incumbent']]:.1f}% -> {100 * junk[c['challenger']]:.1f}%"
-                if junk
-                else f" overlap {c.get('overlap_clean', float('nan')):.3f}"
-            )
-        )
+        print(line(c, c["incumbent"], c["challenger"]))
     for key in ("decisions", "median_overlap_clean", "noninferior_cells"):
         print(key, json.dumps(result[key], indent=1))
     print(args.output)
