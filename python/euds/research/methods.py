@@ -63,6 +63,13 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     },
     # A tail on bits per byte too: mojibake's is higher than its original's (docs/results.md).
     "typical+clean-bpb": {"method": "typical", "signals": [*ALL, "bpb"], "tails": TAILS, **CLEAN},
+    "typical+clean-bpb-pool": {
+        "method": "typical",
+        "signals": [*ALL, "bpb"],
+        "tails": TAILS,
+        **CLEAN,
+        "typical_fit": "pool",
+    },
     "atypical": {"method": "typical", "position": 1.0},
     "target": {"method": "target"},
     "target+clusters": {"method": "target", "stratify": "clusters"},
