@@ -5,7 +5,9 @@ one-level k-means with as many clusters as the budget keeps, on clustered unit e
 Both run FAISS spherical k-means (20 iterations, k-means++ starts); one-level is what euds
 does up to 256 clusters. Coverage: the share of the pool's true blobs that hold a kept record,
 and the mean cosine of every record (a sample of 20,000 for a million) to its nearest kept
-record. Then euds alone on a million
+record. Then the cost of ``typical_fit="pool"``: with a quarter of the pool masked (as the
+default's tails and copy rules drop), the k-means fitted on every record against on the
+eligible three quarters. Then euds alone on a million
 records (the straightforward way would take hours there).
 
     python bench/typical.py [--sizes 20000,50000] [--million]
@@ -60,6 +62,19 @@ def run(x: np.ndarray, keep: int, one_level: bool) -> tuple[float, np.ndarray]:
         typical.ONE_LEVEL_MAX = saved
 
 
+def fits(x: np.ndarray, keep: int, masked: float = 0.25) -> dict[str, float]:
+    """Seconds of the eligible fit (k-means on the eligible rows) and the pool fit (on every
+    row, the rest masked), with a seeded ``masked`` share of the rows not eligible."""
+    eligible = np.random.default_rng(2).random(len(x)) >= masked
+    rows = np.arange(len(x))
+    t0 = time.perf_counter()
+    typical.typical_pick(x[eligible], rows[eligible], keep, 0.0, 0)
+    t1 = time.perf_counter()
+    typical.typical_pick(x, rows, keep, 0.0, 0, eligible=eligible)
+    t2 = time.perf_counter()
+    return {"masked": masked, "eligible_fit_s": t1 - t0, "pool_fit_s": t2 - t1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="20000,50000")
@@ -74,6 +89,12 @@ def main() -> None:
         cov_one, cov_two = coverage(x, label, kept_one), coverage(x, label, kept_two)
         rows.append([f"{n:,}: one level", t_one, cov_one[0], cov_one[1], "-"])
         rows.append([f"{n:,}: two levels", t_two, cov_two[0], cov_two[1], f"{t_one / t_two:.1f}x"])
+        fit = fits(x, keep)
+        rows.append([f"{n:,}: eligible fit, 25% masked", fit["eligible_fit_s"], "", "", ""])
+        ratio = fit["pool_fit_s"] / fit["eligible_fit_s"]
+        rows.append(
+            [f"{n:,}: pool fit, 25% masked", fit["pool_fit_s"], "", "", f"{ratio:.2f}x time"]
+        )
         results.append(
             {
                 "records": n,
@@ -82,6 +103,7 @@ def main() -> None:
                 "two_level_s": t_two,
                 "blobs_covered": [cov_one[0], cov_two[0]],
                 "mean_nearest_kept_cosine": [cov_one[1], cov_two[1]],
+                "fits": fit,
             }
         )
     million = None
