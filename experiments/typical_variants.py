@@ -114,31 +114,23 @@ def main() -> int:
                 "junk_no_higher_everywhere": less_junk,
                 "passes": noninferior and less_junk,
             }
-    held = {
-        pair: float(
-            np.median(
-                [
-                    c["overlap_clean"]
-                    for c in cells
-                    if (c["incumbent"], c["challenger"]) == pair and "overlap_clean" in c
-                ]
-            )
-        )
-        for pair in PAIRS
+    by_pair = {
+        pair: [c for c in cells if (c["incumbent"], c["challenger"]) == pair] for pair in PAIRS
     }
     result = {
         "rule": RULE,
         "seeds": {s.config.name: s.config.seeds for s in screened},
         "budgets": budgets,
         "decisions": decisions,
-        "median_overlap_clean": {f"{a} -> {b}": v for (a, b), v in held.items()},
-        "noninferior_cells": {
-            f"{a} -> {b}": sum(
-                c["dev"]["noninferior_p"] < 0.05
-                for c in cells
-                if (c["incumbent"], c["challenger"]) == (a, b)
+        "median_overlap_clean": {
+            f"{a} -> {b}": float(
+                np.median([c["overlap_clean"] for c in mine if "overlap_clean" in c])
             )
-            for a, b in PAIRS
+            for (a, b), mine in by_pair.items()
+        },
+        "noninferior_cells": {
+            f"{a} -> {b}": sum(c["dev"]["noninferior_p"] < 0.05 for c in mine)
+            for (a, b), mine in by_pair.items()
         },
         "cells": cells,
     }

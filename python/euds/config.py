@@ -362,14 +362,11 @@ class SelectConfig:
         default = uses_default(
             self.method, self.signals, self.intervals, self.budget, self.position
         )
-        check_typical_fit(
-            self.typical_fit,
-            default_choice(self.budget)[1]["method"] if default else self.method,
-        )
+        spec = default_choice(self.budget)[1] if default else {}
+        check_typical_fit(self.typical_fit, spec["method"] if default else self.method)
         check_keep_has_groups(
             self.near_duplicate_keep,
-            self.drop_near_duplicates
-            or (default and default_choice(self.budget)[1].get("drop_near_duplicates", False)),
+            self.drop_near_duplicates or spec.get("drop_near_duplicates", False),
             self.budget if default else None,
         )
         if self.target_score not in TARGET_SCORES:
