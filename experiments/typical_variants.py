@@ -60,8 +60,17 @@ def junk_by_kind(rows: dict[int, Any]) -> dict[str, float]:
     return {k: float(np.mean([r["junk_kept"].get(k, 0) for r in rows.values()])) for k in kinds}
 
 
-def main() -> int:
-    args, budgets, screened = start(__doc__, "40-49", ROOT / "docs/results/typical_variants.json")
+def compare_pairs(
+    doc: str,
+    output: Path,
+    pairs: tuple[tuple[str, str], ...],
+    deciding: tuple[str, ...],
+    rule: str,
+) -> int:
+    """Screens each of ``pairs`` (incumbent, challenger) from the cache and writes the cells,
+    the decisions of ``deciding`` under ``rule`` at the budgets whose default is
+    ``typical+clean``, and per pair the median clean overlap and the non-inferior cells."""
+    args, budgets, screened = start(doc, "40-49", output)
     cells: list[dict[str, Any]] = []
     for s in screened:
         for kind in ("clean", "noisy") if s.config.noise else ("clean",):
@@ -70,12 +79,12 @@ def main() -> int:
                 for seed in s.config.seeds:
                     pool, memo = s.pool(kind, seed), {}
                     for b in budgets:
-                        for old, new in PAIRS:
+                        for old, new in pairs:
                             a = choose(old, b, pool, seed=seed, memo=memo)
                             c = choose(new, b, pool, seed=seed, memo=memo)
                             share = float((a & c).sum() / max(int(c.sum()), 1))
                             overlap.setdefault((old, new, b), []).append(share)
-            for old, new in PAIRS:
+            for old, new in pairs:
                 for b in budgets:
                     diff, first, second, rnd = differences(s.rows, old, new, b, kind)
                     out: dict[str, Any] = {
@@ -101,8 +110,12 @@ def main() -> int:
     for b in budgets:
         if dict(DEFAULT_CHOICE).get(b) != "typical+clean":
             continue
-        for new in DECIDING:
-            mine = [c for c in cells if c["challenger"] == new and c["budget"] == b]
+        for new in deciding:
+            mine = [
+                c
+                for c in cells
+                if (c["incumbent"], c["challenger"], c["budget"]) == ("typical+clean", new, b)
+            ]
             noninferior = all(c["dev"]["noninferior_p"] < 0.05 for c in mine)
             less_junk = all(
                 c["junk_share"][new] <= c["junk_share"]["typical+clean"]
@@ -115,10 +128,10 @@ def main() -> int:
                 "passes": noninferior and less_junk,
             }
     by_pair = {
-        pair: [c for c in cells if (c["incumbent"], c["challenger"]) == pair] for pair in PAIRS
+        pair: [c for c in cells if (c["incumbent"], c["challenger"]) == pair] for pair in pairs
     }
     result = {
-        "rule": RULE,
+        "rule": rule,
         "seeds": {s.config.name: s.config.seeds for s in screened},
         "budgets": budgets,
         "decisions": decisions,
@@ -141,6 +154,12 @@ def main() -> int:
         print(key, json.dumps(result[key], indent=1))
     print(args.output)
     return 0
+
+
+def main() -> int:
+    return compare_pairs(
+        __doc__, ROOT / "docs/results/typical_variants.json", PAIRS, DECIDING, RULE
+    )
 
 
 if __name__ == "__main__":

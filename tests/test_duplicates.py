@@ -7,6 +7,7 @@ import pytest
 
 from euds.duplicates import (
     contained_texts,
+    copy_groups,
     fold_for_near_duplicates,
     near_duplicates,
     suffix_array,
@@ -163,3 +164,33 @@ def test_near_duplicates_keep_the_lowest_copy_not_the_first():
     # An unusable copy never stays, however low.
     usable[2] = False
     assert near_duplicates(keys, usable, prefer)[0].tolist() == [1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_copy_groups_match_a_slow_union_find(seed):
+    """copy_groups: near groups (shared nonzero key, transitively) and, for texts that fold to
+    nothing (zero keys), text-hash groups; each row's group named by its first row."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 50))
+    keys = rng.integers(1, 6, size=(n, 3)).astype(np.uint64) * (rng.random((n, 3)) < 0.3)
+    keys = np.where(keys == 0, rng.integers(100, 2**40, size=(n, 3)), keys).astype(np.uint64)
+    keys[rng.random(n) < 0.3] = 0
+    hashes = np.array([rng.choice(["a", "b", None, f"u{i}"]) for i in range(n)], dtype=object)
+    rows = np.sort(rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False))
+    parent = {int(r): int(r) for r in rows}
+
+    def root(r):
+        while parent[r] != r:
+            r = parent[r]
+        return r
+
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            ka, kb = keys[a].any(), keys[b].any()
+            near = ka and kb and (keys[a] == keys[b]).any()
+            same = not ka and not kb and hashes[a] is not None and hashes[a] == hashes[b]
+            if near or same:
+                ra, rb = root(int(a)), root(int(b))
+                parent[max(ra, rb)] = min(ra, rb)
+    want = [root(int(r)) for r in rows]
+    np.testing.assert_array_equal(copy_groups(hashes, keys, rows), want)

@@ -115,21 +115,29 @@ def test_run_again_reuses_the_scores(run_dir, sst2_600, tiny_lm, capsys):
     assert manifest["selection"]["method"] == "mean-rank"
 
 
-def test_select_with_a_pool_fit_on_real_scores(run_dir, sst2_600, tmp_path):
-    """--typical-fit pool through the CLI: the manifest says the k-means saw every embedded
-    record (600) while the tails left fewer to keep from, and kept + dropped = input."""
-    out = tmp_path / "pool.jsonl"
+@pytest.mark.parametrize("fit", ["pool", "distinct"])
+def test_select_with_a_pool_fit_on_real_scores(run_dir, sst2_600, tmp_path, fit):
+    """--typical-fit pool/distinct through the CLI: the manifest says what the k-means saw (every
+    embedded record, 600, or one per group of copies) while the tails and copy rules left fewer
+    to keep from, and kept + dropped = input."""
+    out = tmp_path / f"{fit}.jsonl"
     args = ["select", str(sst2_600), "--scores", str(run_dir / "scores"), "-o", str(out)]
-    tails = ["--signals", "information,generative", "--tails", "0.1:0.9"]
+    tails = ["--signals", "information,generative", "--tails", "0.1:0.9", "--drop-near-duplicates"]
     assert (
-        main(
-            [*args, "--budget", "0.1", "--method", "typical", *tails, "--typical-fit", "pool", "-q"]
-        )
+        main([*args, "--budget", "0.1", "--method", "typical", *tails, "--typical-fit", fit, "-q"])
         == 0
     )
     selection = json.loads(out.with_name(out.name + ".manifest.json").read_text())["selection"]
-    assert selection["details"]["fit"] == "pool" and selection["details"]["fitted"] == 600
+    details = selection["details"]
     counts = selection["counts"]
+    assert details["fit"] == fit
+    copies = counts["dropped_by_reason"].get("duplicate_text", 0) + counts["dropped_by_reason"].get(
+        "near_duplicate_text", 0
+    )
+    if fit == "pool":
+        assert details["fitted"] == 600
+    else:  # a group of copies is fitted once: at most as many left out as the rules dropped
+        assert 600 - copies <= details["fitted"] < 600 and details["given_to_fill"] >= 0
     assert counts["kept"] == 60 and counts["kept"] + counts["dropped"] == 600
     assert counts["dropped_by_reason"]["tail"] > 0
     assert len(out.read_text().splitlines()) == 60

@@ -272,7 +272,8 @@ class SelectConfig:
         "eligible",
         "typical: the records its k-means is fitted on, those the rules left (eligible) or every "
         "record with an embedding, the rest only masked (pool: the clusters stay put when a rule "
-        "changes)",
+        "changes); distinct: the pool with each group of copies once, and a cluster the rules "
+        "mostly drop given to the fill",
         SELECTION,
         choices=TYPICAL_FITS,
     )

@@ -157,6 +157,28 @@ def near_duplicates(
     return rows[~stays], len(np.unique(root[~stays]))
 
 
+def copy_groups(hashes: Any, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of ``rows``, the first of ``rows`` (a row index) in its group of copies, exact
+    or near, whichever record each rule would keep: near-duplicate groups (as
+    :func:`near_duplicate_groups`) for rows with keys; for rows whose text folds to nothing, the
+    group of their text hash. Equal text hashes fold to equal texts, so the two never split a
+    group."""
+    rows = np.asarray(rows, dtype=np.int64)
+    first = rows.copy()
+    keyed = keys[rows].any(axis=1)
+    near = rows[keyed]
+    first[keyed] = near[near_duplicate_groups(keys[near])]
+    hashes = np.asarray(hashes, dtype=object)
+    hashed = np.array([isinstance(h, str) for h in hashes[rows]], dtype=bool)
+    other = np.flatnonzero(~keyed & hashed)
+    if len(other):
+        _, at, inverse = np.unique(
+            hashes[rows[other]].astype(str), return_index=True, return_inverse=True
+        )
+        first[other] = rows[other][at][inverse.reshape(-1)]
+    return first
+
+
 # -- containment ------------------------------------------------------------------------------
 
 

@@ -180,3 +180,162 @@ def test_typical_fit_errors():
     # The default at 16% is typicality: the fit applies to it.
     sel = select(s, budget=0.16, embeddings=x, typical_fit="pool")
     assert sel.details["fit"] == "pool" and sel.keep.sum() == 16
+
+
+def copies_reference(hashes, keys, rows):
+    """The first of ``rows`` in each row's group of copies, by a slow union-find: rows sharing a
+    nonzero key in a band, or (rows whose keys are all zero) the same text hash."""
+    parent = {int(r): int(r) for r in rows}
+
+    def root(r):
+        while parent[r] != r:
+            r = parent[r]
+        return r
+
+    def join(a, b):
+        a, b = root(a), root(b)
+        parent[max(a, b)] = min(a, b)
+
+    rows = [int(r) for r in rows]
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            ka, kb = keys[a].any(), keys[b].any()
+            if (ka and kb and (keys[a] == keys[b]).any()) or (
+                not ka and not kb and hashes[a] is not None and hashes[a] == hashes[b]
+            ):
+                join(a, b)
+    return np.array([root(r) for r in rows], dtype=np.int64)
+
+
+def distinct_fit_reference(x, hashes, keys, eligible, keep_n, position, seed):
+    """typical_fit="distinct" as its definition reads: k-means on the first record of each group
+    of copies; every copy takes its first's cluster and similarity; a cluster with fewer than
+    half its groups alive (one copy eligible) keeps nothing but fill; then the loop reference
+    of the pick over the eligible rows."""
+    fit = np.flatnonzero(~np.isnan(x[:, 0]))
+    first = copies_reference(hashes, keys, fit)
+    heads = np.unique(first)
+    unit = x[heads] / np.linalg.norm(x[heads], axis=1, keepdims=True)
+    head_labels, head_sims, _ = typical_module.clusters(unit, min(keep_n, len(heads)), seed)
+    place = {int(h): i for i, h in enumerate(heads)}
+    labels = np.array([head_labels[place[int(f)]] for f in first])
+    sims = np.array([head_sims[place[int(f)]] for f in first])
+    alive = {
+        int(h): any(eligible[r] for r, f in zip(fit, first, strict=True) if f == h) for h in heads
+    }
+    for c in set(head_labels.tolist()):
+        groups = [int(h) for h, lab in zip(heads, head_labels, strict=True) if lab == c]
+        if sum(alive[h] for h in groups) < 0.5 * len(groups):
+            labels[labels == c] = -1
+    mask = eligible[fit]
+    return pick_reference(labels[mask], sims[mask], fit[mask], keep_n, position, seed)
+
+
+def with_copies(seed, n_groups=12):
+    """Blobs with planted copies: groups sharing a near key (one near-identical to its first,
+    placed anywhere in the pool), and texts that fold to nothing sharing a text hash."""
+    rng = np.random.default_rng(seed)
+    x, blob = blobs(6, 30, seed=seed)
+    n = len(x)
+    keys = rng.integers(1, 2**63, size=(n, 4), dtype=np.uint64)
+    hashes = np.array([f"h{i}" for i in range(n)], dtype=object)
+    for _ in range(n_groups):
+        a, b = rng.choice(n, size=2, replace=False)
+        keys[b, rng.integers(4)] = keys[a, 0]
+        x[b] = x[a] + 0.001 * rng.normal(size=x.shape[1])
+    empty = rng.choice(n, size=6, replace=False)
+    keys[empty] = 0
+    hashes[empty[:3]] = "same"
+    return x, blob, keys, hashes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distinct_fit_matches_its_reference(seed):
+    rng = np.random.default_rng(seed)
+    x, _, keys, hashes = with_copies(seed)
+    n = len(x)
+    x[rng.choice(n, size=5, replace=False)] = np.nan  # no embedding: outside the fit
+    info = rng.random(n)
+    position = float(rng.choice([0.0, 0.4, 1.0]))
+    keep_n = int(rng.integers(3, 40))
+    sel = select(
+        {"information": info, "generative": rng.random(n), "text_hash": hashes, "near_keys": keys},
+        method="typical",
+        budget=keep_n / n,
+        embeddings=x,
+        signals=["information"],
+        tails=(0.1, 0.9) if seed % 3 else (0.3, 1.0),  # a third drops a whole blob's worth
+        drop_near_duplicates=bool(seed % 2),
+        near_duplicate_keep="generative" if seed % 2 else "first",
+        keep_duplicates=seed == 4,
+        position=position,
+        seed=seed,
+        typical_fit="distinct",
+    )
+    eligible = (sel.reason == "") | (sel.reason == "other_in_cluster")
+    want = distinct_fit_reference(x, hashes, keys, eligible, keep_n, position, seed)
+    np.testing.assert_array_equal(np.flatnonzero(sel.keep), want)
+    assert sel.keep.sum() == keep_n and sel.details["fit"] == "distinct"
+    assert sel.details["fitted"] == len(
+        np.unique(copies_reference(hashes, keys, np.flatnonzero(~np.isnan(x[:, 0]))))
+    )
+
+
+def test_distinct_fit_counts_copies_once():
+    """Ten copies of one edge point draw blob 0's centroid to them under the pool fit, and its
+    kept copy is picked; counted once, the blob's centre is picked again."""
+    x, blob = blobs(4, 20)
+    n = len(x)
+    x[5:15] = x[19]  # ten copies of blob 0's farthest point
+    keys = np.arange(1, 4 * n + 1, dtype=np.uint64).reshape(n, 4)
+    keys[5:15] = keys[19]
+    cols = {"information": np.zeros(n), "text_hash": [f"h{i}" for i in range(n)], "near_keys": keys}
+    common = {"method": "typical", "budget": 4 / n, "embeddings": x, "drop_near_duplicates": True}
+    pooled = select(cols, typical_fit="pool", **common)
+    distinct = select(cols, typical_fit="distinct", **common)
+    eligible = select(cols, **common)
+    assert pooled.keep[5]  # the group's first, the copy the rule kept
+    assert not distinct.keep[5] and sorted(blob[distinct.keep]) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(distinct.keep[:20], eligible.keep[:20])
+    assert distinct.details["fitted"] == n - 10
+
+
+def test_distinct_fit_gives_a_mostly_dropped_cluster_to_the_fill():
+    x, blob = blobs(4, 20)
+    n = len(x)
+    info = np.arange(n, dtype=float) + n
+    info[60:75] = np.arange(15)  # the low tail: 15 of blob 3's 20 members
+    cols = {"information": info, "text_hash": [f"h{i}" for i in range(n)]}
+    cols["near_keys"] = np.arange(1, n + 1, dtype=np.uint64)[:, None]
+    common = {"method": "typical", "budget": 4 / n, "embeddings": x, "signals": ["information"]}
+    tails = (0.18, 1.0)
+    pooled = select(cols, typical_fit="pool", tails=tails, **common)
+    distinct = select(cols, typical_fit="distinct", tails=tails, **common)
+    assert (pooled.reason == "tail").sum() == 15 and pooled.reason[74] == "tail"
+    assert sorted(blob[pooled.keep]) == [0, 1, 2, 3]
+    assert 3 not in blob[distinct.keep] and distinct.keep.sum() == 4
+    assert distinct.details["given_to_fill"] == 1 and distinct.details["filled"] == 1
+
+
+def test_distinct_fit_stays_still_when_the_copy_kept_changes():
+    x, _, keys, hashes = with_copies(7, n_groups=20)
+    n = len(x)
+    rng = np.random.default_rng(7)
+    cols = {"generative": rng.random(n), "text_hash": hashes, "near_keys": keys}
+    common = {"method": "typical", "budget": 0.2, "embeddings": x, "drop_near_duplicates": True}
+    first = select(cols, typical_fit="distinct", **common)
+    lowest = select(cols, typical_fit="distinct", near_duplicate_keep="generative", **common)
+    moved = np.flatnonzero(first.keep != lowest.keep)
+    assert len(moved) > 0  # the rules kept other copies...
+    groups = copies_reference(hashes, keys, np.arange(n))
+    for g in np.unique(groups[moved]):  # ...and each move swaps a copy for its own copy
+        assert first.keep[groups == g].sum() == lowest.keep[groups == g].sum()
+
+
+def test_distinct_fit_needs_the_copy_columns():
+    x, _ = blobs(4, 25)
+    s = {"information": np.arange(100, dtype=float), "text_hash": [f"h{i}" for i in range(100)]}
+    with pytest.raises(ValueError, match="needs the near_keys column"):
+        select(s, method="typical", budget=0.1, embeddings=x, typical_fit="distinct")
+    with pytest.raises(ValueError, match="is for method 'typical'"):
+        select(s, method="coverage", budget=0.1, typical_fit="distinct")

@@ -11,7 +11,8 @@
   matching against the dev split's texts (unlabelled), ``+clean`` variants that also drop
   near-duplicate and contained texts, and ``+clean-gen`` ones that keep of each near-duplicate
   group the copy lowest in generative entropy instead of the first; ``-pool`` typicality fits its
-  k-means on the whole pool (the rules' drops only masked), ``+clean-bpb`` also drops the tails
+  k-means on the whole pool (the rules' drops only masked), ``-distinct`` on the pool with
+  each group of copies once, ``+clean-bpb`` also drops the tails
   of bits per byte. :data:`NEEDS_TARGET` are
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
@@ -60,6 +61,21 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "tails": TAILS,
         **CLEAN_GEN,
         "typical_fit": "pool",
+    },
+    # The pool fit, each group of copies once and a mostly dropped cluster given to the fill.
+    "typical+clean-distinct": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN,
+        "typical_fit": "distinct",
+    },
+    "typical+clean-gen-distinct": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN_GEN,
+        "typical_fit": "distinct",
     },
     # A tail on bits per byte too: mojibake's is higher than its original's (docs/results.md).
     "typical+clean-bpb": {"method": "typical", "signals": [*ALL, "bpb"], "tails": TAILS, **CLEAN},

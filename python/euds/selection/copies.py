@@ -8,6 +8,8 @@ records of one selection.
   (``near_duplicate_text``), the first or the one lowest in the ``near_duplicate_keep`` score;
 * contained texts (``drop_contained``): each text found inside a longer one
   (``contained_text``).
+
+It also gives typicality's distinct fit its groups of copies (:func:`distinct_fit_groups`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from euds.duplicates import NEAR_DUPLICATES, contained_texts, exact_duplicates, near_duplicates
+from euds.duplicates import (
+    NEAR_DUPLICATES,
+    contained_texts,
+    copy_groups,
+    exact_duplicates,
+    near_duplicates,
+)
 from euds.selection.columns import near_key_matrix, score_column
 
 TEXT_HASH = "text_hash"
@@ -150,3 +158,21 @@ def _exact(
     reason[dup] = REASON_DUPLICATE
     usable[dup] = False
     return {"policy": "keep-first", "detected": True, "dropped": len(dup)}
+
+
+def distinct_fit_groups(columns: Mapping[str, Any], fitted: np.ndarray) -> np.ndarray:
+    """For ``typical_fit="distinct"``: per record, the first fitted record of its group of
+    copies (exact or near, over every fitted record, whichever copy a rule keeps); -1 where not
+    fitted. Needs the ``text_hash`` and ``near_keys`` columns."""
+    lacking = [c for c in (TEXT_HASH, NEAR_KEYS) if columns.get(c) is None]
+    if lacking:
+        raise ValueError(
+            f"typical_fit='distinct' counts copies once: it needs the {' and '.join(lacking)} "
+            "column(s), which these scores lack (scored before euds computed them): score the "
+            "input again (--overwrite), or use typical_fit='pool'"
+        )
+    n = len(fitted)
+    rows = np.flatnonzero(fitted)
+    copies = np.full(n, -1, dtype=np.int64)
+    copies[rows] = copy_groups(columns[TEXT_HASH], near_key_matrix(columns[NEAR_KEYS], n), rows)
+    return copies

@@ -43,7 +43,13 @@ from euds.selection.bands import (
     quantile_mask,
 )
 from euds.selection.columns import columns_of, length, score_column
-from euds.selection.copies import KEEP_FIRST, NEAR_KEYS, check_copy_options, drop_copies
+from euds.selection.copies import (
+    KEEP_FIRST,
+    NEAR_KEYS,
+    check_copy_options,
+    distinct_fit_groups,
+    drop_copies,
+)
 from euds.selection.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
 from euds.selection.quotas import draw, largest_remainder, strata_codes
 from euds.selection.target import TARGET
@@ -197,7 +203,7 @@ def select(
     drop_contained: bool = False,
     texts: Sequence[str | None] | None = None,
     embeddings: np.ndarray | None = None,
-    typical_fit: Literal["eligible", "pool"] = "eligible",
+    typical_fit: Literal["eligible", "pool", "distinct"] = "eligible",
 ) -> Selection:
     """Selects records from score columns (see the module docstring for the rules).
 
@@ -221,8 +227,9 @@ def select(
     :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the one
     without an edit). ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
     (for ``typical``) are per record, in the scores' order. ``typical_fit``: the records
-    typicality's k-means is fitted on, ``"eligible"`` (those the rules left) or ``"pool"``
-    (every record with an embedding, the rest only masked: :mod:`euds.selection.typical`).
+    typicality's k-means is fitted on, ``"eligible"`` (those the rules left), ``"pool"``
+    (every record with an embedding, the rest only masked) or ``"distinct"`` (the pool, each
+    group of copies once; needs ``text_hash`` and ``near_keys``: :mod:`euds.selection.typical`).
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
@@ -366,8 +373,11 @@ def select(
         missing = np.isnan(x[:, 0]) if x.shape[1] else np.ones(n, dtype=bool)
         reason[missing & usable] = REASON_UNSCORED
         usable &= ~missing
-        if typical_fit == "pool":
+        if typical_fit != "eligible":
             fitted = ~missing
+    copies: np.ndarray | None = None  # for a distinct fit, the first row of each row's copies
+    if typical_fit == "distinct" and fitted is not None:
+        copies = distinct_fit_groups(columns, fitted)
 
     # 2. duplicates
     duplicates = drop_copies(
@@ -402,6 +412,7 @@ def select(
             x,
             ranked,
             fitted,
+            copies,
         )
     sel.signals = signals
     sel.duplicates = duplicates
@@ -523,6 +534,7 @@ def _by_budget(
     x: np.ndarray | None,
     ranked: np.ndarray | None,
     fitted: np.ndarray | None,
+    copies: np.ndarray | None,
 ) -> Selection:
     n = len(usable)
     keep_n = round(budget * n)
@@ -575,8 +587,14 @@ def _by_budget(
                     picked, entry["typical"] = typical_pick(x[pool], pool, quota, position, seed)
                 else:  # fitted on the stratum's every embedded row, the rest masked
                     fit = rows[fitted[rows]]
+                    copy_of = None
+                    if copies is not None:  # the stratum's first of each group of copies
+                        _, first, inverse = np.unique(
+                            copies[fit], return_index=True, return_inverse=True
+                        )
+                        copy_of = first[inverse.reshape(-1)]
                     picked, entry["typical"] = typical_pick(
-                        x[fit], fit, quota, position, seed, eligible=eligible[fit]
+                        x[fit], fit, quota, position, seed, eligible=eligible[fit], copy_of=copy_of
                     )
             else:  # target: the most target-like, ties by the seeded row hash
                 assert ranked is not None

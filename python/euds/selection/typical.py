@@ -19,6 +19,14 @@ differ mostly where the rule differs (82-100% of the records shared on the exper
 against 10-54% fitted on the eligible). A cluster whose members are all masked gives its place
 to the fill. The cost: a masked record's place goes to the nearest member left, often its own
 near-duplicate copy, so the pool fit keeps more junk (docs/results.md, Noise).
+
+``"distinct"`` is the pool fit with the two ways it keeps junk taken away. Copies count once:
+the k-means sees the first record of each group of copies (exact or near,
+:func:`euds.duplicates.copy_groups`, over every embedded record, so whichever copy a rule keeps
+the fit is the same), and the copy a rule keeps stands in its group's place (its label and
+similarity), so a pair no longer draws a centroid of its own. And a cluster most of whose
+fitted groups the rules drop (junk's clusters, cut by the tails) gives its place to the fill;
+its members left are kept only to fill.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ from euds.selection.quotas import largest_remainder, tie_keys
 
 ONE_LEVEL_MAX = 256
 NITER = 20
-FITS = ("eligible", "pool")
+FITS = ("eligible", "pool", "distinct")
+ALIVE_MIN = 0.5  # the share of a cluster's fitted groups the rules must leave ("distinct")
 PLUS_PLUS_SAMPLE = 20_000
 
 
@@ -116,11 +125,15 @@ def typical_pick(
     position: float,
     seed: int,
     eligible: np.ndarray | None = None,
+    copy_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``keep_n`` of ``rows`` (whose unit embeddings are ``embeddings``): one per cluster of
     ``keep_n`` clusters, the member nearest ``position`` in its cluster's typicality order.
     Given ``eligible`` (bool per row), the clusters are fitted on every row and only the
-    eligible ones may be kept (``fit="pool"``)."""
+    eligible ones may be kept (``fit="pool"``). Given ``copy_of`` too (per row, the position in
+    ``rows`` of the first of its group of copies), only each group's first is fitted, and a
+    cluster keeps a member only if at least :data:`ALIVE_MIN` of its groups have one eligible
+    (``fit="distinct"``)."""
     rows = np.asarray(rows, dtype=np.int64)
     details: dict[str, Any] = {"clusters": keep_n, "position": position, "niter": NITER}
     if eligible is not None:
@@ -130,13 +143,31 @@ def typical_pick(
     else:
         details["fit"] = "eligible"
         candidates = rows
+    if copy_of is not None:
+        assert eligible is not None, "a distinct fit masks: it needs eligible"
+        copy_of = np.asarray(copy_of, dtype=np.int64)
+        heads = np.flatnonzero(copy_of == np.arange(len(rows)))
+        details.update(fit="distinct", fitted=len(heads))
     if keep_n == 0:
         return rows[:0], details
     if keep_n >= len(candidates):
         return candidates, {**details, "scheme": "all"}
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    labels, sims, how = clusters(x, keep_n, seed)
+    if copy_of is None:
+        labels, sims, how = clusters(x, keep_n, seed)
+    else:
+        labels, sims, how = clusters(x[heads], min(keep_n, len(heads)), seed)
+        at = np.searchsorted(heads, copy_of)  # each row's group, as a place in heads
+        labels, sims = labels[at], sims[at]
+        # A group lives if a rule left one of its copies; a cluster, if most of its groups do.
+        alive = np.bincount(at, weights=eligible, minlength=len(heads)) > 0
+        k = int(labels.max()) + 2
+        groups = np.bincount(labels[heads] + 1, minlength=k)
+        share = np.bincount(labels[heads] + 1, weights=alive, minlength=k) / np.maximum(groups, 1)
+        dead = share[labels + 1] < ALIVE_MIN
+        details["given_to_fill"] = int(((share < ALIVE_MIN) & (groups > 0))[1:].sum())
+        labels = np.where(dead, -1, labels)
     details.update(how)
     if eligible is not None:
         labels, sims = labels[eligible], sims[eligible]
