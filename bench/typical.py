@@ -7,7 +7,9 @@ does up to 256 clusters. Coverage: the share of the pool's true blobs that hold 
 and the mean cosine of every record (a sample of 20,000 for a million) to its nearest kept
 record. Then the cost of ``typical_fit="pool"``: with a quarter of the pool masked (as the
 default's tails and copy rules drop), the k-means fitted on every record against on the
-eligible three quarters. Then euds alone on a million
+eligible three quarters; and of ``typical_fit="distinct"``, with 5% of the rows copies of others
+(sharing a MinHash key), its copy groups found (:func:`euds.duplicates.copy_groups`, 20 bands)
+and the k-means fitted on one row per group. Then euds alone on a million
 records (the straightforward way would take hours there).
 
     python bench/typical.py [--sizes 20000,50000] [--million]
@@ -21,6 +23,7 @@ import time
 import numpy as np
 
 from _common import table, write_result
+from euds.duplicates import copy_groups
 from euds.selection import typical
 
 
@@ -62,17 +65,33 @@ def run(x: np.ndarray, keep: int, one_level: bool) -> tuple[float, np.ndarray]:
         typical.ONE_LEVEL_MAX = saved
 
 
-def fits(x: np.ndarray, keep: int, masked: float = 0.25) -> dict[str, float]:
-    """Seconds of the eligible fit (k-means on the eligible rows) and the pool fit (on every
-    row, the rest masked), with a seeded ``masked`` share of the rows not eligible."""
-    eligible = np.random.default_rng(2).random(len(x)) >= masked
-    rows = np.arange(len(x))
+def fits(x: np.ndarray, keep: int, masked: float = 0.25, copied: float = 0.05) -> dict[str, float]:
+    """Seconds of the eligible fit (k-means on the eligible rows), the pool fit (on every row,
+    the rest masked) and the distinct fit (copy groups found, then one row per group), with a
+    seeded ``masked`` share of the rows not eligible and a ``copied`` share copies of others."""
+    rng = np.random.default_rng(2)
+    n = len(x)
+    eligible = rng.random(n) >= masked
+    rows = np.arange(n)
+    keys = rng.integers(1, 2**63, size=(n, 20), dtype=np.uint64)
+    copies = rng.choice(n, size=round(copied * n), replace=False)
+    keys[copies, 0] = keys[rng.integers(0, n, size=len(copies)), 0]
+    hashes = np.array([f"h{i}" for i in rows], dtype=object)
     t0 = time.perf_counter()
     typical.typical_pick(x[eligible], rows[eligible], keep, 0.0, 0)
     t1 = time.perf_counter()
     typical.typical_pick(x, rows, keep, 0.0, 0, eligible=eligible)
     t2 = time.perf_counter()
-    return {"masked": masked, "eligible_fit_s": t1 - t0, "pool_fit_s": t2 - t1}
+    groups = copy_groups(hashes, keys, rows)
+    typical.typical_pick(x, rows, keep, 0.0, 0, eligible=eligible, copy_of=groups)
+    t3 = time.perf_counter()
+    return {
+        "masked": masked,
+        "copied": copied,
+        "eligible_fit_s": t1 - t0,
+        "pool_fit_s": t2 - t1,
+        "distinct_fit_s": t3 - t2,
+    }
 
 
 def main() -> None:
@@ -94,6 +113,10 @@ def main() -> None:
         ratio = fit["pool_fit_s"] / fit["eligible_fit_s"]
         rows.append(
             [f"{n:,}: pool fit, 25% masked", fit["pool_fit_s"], "", "", f"{ratio:.2f}x time"]
+        )
+        ratio = fit["distinct_fit_s"] / fit["eligible_fit_s"]
+        rows.append(
+            [f"{n:,}: distinct fit, 5% copies", fit["distinct_fit_s"], "", "", f"{ratio:.2f}x time"]
         )
         results.append(
             {

@@ -157,6 +157,10 @@ def test_overwrite_deletes_only_the_files_the_manifest_lists(tmp_path, corpus):
     ]
     assert (out / "README.txt").exists() and (out / "mine.parquet").exists()
     assert read_scores(out).num_rows == 100
+    # A column the scores lack is one line naming the directory and the fix, not a KeyError.
+    assert read_scores(out, ["id", "information"]).num_columns == 2
+    with pytest.raises(ValueError, match=r"has no no_such_signal column: .* again \(--overwrite\)"):
+        read_scores(out, ["id", "no_such_signal"])
 
 
 def test_a_killed_run_leaves_files_a_later_run_can_prove_are_its_own(tmp_path, corpus):

@@ -313,6 +313,12 @@ class ScoreDir:
         order += [c for c in table.column_names if c not in order]
         table = table.select(order)
         if columns is not None:
+            lacking = [c for c in columns if c not in table.column_names]
+            if lacking:
+                raise ValueError(
+                    f"{self.path} has no {', '.join(lacking)} column: scored by an earlier euds "
+                    "or without that signal; score the input again (--overwrite)"
+                )
             table = table.select(columns)
         return table
 

@@ -144,7 +144,8 @@ def typical_pick(
         details["fit"] = "eligible"
         candidates = rows
     if copy_of is not None:
-        assert eligible is not None, "a distinct fit masks: it needs eligible"
+        if eligible is None:
+            raise ValueError("copy_of (a distinct fit) needs eligible= (which rows may be kept)")
         copy_of = np.asarray(copy_of, dtype=np.int64)
         heads = np.flatnonzero(copy_of == np.arange(len(rows)))
         details.update(fit="distinct", fitted=len(heads))
