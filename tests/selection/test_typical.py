@@ -129,15 +129,21 @@ def pool_fit_reference(x, eligible, keep_n, position, seed):
     return pick_reference(labels[mask], sims[mask], fit[mask], keep_n, position, seed)
 
 
+def reference_case(x, seed):
+    """A seeded case for the fit references: five rows of ``x`` lose their embedding (outside
+    the fit, in place); (rng, an information score, a position, a count to keep)."""
+    rng = np.random.default_rng(seed)
+    x[rng.choice(len(x), size=5, replace=False)] = np.nan
+    info = rng.random(len(x))
+    position = float(rng.choice([0.0, 0.4, 1.0]))
+    return rng, info, position, int(rng.integers(3, 40))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_pool_fit_matches_its_reference(seed):
-    rng = np.random.default_rng(seed)
     x, _ = blobs(6, 30, seed=seed)
+    _, info, position, keep_n = reference_case(x, seed)
     n = len(x)
-    x[rng.choice(n, size=5, replace=False)] = np.nan  # no embedding: outside the fit
-    info = rng.random(n)
-    position = float(rng.choice([0.0, 0.4, 1.0]))
-    keep_n = int(rng.integers(3, 40))
     sel = select(
         {"information": info},
         method="typical",
@@ -251,13 +257,9 @@ def with_copies(seed, n_groups=12):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_distinct_fit_matches_its_reference(seed):
-    rng = np.random.default_rng(seed)
     x, _, keys, hashes = with_copies(seed)
+    rng, info, position, keep_n = reference_case(x, seed)
     n = len(x)
-    x[rng.choice(n, size=5, replace=False)] = np.nan  # no embedding: outside the fit
-    info = rng.random(n)
-    position = float(rng.choice([0.0, 0.4, 1.0]))
-    keep_n = int(rng.integers(3, 40))
     sel = select(
         {"information": info, "generative": rng.random(n), "text_hash": hashes, "near_keys": keys},
         method="typical",
