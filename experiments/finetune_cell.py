@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from near_duplicate_keep import MARGIN
 from rule_check import check_own_output, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
@@ -31,7 +32,6 @@ from euds.selection import DEFAULT_CHOICE
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.16, 0.3]  # the rule check's: its screen cache's key
-MARGIN = 0.5
 
 
 def main() -> int:
