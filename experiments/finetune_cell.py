@@ -1,5 +1,6 @@
 """Fine-tunes one budget's default against random on the rule check's clean pools: the cells of
-docs/results.md's aims that the main experiment left unrun (20NG at 10%).
+docs/results.md's aims that the main experiment left unrun (20NG at 10%) or had too few seeds to
+see (SST-2 at 2%).
 
 The pools are :mod:`rule_check`'s (its scored superset, a pool of the config's size drawn anew
 per seed), the settings the config's ``[finetune]``, the evaluation its eval split; the default
