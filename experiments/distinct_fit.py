@@ -32,7 +32,7 @@ PAIRS = (
     ("typical+clean-pool", "typical+clean-distinct"),
     ("typical+clean-distinct", "typical+clean-gen-distinct"),
 )
-DECIDING = ("typical+clean-distinct",)
+DECIDING = (("typical+clean", "typical+clean-distinct"),)
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ import numpy as np
 from near_duplicate_keep import MARGIN, differences, line, start
 
 from euds.cache import atomic_write_bytes
+from euds.research.experiment import screen
 from euds.research.methods import choose
 from euds.selection import DEFAULT_CHOICE
 
@@ -42,7 +43,7 @@ PAIRS = (
     # Added after the four above were read; reported only (docs/results.md).
     ("typical+clean-pool", "typical+clean-bpb-pool"),
 )
-DECIDING = ("typical+clean-pool", "typical+clean-bpb")
+DECIDING = (("typical+clean", "typical+clean-pool"), ("typical+clean", "typical+clean-bpb"))
 RULE = (
     "at each budget whose default is typical+clean, a challenger of DECIDING passes when (a) on "
     f"every dataset x pool its mean dev-probe difference is shown above -{MARGIN} points "
@@ -64,13 +65,18 @@ def compare_pairs(
     doc: str,
     output: Path,
     pairs: tuple[tuple[str, str], ...],
-    deciding: tuple[str, ...],
+    deciding: tuple[tuple[str, str], ...],
     rule: str,
+    extra: tuple[str, ...] = (),
 ) -> int:
     """Screens each of ``pairs`` (incumbent, challenger) from the cache and writes the cells,
-    the decisions of ``deciding`` under ``rule`` at the budgets whose default is
-    ``typical+clean``, and per pair the median clean overlap and the non-inferior cells."""
+    the decisions of the ``deciding`` pairs under ``rule`` at the budgets whose default is the
+    pair's incumbent, and per pair the median clean overlap and the non-inferior cells.
+    ``extra``: methods screened besides :mod:`rule_check`'s (those that need a target)."""
     args, budgets, screened = start(doc, "40-49", output)
+    if extra:
+        for s in screened:
+            s.rows += screen(s.config, methods=list(extra)).rows
     cells: list[dict[str, Any]] = []
     for s in screened:
         for kind in ("clean", "noisy") if s.config.noise else ("clean",):
@@ -108,19 +114,15 @@ def compare_pairs(
                     cells.append(out)
     decisions: dict[str, Any] = {}
     for b in budgets:
-        if dict(DEFAULT_CHOICE).get(b) != "typical+clean":
-            continue
-        for new in deciding:
+        for old, new in deciding:
+            if dict(DEFAULT_CHOICE).get(b) != old:
+                continue
             mine = [
-                c
-                for c in cells
-                if (c["incumbent"], c["challenger"], c["budget"]) == ("typical+clean", new, b)
+                c for c in cells if (c["incumbent"], c["challenger"], c["budget"]) == (old, new, b)
             ]
             noninferior = all(c["dev"]["noninferior_p"] < 0.05 for c in mine)
             less_junk = all(
-                c["junk_share"][new] <= c["junk_share"]["typical+clean"]
-                for c in mine
-                if c["pool"] == "noisy"
+                c["junk_share"][new] <= c["junk_share"][old] for c in mine if c["pool"] == "noisy"
             )
             decisions.setdefault(str(b), {})[new] = {
                 "noninferior_everywhere": noninferior,

@@ -337,7 +337,7 @@ def select_dataset(
     if "id" in scored.column_names:
         wanted.append("id")
     columns = scored.select_columns(wanted).with_format("arrow")[:]
-    texts = dataset[text_column] if config.drop_contained else None
+    texts = dataset[text_column] if config.needs_texts() else None
     selection = select(columns, stratify=stratify, texts=texts, **config.select_options())
     kept = scored.select(np.flatnonzero(selection.keep))
     if not keep_scores:

@@ -22,8 +22,9 @@ from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
 from euds.selection.copies import KEEP_FIRST, check_keep_has_groups
 from euds.selection.coverage import DEFAULT_STRATA
-from euds.selection.policy import NEAR_DUPLICATE_KEEP, check_typical_fit
+from euds.selection.policy import NEAR_DUPLICATE_KEEP
 from euds.selection.typical import FITS as TYPICAL_FITS
+from euds.selection.typical import check_typical_fit
 from euds.signals import SIGNALS
 from euds.signals.generative import (
     DEFAULT_BATCH_TOKENS,
@@ -51,6 +52,8 @@ RUNTIME_ONLY = frozenset({"threads", "device"})
 # Used only after the pass, on the kept embeddings: changing them re-clusters, never re-embeds.
 CLUSTERING = frozenset({"k", "temperature", "m", "seed", "max_points_per_centroid"})
 
+# The selection rules that read the records' texts.
+TEXT_RULES = ("drop_contained", "drop_damaged")
 # Option groups of ``euds score --help``.
 SCORING, READING, INFORMATION, GENERATIVE, SEMANTIC = (
     "scoring",
@@ -201,7 +204,7 @@ class ScoreConfig:
 
 
 # Option groups of ``euds select --help``.
-SELECTION, DUPLICATES, TARGETING = ("selection", "duplicates", "target matching")
+SELECTION, DUPLICATES, TARGETING = ("selection", "duplicates and damaged texts", "target matching")
 
 
 @dataclass
@@ -299,6 +302,12 @@ class SelectConfig:
         "drop a text whose folded words occur inside a longer text of the input",
         DUPLICATES,
     )
+    drop_damaged: bool = option(
+        False,
+        "drop a text whose encoding is broken: mojibake (ftfy's badness heuristic), the "
+        "replacement character U+FFFD or a control character other than whitespace",
+        DUPLICATES,
+    )
     target: str | None = option(
         None,
         "target: a file of unlabelled texts from the distribution wanted (any input format)",
@@ -352,7 +361,13 @@ class SelectConfig:
                 0 <= lo < hi <= 1
             ):
                 raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1: {self.tails}")
-        for name in ("absolute", "keep_duplicates", "drop_near_duplicates", "drop_contained"):
+        for name in (
+            "absolute",
+            "keep_duplicates",
+            "drop_near_duplicates",
+            "drop_contained",
+            "drop_damaged",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.near_duplicate_keep not in NEAR_DUPLICATE_KEEP:
@@ -385,6 +400,19 @@ class SelectConfig:
         turns its name into labels)."""
         skip = {"stratify", "target", "target_field", "target_score"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+    def needs_texts(self) -> bool:
+        """Whether the selection reads the records' texts: to drop contained or damaged texts
+        (asked for, or done by the default at this budget), or for a target's n-gram score."""
+        from euds.selection import default_choice, uses_default
+
+        spec: dict[str, Any] = {}
+        if uses_default(self.method, self.signals, self.intervals, self.budget, self.position):
+            assert self.budget is not None
+            spec = default_choice(self.budget)[1]
+        return any(getattr(self, rule) or spec.get(rule, False) for rule in TEXT_RULES) or (
+            self.target is not None and self.target_score != "embedding"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -131,11 +131,7 @@ def select_file(
             assert config.budget is not None
             spec = default_choice(config.budget)[1]
         method = spec.get("method", config.method)
-        wants_texts = (
-            config.drop_contained
-            or spec.get("drop_contained", False)
-            or (config.target is not None and config.target_score != "embedding")
-        )
+        wants_texts = config.needs_texts()
         wants_embeddings = method == TYPICAL or (
             config.target is not None and config.target_score != "ngram"
         )

@@ -824,3 +824,92 @@ def test_typical_fit_is_checked_before_any_file_is_read(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "typical_fit='pool' is for method 'typical'" in err[0]
     assert not out.exists()
+
+
+# -- damaged texts ------------------------------------------------------------------------------
+
+
+def test_damaged_texts_dropped_before_the_copy_rules():
+    """drop_damaged drops what euds.damage finds, with its own reason and account; it comes
+    before the copy rules, so a damaged first copy gives way to its sound near twin."""
+    rng = np.random.default_rng(8)
+    sound = "an engrossing , beautifully acted story of love and loss in a small café"
+    texts = [sound.replace("é", "Ã©") + " ,", sound, "a\x00b c d e f g", "plain \ufffd text"]
+    texts += [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(16)]
+    n = len(texts)  # 20
+    scores = {
+        "information": rng.normal(size=n),
+        "text_hash": np.array(text_hashes(texts), dtype=object),
+        "near_keys": near_duplicate_keys(texts),
+    }
+    opts = {"budget": 0.5, "method": "filter-random", "tails": (0, 1), "texts": texts}
+    plain = select(scores, drop_near_duplicates=True, **opts)
+    assert plain.reason[1] == "near_duplicate_text"  # the first copy, the damaged one, stays
+    assert plain.damaged == {"policy": "keep", "dropped": 0}
+    sel = select(scores, drop_near_duplicates=True, drop_damaged=True, **opts)
+    check_counts(sel, n, 10)
+    assert [sel.reason[i] for i in (0, 2, 3)] == ["damaged_text"] * 3
+    assert sel.reason[1] != "near_duplicate_text"  # the sound twin is no copy now
+    assert sel.damaged == {
+        "policy": "drop",
+        "dropped": 3,
+        "by_kind": {"replacement_character": 1, "control_character": 1, "mojibake": 1},
+    }
+    assert sel.summary()["damaged"] == sel.damaged
+    assert sel.counts["dropped_by_reason"]["damaged_text"] == 3
+    # An unusable record is not looked at: its reason stays its own.
+    scores["information"][2] = np.nan
+    sel = select(scores, drop_damaged=True, **opts)
+    assert sel.reason[2] == "unscored" and sel.damaged["dropped"] == 2
+    with pytest.raises(ValueError, match=r"drop_damaged needs texts= \(one per record, 20\)"):
+        select(scores, drop_damaged=True, budget=0.5, method="filter-random")
+    with pytest.raises(ValueError, match="drop_damaged must be True or False"):
+        select(scores, drop_damaged="yes", **opts)
+
+
+def test_needs_texts_follows_the_rules_and_the_default():
+    from euds.config import SelectConfig
+
+    assert SelectConfig(budget=0.05).needs_texts()  # the default drops contained texts there
+    assert not SelectConfig(budget=0.16).needs_texts()
+    assert not SelectConfig(budget=0.16, method="filter-random").needs_texts()
+    assert SelectConfig(budget=0.16, method="filter-random", drop_damaged=True).needs_texts()
+    assert SelectConfig(budget=0.16, method="typical", drop_contained=True).needs_texts()
+    with pytest.raises(ValueError, match="drop_damaged must be True or False"):
+        SelectConfig(budget=0.1, drop_damaged=1).check()
+
+
+def test_cli_drop_damaged(data_dir, tmp_path):
+    """--drop-damaged end to end on real records and their broken copies: the manifest counts
+    each kind, the decisions name them, none lands in the output, kept + dropped = input."""
+    from euds.damage import damage_of
+
+    records = read_jsonl_gz(data_dir / "sst2" / "train.jsonl.gz", 300)
+    rng = np.random.default_rng(2)
+    broken = []
+    for k, j in enumerate(rng.choice(len(records), size=30, replace=False)):
+        text = records[j]["text"].replace("'", "’") + " — a naïve café"
+        text = [
+            text.encode("utf-8").decode("cp1252", errors="replace"),
+            text[:5] + "\x1b[0m" + text[5:],
+            text.replace(" ", " \ufffd", 1),
+        ][k % 3]
+        broken.append({"id": f"broken{k}", "text": text, "label": records[j]["label"]})
+    records = [*records[:150], *broken, *records[150:]]
+    want = {r["id"]: damage_of(r["text"]) for r in records if damage_of(r["text"])}
+    assert set(want) == {r["id"] for r in broken}
+    path = tmp_path / "damaged.jsonl"
+    path.write_bytes(jsonl_bytes(records))
+    scores = tmp_path / "S"
+    assert cli("score", path, "-o", scores, *INFO, "-q") == 0
+    out = tmp_path / "kept.jsonl"
+    args = ("--budget", "0.5", "--method", "filter-random", "--drop-damaged", *INFO)
+    assert cli("select", path, "--scores", scores, "-o", out, *args) == 0
+    sel = manifest_of(out)["selection"]
+    assert sel["damaged"]["dropped"] == 30 == sel["counts"]["dropped_by_reason"]["damaged_text"]
+    kinds = [want[r["id"]] for r in broken]
+    assert sel["damaged"]["by_kind"] == {k: kinds.count(k) for k in sel["damaged"]["by_kind"]}
+    assert sel["counts"]["kept"] == 165
+    decisions = pq.read_table(out.with_name(out.name + ".decisions.parquet")).to_pylist()
+    assert {d["id"] for d in decisions if d["reason"] == "damaged_text"} == set(want)
+    assert not set(output_ids(out)) & set(want)

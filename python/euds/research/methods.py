@@ -13,7 +13,8 @@
   group the copy lowest in generative entropy instead of the first; ``-pool`` typicality fits its
   k-means on the whole pool (the rules' drops only masked), ``-distinct`` on the pool with
   each group of copies once, ``+clean-bpb`` also drops the tails
-  of bits per byte. :data:`NEEDS_TARGET` are
+  of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`).
+  :data:`NEEDS_TARGET` are
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
   ``@full-steps``: a fine-tune trained for as many steps as the whole pool (:data:`STEP_MATCHED`).
@@ -29,6 +30,7 @@ ALL = ["information", "generative", "semantic"]
 TAILS = (0.05, 0.95)
 CLEAN = {"drop_near_duplicates": True, "drop_contained": True}
 CLEAN_GEN = {**CLEAN, "near_duplicate_keep": "generative"}
+DAMAGED = {"drop_damaged": True}
 CANDIDATES: dict[str, dict[str, Any]] = {
     "information": {"signals": ["information"]},
     "generative": {"signals": ["generative"]},
@@ -90,8 +92,31 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "target": {"method": "target"},
     "target+clusters": {"method": "target", "stratify": "clusters"},
     "target+clean": {"method": "target", **CLEAN},
+    # Texts with a broken encoding dropped too (mojibake, U+FFFD, control characters).
+    "typical+clean-damaged": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN,
+        **DAMAGED,
+    },
+    "filter-random+clean-damaged": {
+        "signals": ALL,
+        "method": "filter-random",
+        **CLEAN,
+        **DAMAGED,
+    },
+    "typical+clean-gen-distinct-damaged": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN_GEN,
+        "typical_fit": "distinct",
+        **DAMAGED,
+    },
+    "target+clean-damaged": {"method": "target", **CLEAN, **DAMAGED},
 }
-NEEDS_TARGET = ("target", "target+clusters", "target+clean")
+NEEDS_TARGET = ("target", "target+clusters", "target+clean", "target+clean-damaged")
 BASELINES = ("random", "random+classes", "random+clusters")
 RANDOM = "random"
 FULL = "full"
@@ -187,7 +212,7 @@ def _choose(
         spec["stratify"] = pool.clusters
     if spec.get("method") == "typical":
         spec["embeddings"] = pool.embeddings
-    if spec.get("drop_contained"):
+    if spec.get("drop_contained") or spec.get("drop_damaged"):
         spec["texts"] = [r["text"] for r in pool.records]
     return select(pool.columns, budget=budget, seed=seed, on_nonfinite="drop", **spec).keep
 

@@ -12,8 +12,9 @@ Methods (``method=``):
   as many clusters as the budget keeps, its most typical at ``position`` 0;
 * ``target`` (:mod:`euds.selection.target`): the most similar to a sample of the texts wanted.
 
-Any of them with ``stratify`` (a quota per cluster or group), after the duplicate rules
-(:mod:`euds.selection.copies` applies :mod:`euds.duplicates`'s exact, near and contained).
+Any of them with ``stratify`` (a quota per cluster or group), after the rules on the texts
+(:mod:`euds.selection.copies` applies :mod:`euds.damage`'s damaged texts and
+:mod:`euds.duplicates`'s exact, near and contained copies).
 The rules every method shares are in :mod:`euds.selection.policy`.
 """
 
@@ -23,6 +24,7 @@ from euds.selection.columns import near_key_matrix
 from euds.selection.copies import (
     NEAR_KEYS,
     REASON_CONTAINED,
+    REASON_DAMAGED,
     REASON_DUPLICATE,
     REASON_NEAR_DUPLICATE,
     TEXT_HASH,
@@ -67,6 +69,7 @@ __all__ = [
     "NEAR_DUPLICATE_KEEP",
     "NEAR_KEYS",
     "REASON_CONTAINED",
+    "REASON_DAMAGED",
     "REASON_DUPLICATE",
     "REASON_KEPT",
     "REASON_LESS_TARGET_LIKE",

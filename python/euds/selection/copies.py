@@ -1,8 +1,10 @@
-"""Step 2 of a selection: which copies of a text it drops (:func:`drop_copies`), with the
-checks of its options (:func:`check_copy_options`) and the manifest's account of it. The keys
-and groups themselves are :mod:`euds.duplicates`'s; this module applies them to the usable
-records of one selection.
+"""Steps 2 and 3 of a selection, the rules on the texts themselves: which damaged texts it drops
+(:func:`drop_damaged_texts`, the rule is :mod:`euds.damage`'s) and which copies of a text
+(:func:`drop_copies`), with the checks of their options (:func:`check_copy_options`) and the
+manifest's account of them. The keys and groups of copies are :mod:`euds.duplicates`'s; this
+module applies them to the usable records of one selection.
 
+* damaged texts (``drop_damaged``): mojibake, U+FFFD, control characters (``damaged_text``);
 * exact copies: all but the first usable one (``duplicate_text``), unless ``keep_duplicates``;
 * near duplicates (``drop_near_duplicates``): all but one of each group
   (``near_duplicate_text``), the first or the one lowest in the ``near_duplicate_keep`` score;
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from euds.damage import damaged_texts
 from euds.duplicates import (
     NEAR_DUPLICATES,
     contained_texts,
@@ -35,6 +38,7 @@ KEEP_FIRST = "first"
 REASON_DUPLICATE = "duplicate_text"
 REASON_NEAR_DUPLICATE = "near_duplicate_text"
 REASON_CONTAINED = "contained_text"
+REASON_DAMAGED = "damaged_text"
 
 
 def check_keep_has_groups(
@@ -63,13 +67,20 @@ def check_copy_options(
     drop_near_duplicates: bool,
     near_duplicate_keep: str,
     near_absent: bool,
-    drop_contained: bool,
+    text_rules: Mapping[str, bool],
     texts: Sequence[str | None] | None,
     default_budget: float | None,
 ) -> None:
     """Refuses options that cannot work on these columns (``ValueError`` naming the fix).
     ``near_absent``: the default wanted near duplicates dropped but the scores lack their
-    keys; ``default_budget``: the budget when the default decides the method, else None."""
+    keys; ``text_rules``: the rules that read ``texts`` (name: asked for);
+    ``default_budget``: the budget when the default decides the method, else None."""
+    for name, wanted in text_rules.items():
+        if wanted and (texts is None or len(texts) != n):
+            raise ValueError(
+                f"{name} needs texts= (one per record, {n}); "
+                f"got {None if texts is None else len(texts)}"
+            )
     if near_duplicate_keep != KEEP_FIRST:
         if near_absent:
             raise ValueError(
@@ -83,11 +94,20 @@ def check_copy_options(
                 f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
                 f"score column, which these scores lack: score it, or keep the first copy"
             )
-    if drop_contained and (texts is None or len(texts) != n):
-        raise ValueError(
-            f"drop_contained needs texts= (one per record, {n}); "
-            f"got {None if texts is None else len(texts)}"
-        )
+
+
+def drop_damaged_texts(
+    drop: bool, texts: Sequence[str | None] | None, usable: np.ndarray, reason: np.ndarray
+) -> dict[str, Any]:
+    """With ``drop``, marks the usable records whose text is damaged dropped (``usable`` cleared,
+    ``reason`` set, in place); returns the manifest's account (how many of each kind)."""
+    if not drop:
+        return {"policy": "keep", "dropped": 0}
+    assert texts is not None
+    rows, kinds = damaged_texts(texts, usable)
+    reason[rows] = REASON_DAMAGED
+    usable[rows] = False
+    return {"policy": "drop", "dropped": len(rows), "by_kind": kinds}
 
 
 def drop_copies(

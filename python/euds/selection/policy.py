@@ -6,17 +6,19 @@ One pass of rules, the same for every method:
    that has no embedding where the method needs one is never kept (reason ``unscored``);
    infinite scores raise ``ValueError`` naming the record, unless ``on_nonfinite="drop"``
    (``nonfinite``).
-2. **duplicates** (:mod:`euds.selection.copies`, keys and groups from :mod:`euds.duplicates`):
+2. **damaged texts** (``drop_damaged``, :mod:`euds.damage`): mojibake, U+FFFD, control characters
+   (``damaged_text``); before the copy rules, so that a damaged copy gives way to its twin.
+3. **duplicates** (:mod:`euds.selection.copies`, keys and groups from :mod:`euds.duplicates`):
    later copies of an exact-duplicate text (``duplicate_text``, unless ``keep_duplicates``);
    with ``drop_near_duplicates`` all but one of each near-duplicate group
    (``near_duplicate_text``): the first, or with ``near_duplicate_keep`` the one lowest in that
    score; with ``drop_contained`` every text found inside a longer one (``contained_text``).
    The budget stays a share of *all* input records.
-3. **tails** (filter-random, coverage, typical, target): each signal's values outside the
+4. **tails** (filter-random, coverage, typical, target): each signal's values outside the
    quantiles ``tails`` are dropped (``tail``), the junk filter.
-4. **strata** (``stratify``: one label per record): every stratum gets a quota in proportion to
+5. **strata** (``stratify``: one label per record): every stratum gets a quota in proportion to
    its eligible records (largest remainder), and the method runs inside each stratum.
-5. **the method** picks its quota: a band (``outside_interval`` for the rest), a uniform draw
+6. **the method** picks its quota: a band (``outside_interval`` for the rest), a uniform draw
    (filter-random, ``not_sampled``), coverage's strata (``not_sampled``), one typical member per
    cluster (``other_in_cluster``), the most target-like (``less_target_like``).
 
@@ -49,11 +51,12 @@ from euds.selection.copies import (
     check_copy_options,
     distinct_fit_groups,
     drop_copies,
+    drop_damaged_texts,
 )
 from euds.selection.coverage import DEFAULT_STRATA, coverage_pick, coverage_score
 from euds.selection.quotas import draw, largest_remainder, strata_codes
 from euds.selection.target import TARGET
-from euds.selection.typical import FITS, typical_pick
+from euds.selection.typical import TYPICAL, check_typical_fit, typical_pick
 from euds.signals import SIGNALS
 
 Method = Literal[
@@ -61,7 +64,6 @@ Method = Literal[
 ]
 FILTER_RANDOM = "filter-random"
 COVERAGE = "coverage"
-TYPICAL = "typical"
 METHODS: tuple[str, ...] = (*BAND_METHODS, FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
 # Methods that take the tails filter (and default to DEFAULT_TAILS where they need it).
 TAILED = (FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
@@ -150,6 +152,8 @@ class Selection:
     stratify: str | None = None
     strata: list[dict[str, Any]] | None = None
     duplicates: dict[str, Any] = field(default_factory=dict)
+    # The damaged-text rule's account: asked for or not, and how many of each kind it dropped.
+    damaged: dict[str, Any] = field(default_factory=dict)
     # What the method says of itself (coverage's strata, typical's clusters, the target...).
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -178,6 +182,7 @@ class Selection:
             "stratify": self.stratify,
             "strata": self.strata,
             "duplicates": self.duplicates,
+            "damaged": self.damaged,
             "details": self.details,
             "counts": self.counts,
         }
@@ -201,6 +206,7 @@ def select(
     drop_near_duplicates: bool = False,
     near_duplicate_keep: str = KEEP_FIRST,
     drop_contained: bool = False,
+    drop_damaged: bool = False,
     texts: Sequence[str | None] | None = None,
     embeddings: np.ndarray | None = None,
     typical_fit: Literal["eligible", "pool", "distinct"] = "eligible",
@@ -225,7 +231,8 @@ def select(
     of equal-width strata. ``near_duplicate_keep``: which copy of a near-duplicate group stays,
     ``"first"`` or the one with the lowest value of a score column (one of
     :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the one
-    without an edit). ``texts`` (for ``drop_contained``) and ``embeddings`` ``[n, d]``
+    without an edit). ``drop_damaged``: drop texts with a broken encoding (:mod:`euds.damage`).
+    ``texts`` (for ``drop_contained`` and ``drop_damaged``) and ``embeddings`` ``[n, d]``
     (for ``typical``) are per record, in the scores' order. ``typical_fit``: the records
     typicality's k-means is fitted on, ``"eligible"`` (those the rules left), ``"pool"``
     (every record with an embedding, the rest only masked) or ``"distinct"`` (the pool, each
@@ -239,6 +246,7 @@ def select(
         ("keep_duplicates", keep_duplicates),
         ("drop_near_duplicates", drop_near_duplicates),
         ("drop_contained", drop_contained),
+        ("drop_damaged", drop_damaged),
     ):
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
@@ -274,6 +282,7 @@ def select(
             spec.get("drop_near_duplicates", False) and not near_absent
         )
         drop_contained = drop_contained or spec.get("drop_contained", False)
+        drop_damaged = drop_damaged or spec.get("drop_damaged", False)
         needs = [
             what
             for what, given, needed in (
@@ -282,7 +291,7 @@ def select(
                     embeddings,
                     method == TYPICAL,
                 ),
-                ("texts=", texts, drop_contained),
+                ("texts=", texts, drop_contained or drop_damaged),
             )
             if needed and given is None
         ]
@@ -332,7 +341,7 @@ def select(
         drop_near_duplicates=drop_near_duplicates,
         near_duplicate_keep=near_duplicate_keep,
         near_absent=near_absent,
-        drop_contained=drop_contained,
+        text_rules={"drop_contained": drop_contained, "drop_damaged": drop_damaged},
         texts=texts,
         default_budget=budget if default else None,
     )
@@ -379,7 +388,10 @@ def select(
     if typical_fit == "distinct" and fitted is not None:
         copies = distinct_fit_groups(columns, fitted)
 
-    # 2. duplicates
+    # 2. damaged texts
+    damaged = drop_damaged_texts(drop_damaged, texts, usable, reason)
+
+    # 3. duplicates
     duplicates = drop_copies(
         columns,
         usable,
@@ -416,6 +428,7 @@ def select(
         )
     sel.signals = signals
     sel.duplicates = duplicates
+    sel.damaged = damaged
     if default is not None:
         sel.details["default"] = {"choice": default, "budget": float(budget), "rule": DEFAULT_RULE}
         if near_absent:
@@ -447,16 +460,6 @@ def uses_default(method: Any, signals: Any, intervals: Any, budget: Any, positio
         and budget is not None
         and not isinstance(position, Mapping)
     )
-
-
-def check_typical_fit(typical_fit: Any, method: str | None) -> None:
-    """``typical_fit`` is one of :data:`FITS`, and other than the default only for typical."""
-    if typical_fit not in FITS:
-        raise ValueError(f"typical_fit must be one of {FITS}, got {typical_fit!r}")
-    if typical_fit != FITS[0] and method != TYPICAL:
-        raise ValueError(
-            f"typical_fit={typical_fit!r} is for method 'typical', not {method or 'a band'!r}"
-        )
 
 
 def default_choice(budget: float) -> tuple[str, dict[str, Any]]:

@@ -42,9 +42,20 @@ from euds.selection.quotas import largest_remainder, tie_keys
 
 ONE_LEVEL_MAX = 256
 NITER = 20
+TYPICAL = "typical"  # the method's name
 FITS = ("eligible", "pool", "distinct")
 ALIVE_MIN = 0.5  # the share of a cluster's fitted groups the rules must leave ("distinct")
 PLUS_PLUS_SAMPLE = 20_000
+
+
+def check_typical_fit(typical_fit: Any, method: str | None) -> None:
+    """``typical_fit`` is one of :data:`FITS`, and other than the default only for typical."""
+    if typical_fit not in FITS:
+        raise ValueError(f"typical_fit must be one of {FITS}, got {typical_fit!r}")
+    if typical_fit != FITS[0] and method != TYPICAL:
+        raise ValueError(
+            f"typical_fit={typical_fit!r} is for method 'typical', not {method or 'a band'!r}"
+        )
 
 
 def plus_plus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
