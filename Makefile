@@ -55,6 +55,7 @@ bench: setup
 	$(PY) bench/information.py
 	$(PY) bench/minhash.py
 	$(PY) bench/contained.py
+	$(PY) bench/damage.py
 	$(PY) bench/typical.py --million
 	$(PY) bench/generative.py
 	$(PY) bench/semantic.py
