@@ -377,6 +377,15 @@ BASE_TEXTS = [
 ]
 
 
+def copy_columns(texts: list[str], **signals: np.ndarray) -> dict[str, np.ndarray]:
+    """Score columns for ``texts``: the given signals and the copy rules' keys."""
+    return {
+        **signals,
+        "text_hash": np.array(text_hashes(texts), dtype=object),
+        "near_keys": near_duplicate_keys(texts),
+    }
+
+
 def test_fold_for_near_duplicates_ignores_case_punctuation_and_spacing():
     assert fold_for_near_duplicates("  The FILM -- is, well… GREAT!! ") == "the film is well great"
     assert fold_for_near_duplicates("Ｆｕｌｌ_width") == "full width"
@@ -432,11 +441,7 @@ def test_near_duplicates_dropped_first_kept_before_the_band():
     texts = [*BASE_TEXTS, BASE_TEXTS[0].upper(), BASE_TEXTS[2].replace(" thin", ""), BASE_TEXTS[1]]
     texts += [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(13)]
     n = len(texts)  # 20
-    scores = {
-        "information": rng.normal(size=n),
-        "text_hash": np.array(text_hashes(texts), dtype=object),
-        "near_keys": near_duplicate_keys(texts),
-    }
+    scores = copy_columns(texts, information=rng.normal(size=n))
     sel = select(scores, budget=0.5, drop_near_duplicates=True)
     check_counts(sel, n, 10)
     assert sel.reason[6] == "duplicate_text"  # exact copies go first
@@ -464,12 +469,7 @@ def test_near_duplicate_keep_chooses_the_lowest_copy():
     generative = rng.normal(size=n)
     generative[[0, 2]] = [3.0, 1.0]  # the edited copy is the lower: it stays
     generative[[1, 3]] = [1.0, 3.0]  # here the original is: the first copy stays
-    scores = {
-        "information": rng.normal(size=n),
-        "generative": generative,
-        "text_hash": np.array(text_hashes(texts), dtype=object),
-        "near_keys": near_duplicate_keys(texts),
-    }
+    scores = copy_columns(texts, information=rng.normal(size=n), generative=generative)
     sel = select(
         scores,
         budget=0.5,
@@ -837,11 +837,7 @@ def test_damaged_texts_dropped_before_the_copy_rules():
     texts = [sound.replace("é", "Ã©") + " ,", sound, "a\x00b c d e f g", "plain \ufffd text"]
     texts += [" ".join(rng.choice(list("abcdefghij"), size=12)) for _ in range(16)]
     n = len(texts)  # 20
-    scores = {
-        "information": rng.normal(size=n),
-        "text_hash": np.array(text_hashes(texts), dtype=object),
-        "near_keys": near_duplicate_keys(texts),
-    }
+    scores = copy_columns(texts, information=rng.normal(size=n))
     opts = {"budget": 0.5, "method": "filter-random", "tails": (0, 1), "texts": texts}
     plain = select(scores, drop_near_duplicates=True, **opts)
     assert plain.reason[1] == "near_duplicate_text"  # the first copy, the damaged one, stays
