@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from near_duplicate_keep import MARGIN, differences, line, start
+from rule_check import METHODS
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
@@ -67,16 +68,16 @@ def compare_pairs(
     pairs: tuple[tuple[str, str], ...],
     deciding: tuple[tuple[str, str], ...],
     rule: str,
-    extra: tuple[str, ...] = (),
 ) -> int:
     """Screens each of ``pairs`` (incumbent, challenger) from the cache and writes the cells,
     the decisions of the ``deciding`` pairs under ``rule`` at the budgets whose default is the
-    pair's incumbent, and per pair the median clean overlap and the non-inferior cells.
-    ``extra``: methods screened besides :mod:`rule_check`'s (those that need a target)."""
+    pair's incumbent, and per pair the median clean overlap and the non-inferior cells. A pair's
+    method that :mod:`rule_check` does not screen (one that needs a target) is screened here."""
     args, budgets, screened = start(doc, "40-49", output)
+    extra = sorted({m for pair in pairs for m in pair} - set(METHODS))
     if extra:
         for s in screened:
-            s.rows += screen(s.config, methods=list(extra)).rows
+            s.rows += screen(s.config, methods=extra).rows
     cells: list[dict[str, Any]] = []
     for s in screened:
         for kind in ("clean", "noisy") if s.config.noise else ("clean",):

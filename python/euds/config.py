@@ -326,7 +326,7 @@ class SelectConfig:
 
     def check(self) -> None:
         """Refuses what cannot work, before any file is read (``ValueError`` naming the option)."""
-        from euds.selection import METHODS, TARGET, TARGET_SCORES, default_choice, uses_default
+        from euds.selection import METHODS, TARGET, TARGET_SCORES
 
         if (self.budget is None) == (self.intervals is None):
             raise ValueError("give exactly one of budget (--budget) and intervals (--interval)")
@@ -375,15 +375,12 @@ class SelectConfig:
                 f"near_duplicate_keep must be one of {NEAR_DUPLICATE_KEEP}: "
                 f"{self.near_duplicate_keep!r}"
             )
-        default = uses_default(
-            self.method, self.signals, self.intervals, self.budget, self.position
-        )
-        spec = default_choice(self.budget)[1] if default else {}
-        check_typical_fit(self.typical_fit, spec["method"] if default else self.method)
+        spec = self.default_spec()
+        check_typical_fit(self.typical_fit, spec.get("method", self.method))
         check_keep_has_groups(
             self.near_duplicate_keep,
             self.drop_near_duplicates or spec.get("drop_near_duplicates", False),
-            self.budget if default else None,
+            self.budget if spec else None,
         )
         if self.target_score not in TARGET_SCORES:
             raise ValueError(f"target_score must be one of {TARGET_SCORES}: {self.target_score!r}")
@@ -401,15 +398,20 @@ class SelectConfig:
         skip = {"stratify", "target", "target_field", "target_score"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
+    def default_spec(self) -> dict[str, Any]:
+        """The default's settings at this budget when the default decides the selection (a
+        budget, and no method, signals or intervals), else ``{}``."""
+        from euds.selection import default_choice, uses_default
+
+        if not uses_default(self.method, self.signals, self.intervals, self.budget, self.position):
+            return {}
+        assert self.budget is not None
+        return default_choice(self.budget)[1]
+
     def needs_texts(self) -> bool:
         """Whether the selection reads the records' texts: to drop contained or damaged texts
         (asked for, or done by the default at this budget), or for a target's n-gram score."""
-        from euds.selection import default_choice, uses_default
-
-        spec: dict[str, Any] = {}
-        if uses_default(self.method, self.signals, self.intervals, self.budget, self.position):
-            assert self.budget is not None
-            spec = default_choice(self.budget)[1]
+        spec = self.default_spec()
         return any(getattr(self, rule) or spec.get(rule, False) for rule in TEXT_RULES) or (
             self.target is not None and self.target_score != "embedding"
         )

@@ -70,7 +70,7 @@ def select_file(
     from euds.output import ReadBack, output_lock
     from euds.provenance import now_iso, to_json
     from euds.scores import MANIFEST, ScoreDir, read_scores
-    from euds.selection import TARGET, TEXT_HASH, TYPICAL, default_choice, select, uses_default
+    from euds.selection import TARGET, TEXT_HASH, TYPICAL, select
     from euds.selection.columns import columns_of
 
     if config is None:
@@ -124,12 +124,7 @@ def select_file(
         elif config.stratify is not None:
             labels = read_field(input_path, config.stratify, format=fmt)
         # The default (no method, no signals) is decided by the budget: what it needs is read.
-        spec: dict[str, Any] = {}
-        if uses_default(
-            config.method, config.signals, config.intervals, config.budget, config.position
-        ):
-            assert config.budget is not None
-            spec = default_choice(config.budget)[1]
+        spec = config.default_spec()
         method = spec.get("method", config.method)
         wants_texts = config.needs_texts()
         wants_embeddings = method == TYPICAL or (
