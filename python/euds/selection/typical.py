@@ -3,7 +3,8 @@ Sorscher et al. 2022): cluster the pool into as many clusters as the budget keep
 each cluster one member, its most typical (largest cosine similarity to the cluster's centroid)
 at ``position`` 0, its least typical at 1, in between at positions between.
 
-Clustering is FAISS spherical k-means (``niter`` 20, k-means++ starts, seeded). Up to
+Clustering is FAISS spherical k-means (``niter`` 20, k-means++ starts, seeded and coordinated
+by the records' store positions, :func:`plus_plus`). Up to
 :data:`ONE_LEVEL_MAX` clusters it runs once over the pool; above, in two levels, so that 16% of
 a million records stays minutes, not hours: ``ceil(sqrt(K))`` coarse clusters, then, inside
 each, k-means into its share of the K clusters (largest remainder by size). A cluster may end
@@ -46,6 +47,9 @@ TYPICAL = "typical"  # the method's name
 FITS = ("eligible", "pool", "distinct")
 ALIVE_MIN = 0.5  # the share of a cluster's fitted groups the rules must leave ("distinct")
 PLUS_PLUS_SAMPLE = 20_000
+# How the k-means is started, in the manifest and in the research screens' cache keys.
+START = "k-means++ coordinated by store position"
+SAMPLE_STREAM = 1 << 40  # plus_plus's sample; its steps are streams 0 .. k - 1
 
 
 def check_typical_fit(typical_fit: Any, method: str | None) -> None:
@@ -58,30 +62,52 @@ def check_typical_fit(typical_fit: Any, method: str | None) -> None:
         )
 
 
-def plus_plus(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+def plus_plus(x: np.ndarray, k: int, seed: int, keys: np.ndarray) -> np.ndarray:
     """k-means++ starting centroids (Arthur and Vassilvitskii 2007) of unit rows: the first
     uniform, each next drawn with probability in proportion to its squared distance from the
-    nearest centroid so far; on at most :data:`PLUS_PLUS_SAMPLE` rows."""
-    rng = np.random.default_rng([seed, 23])
+    nearest centroid so far; on at most :data:`PLUS_PLUS_SAMPLE` rows.
+
+    The draws are coordinated by ``keys`` (each row's store position): step ``j`` gives every
+    row an exponential variate from the seeded hash of its key and draws the row whose variate
+    over its weight is smallest (an exponential race: row ``i`` wins with probability
+    ``w_i / sum(w)``, k-means++ exactly), and the sample is the rows with the smallest hashes.
+    So a row that is not drawn can leave or join without changing any draw: dropping one post
+    of 2,000 left 22-29% of a positional draw's subset in place and 95-100% of this one's
+    (docs/results.md, The coordinated start)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if len(keys) != len(x):
+        raise ValueError(f"keys has {len(keys)} rows, x {len(x)}: one key per row")
     if len(x) > PLUS_PLUS_SAMPLE:
-        x = x[np.sort(rng.choice(len(x), size=PLUS_PLUS_SAMPLE, replace=False))]
+        hashes = tie_keys(keys, _stream_seed(seed, SAMPLE_STREAM))
+        at = np.sort(np.lexsort((keys, hashes))[:PLUS_PLUS_SAMPLE])
+        x, keys = x[at], keys[at]
     n = len(x)
     centres = np.empty((k, x.shape[1]), dtype=np.float32)
-    at = int(rng.integers(n))
-    centres[0] = x[at]
-    d2 = np.maximum(2.0 - 2.0 * (x @ x[at]), 0.0).astype(np.float64)
-    for j in range(1, k):
-        total = d2.sum()
-        at = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=d2 / total))
+    weights = np.ones(n)
+    for j in range(k):
+        # Step j's own stream, so that the races of two steps are independent.
+        bits = tie_keys(keys, _stream_seed(seed, j)) >> np.uint64(11)
+        uniform = (bits.astype(np.float64) + 0.5) * 2.0**-53
+        w = weights if weights.sum() > 0 else np.ones(n)  # every row on a centre: uniform
+        with np.errstate(divide="ignore"):
+            at = int(np.argmin(np.where(w > 0, -np.log(uniform) / w, np.inf)))
         centres[j] = x[at]
-        np.minimum(d2, np.maximum(2.0 - 2.0 * (x @ x[at]), 0.0), out=d2)
+        d2 = np.maximum(2.0 - 2.0 * (x @ x[at]), 0.0).astype(np.float64)
+        weights = d2 if j == 0 else np.minimum(weights, d2)
     return centres
 
 
-def kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stream_seed(seed: int, stream: int) -> int:
+    """A seed for the ``stream``-th independent draw of ``seed`` (a row hash of the stream)."""
+    return int(tie_keys(np.array([stream]), seed)[0] >> np.uint64(2))
+
+
+def kmeans_labels(
+    x: np.ndarray, k: int, seed: int, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(label of every row, unit centroids ``[k, d]``) of spherical k-means on unit rows,
-    started from :func:`plus_plus` (from a random start, k-means readily merges two clear
-    clusters and splits a third)."""
+    started from :func:`plus_plus` with the rows' ``keys`` (from a random start, k-means
+    readily merges two clear clusters and splits a third)."""
     import faiss
 
     n, d = x.shape
@@ -97,7 +123,7 @@ def kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
         max_points_per_centroid=256,
         verbose=False,
     )
-    km.train(x, init_centroids=plus_plus(x, k, seed))
+    km.train(x, init_centroids=plus_plus(x, k, seed, keys))
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     index = faiss.IndexFlatIP(d)
@@ -106,15 +132,18 @@ def kmeans_labels(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
     return nearest[:, 0].astype(np.int64), centroids
 
 
-def clusters(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def clusters(
+    x: np.ndarray, k: int, seed: int, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(label of every row, its similarity to its centroid, what the manifest says) for ``k``
-    clusters of the unit rows ``x``: one level up to :data:`ONE_LEVEL_MAX`, else two."""
+    clusters of the unit rows ``x`` (``keys``: their store positions, which coordinate the
+    k-means++ draws): one level up to :data:`ONE_LEVEL_MAX`, else two."""
     if k <= ONE_LEVEL_MAX:
-        labels, centroids = kmeans_labels(x, k, seed)
+        labels, centroids = kmeans_labels(x, k, seed, keys)
         sims = np.einsum("ij,ij->i", x, centroids[labels])
         return labels, sims, {"scheme": "one-level", "clusters": k}
     coarse = min(math.ceil(math.sqrt(k)), len(x))
-    top, _ = kmeans_labels(x, coarse, seed)
+    top, _ = kmeans_labels(x, coarse, seed, keys)
     sizes = np.bincount(top, minlength=coarse)
     shares = largest_remainder(sizes, k)
     labels = np.full(len(x), -1, dtype=np.int64)
@@ -124,7 +153,7 @@ def clusters(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
         members = np.flatnonzero(top == c)
         if shares[c] == 0 or len(members) == 0:
             continue  # a tiny coarse cluster: its members wait for the fill
-        sub, centroids = kmeans_labels(x[members], int(shares[c]), seed + c + 1)
+        sub, centroids = kmeans_labels(x[members], int(shares[c]), seed + c + 1, keys[members])
         labels[members] = sub + next_label
         sims[members] = np.einsum("ij,ij->i", x[members], centroids[sub])
         next_label += int(shares[c])
@@ -148,7 +177,12 @@ def typical_pick(
     cluster keeps a member only if at least :data:`ALIVE_MIN` of its groups have one eligible
     (``fit="distinct"``)."""
     rows = np.asarray(rows, dtype=np.int64)
-    details: dict[str, Any] = {"clusters": keep_n, "position": position, "niter": NITER}
+    details: dict[str, Any] = {
+        "clusters": keep_n,
+        "position": position,
+        "niter": NITER,
+        "start": START,
+    }
     if eligible is not None:
         eligible = np.asarray(eligible, dtype=bool)
         details.update(fit="pool", fitted=len(rows))
@@ -169,9 +203,9 @@ def typical_pick(
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     if copy_of is None:
-        labels, sims, how = clusters(x, keep_n, seed)
+        labels, sims, how = clusters(x, keep_n, seed, rows)
     else:
-        labels, sims, how = clusters(x[heads], min(keep_n, len(heads)), seed)
+        labels, sims, how = clusters(x[heads], min(keep_n, len(heads)), seed, rows[heads])
         at = np.searchsorted(heads, copy_of)  # each row's group, as a place in heads
         labels, sims = labels[at], sims[at]
         # A group lives if a rule left one of its copies; a cluster, if most of its groups do.
