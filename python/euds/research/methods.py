@@ -115,8 +115,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         **DAMAGED,
     },
     "target+clean-damaged": {"method": "target", **CLEAN, **DAMAGED},
+    # Of each near-duplicate group the more predictable copy (junk's copies are noisier).
+    "target+clean-gen-damaged": {"method": "target", **CLEAN_GEN, **DAMAGED},
 }
-NEEDS_TARGET = ("target", "target+clusters", "target+clean", "target+clean-damaged")
+NEEDS_TARGET = (
+    "target",
+    "target+clusters",
+    "target+clean",
+    "target+clean-damaged",
+    "target+clean-gen-damaged",
+)
 BASELINES = ("random", "random+classes", "random+clusters")
 RANDOM = "random"
 FULL = "full"
