@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rule_check import budgets_of, check_own_output, screen_all_of, screen_arguments
+from rule_check import METHODS, budgets_of, check_own_output, screen_all_of, screen_arguments
 
 from euds.cache import atomic_write_bytes
 from euds.research.methods import choose
@@ -73,13 +73,16 @@ def compare(first: dict[int, Any], gen: dict[int, Any], key: str) -> dict[str, A
     }
 
 
-def start(doc: str, seeds: str, output: Path) -> tuple[Any, list[float], list[Any]]:
+def start(
+    doc: str, seeds: str, output: Path, methods: list[str] = METHODS
+) -> tuple[Any, list[float], list[Any]]:
     """(arguments, budgets, screens) of a script that compares pairs of screened methods: its
-    output checked to be its own before any work, then every screen read or made."""
+    output checked to be its own before any work, then the screens of ``methods`` read or
+    made."""
     ap = screen_arguments(doc, seeds, "0.01,0.02,0.05,0.1,0.16,0.3", output)
     args = ap.parse_args()
     check_own_output(args.output, "decisions")
-    return args, budgets_of(args), screen_all_of(args)
+    return args, budgets_of(args), screen_all_of(args, methods)
 
 
 def differences(

@@ -75,9 +75,11 @@ def screen_all(
     seeds: list[int],
     budgets: list[float],
     threads: int,
+    methods: list[str] = METHODS,
 ) -> list[Screened]:
-    """Screens :data:`METHODS` on each config's pools of its seeds (``dataset_seeds`` by name,
-    else ``seeds``) at ``budgets``, cached under out/experiments/rule_check/NAME."""
+    """Screens ``methods`` (default :data:`METHODS`) on each config's pools of its seeds
+    (``dataset_seeds`` by name, else ``seeds``) at ``budgets``, cached under
+    out/experiments/rule_check/NAME."""
     screened = []
     for path in configs:
         config = ExperimentConfig.from_toml(path)
@@ -87,7 +89,7 @@ def screen_all(
         if threads:
             config.score = {**config.score, "threads": threads}
         config.check()
-        screened.append(screen(config, methods=METHODS))
+        screened.append(screen(config, methods=methods))
         print(f"{config.name}: screened seeds {config.seeds} at {budgets}", flush=True)
     return screened
 
@@ -104,13 +106,13 @@ def screen_arguments(doc: str, seeds: str, budgets: str, output: Path) -> argpar
     return ap
 
 
-def screen_all_of(args: argparse.Namespace) -> list[Screened]:
-    """:func:`screen_all` with the options of :func:`screen_arguments`."""
+def screen_all_of(args: argparse.Namespace, methods: list[str] = METHODS) -> list[Screened]:
+    """:func:`screen_all` of ``methods`` with the options of :func:`screen_arguments`."""
     dataset_seeds = {
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
     return screen_all(
-        args.configs, dataset_seeds, seeds_of(args.seeds), budgets_of(args), args.threads
+        args.configs, dataset_seeds, seeds_of(args.seeds), budgets_of(args), args.threads, methods
     )
 
 
@@ -121,11 +123,14 @@ def budgets_of(args: argparse.Namespace) -> list[float]:
 def main() -> int:
     ap = screen_arguments(__doc__, "20-29", "0.01,0.16,0.3", OUT / "rule_check.json")
     ap.add_argument("--screen-only", action="store_true")
+    ap.add_argument("--methods", help="with --screen-only: only these (comma-separated)")
     args = ap.parse_args()
+    if args.methods and not args.screen_only:
+        ap.error("--methods is for --screen-only: the rule reads every candidate")
     budgets = budgets_of(args)
     if not args.screen_only:
         check_own_output(args.output, "by_budget")
-    screened = screen_all_of(args)
+    screened = screen_all_of(args, args.methods.split(",") if args.methods else METHODS)
     if args.screen_only:
         return 0
     incumbent = dict(DEFAULT_CHOICE)

@@ -32,7 +32,7 @@ from rule_check import METHODS
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
-from euds.research.methods import choose
+from euds.research.methods import RANDOM, choose
 from euds.selection import DEFAULT_CHOICE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +73,11 @@ def compare_pairs(
     the decisions of the ``deciding`` pairs under ``rule`` at the budgets whose default is the
     pair's incumbent, and per pair the median clean overlap and the non-inferior cells. A pair's
     method that :mod:`rule_check` does not screen (one that needs a target) is screened here."""
-    args, budgets, screened = start(doc, "40-49", output)
-    extra = sorted({m for pair in pairs for m in pair} - set(METHODS))
+    used = {m for pair in pairs for m in pair}
+    args, budgets, screened = start(
+        doc, "40-49", output, [RANDOM, *(m for m in METHODS if m in used)]
+    )
+    extra = sorted(used - set(METHODS))
     if extra:
         for s in screened:
             s.rows += screen(s.config, methods=extra).rows

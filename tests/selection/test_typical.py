@@ -414,3 +414,18 @@ def test_one_record_fewer_leaves_the_typical_subset_in_place():
         left = np.delete(np.arange(n), out)
         less, _ = typical_module.typical_pick(x[left], rows[left], keep_n, 0.0, seed)
         assert len(np.intersect1d(whole, less)) >= 0.9 * keep_n, (keep_n, seed)
+
+
+def test_the_k_means_sample_is_coordinated_too(monkeypatch):
+    """Where the k-means trains on a sample (more than POINTS_PER_CENTROID rows a cluster), the
+    sample is drawn by the rows' hashes as the start is, so one record fewer still leaves the
+    subset in place (with a positional sample, 30% of it stayed here)."""
+    monkeypatch.setattr(typical_module, "POINTS_PER_CENTROID", 4)
+    x, _ = blobs(40, 40, d=32, spread=0.6, seed=4)
+    n = len(x)
+    rows = np.arange(n) * 5
+    whole, _ = typical_module.typical_pick(x, rows, 60, 0.0, 3)
+    out = int(np.setdiff1d(np.arange(n), np.searchsorted(rows, whole))[7])
+    left = np.delete(np.arange(n), out)
+    less, _ = typical_module.typical_pick(x[left], rows[left], 60, 0.0, 3)
+    assert len(np.intersect1d(whole, less)) >= 0.9 * 60

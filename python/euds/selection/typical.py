@@ -49,7 +49,8 @@ ALIVE_MIN = 0.5  # the share of a cluster's fitted groups the rules must leave (
 PLUS_PLUS_SAMPLE = 20_000
 # How the k-means is started, in the manifest and in the research screens' cache keys.
 START = "k-means++ coordinated by store position"
-SAMPLE_STREAM = 1 << 40  # plus_plus's sample; its steps are streams 0 .. k - 1
+SAMPLE_STREAM = 1 << 40  # the samples' stream; plus_plus's steps are streams 0 .. k - 1
+POINTS_PER_CENTROID = 256  # the k-means trains on at most this many rows a cluster
 
 
 def check_typical_fit(typical_fit: Any, method: str | None) -> None:
@@ -71,15 +72,15 @@ def plus_plus(x: np.ndarray, k: int, seed: int, keys: np.ndarray) -> np.ndarray:
     row an exponential variate from the seeded hash of its key and draws the row whose variate
     over its weight is smallest (an exponential race: row ``i`` wins with probability
     ``w_i / sum(w)``, k-means++ exactly), and the sample is the rows with the smallest hashes.
-    So a row that is not drawn can leave or join without changing any draw: dropping one post
-    of 2,000 left 22-29% of a positional draw's subset in place and 95-100% of this one's
-    (docs/results.md, The coordinated start)."""
+    So a row that is not drawn can leave or join without changing any draw. On 20,000 clustered
+    vectors, one record fewer left 7-17% of a positional draw's subset in place and 79-84% of
+    this one's (bench/typical.py); what is left moving is Lloyd's iterations and, above
+    :data:`ONE_LEVEL_MAX`, the split of the clusters between the coarse ones."""
     keys = np.asarray(keys, dtype=np.int64)
     if len(keys) != len(x):
         raise ValueError(f"keys has {len(keys)} rows, x {len(x)}: one key per row")
     if len(x) > PLUS_PLUS_SAMPLE:
-        hashes = tie_keys(keys, _stream_seed(seed, SAMPLE_STREAM))
-        at = np.sort(np.lexsort((keys, hashes))[:PLUS_PLUS_SAMPLE])
+        at = _coordinated_sample(keys, PLUS_PLUS_SAMPLE, seed)
         x, keys = x[at], keys[at]
     n = len(x)
     centres = np.empty((k, x.shape[1]), dtype=np.float32)
@@ -97,6 +98,14 @@ def plus_plus(x: np.ndarray, k: int, seed: int, keys: np.ndarray) -> np.ndarray:
     return centres
 
 
+def _coordinated_sample(keys: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The places (sorted) of the ``size`` keys with the smallest seeded hashes: a uniform
+    sample that a key outside it can leave or join without changing it. One stream for every
+    sample, so that a smaller sample lies inside a larger one."""
+    hashes = tie_keys(keys, _stream_seed(seed, SAMPLE_STREAM))
+    return np.sort(np.lexsort((keys, hashes))[:size])
+
+
 def _stream_seed(seed: int, stream: int) -> int:
     """A seed for the ``stream``-th independent draw of ``seed`` (a row hash of the stream)."""
     return int(tie_keys(np.array([stream]), seed)[0] >> np.uint64(2))
@@ -107,12 +116,18 @@ def kmeans_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(label of every row, unit centroids ``[k, d]``) of spherical k-means on unit rows,
     started from :func:`plus_plus` with the rows' ``keys`` (from a random start, k-means
-    readily merges two clear clusters and splits a third)."""
+    readily merges two clear clusters and splits a third). Trained on at most
+    :data:`POINTS_PER_CENTROID` rows a cluster, as FAISS would, but the sample is coordinated
+    as the start is (the rows with the smallest hashes; FAISS's own draw is by position)."""
     import faiss
 
     n, d = x.shape
     if k >= n:  # every row its own cluster
         return np.arange(n, dtype=np.int64), x.copy()
+    train, train_keys = x, keys
+    if n > k * POINTS_PER_CENTROID:
+        at = _coordinated_sample(keys, k * POINTS_PER_CENTROID, seed)
+        train, train_keys = x[at], keys[at]
     km = faiss.Kmeans(
         d,
         k,
@@ -120,10 +135,10 @@ def kmeans_labels(
         spherical=True,
         seed=seed,
         min_points_per_centroid=1,  # few points per cluster is the point here: no warning
-        max_points_per_centroid=256,
+        max_points_per_centroid=POINTS_PER_CENTROID,  # never reached: sampled above
         verbose=False,
     )
-    km.train(x, init_centroids=plus_plus(x, k, seed, keys))
+    km.train(train, init_centroids=plus_plus(train, k, seed, train_keys))
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     index = faiss.IndexFlatIP(d)
