@@ -194,8 +194,8 @@ def main() -> None:
         x, _ = blobs(n, n // 20)
         start_rows[str(budget)] = found = starts(x, budget)
         for name, r in found.items():
-            rows.append([f"{n:,} at {budget:.0%}: {name} start", r["seconds"], "", "", ""])
-            rows[-1][-1] = f"{r['shared']:.1%} stays"
+            stays = f"{r['shared']:.1%} stays"
+            rows.append([f"{n:,} at {budget:.0%}: {name} start", r["seconds"], "", "", stays])
     million = None
     if args.million:
         x, label = blobs(1_000_000, 50_000)
