@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from euds.research import experiment, pools
+from euds.research import methods as research_methods
 from euds.research.experiment import ExperimentConfig, choose_default
 from euds.research.methods import (
     BASELINES,
@@ -205,7 +206,7 @@ def test_a_new_typical_start_screens_only_what_runs_typicality(ran, monkeypatch)
     shown = ["random", "coverage", "typical", "typical+clean", "typical" + LENGTH_MATCHED]
     experiment.screen(config, methods=shown)
     before = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
-    monkeypatch.setattr(experiment, "TYPICAL_START", "another start")
+    monkeypatch.setattr(research_methods, "TYPICAL_START", "another start")
     experiment.screen(config, methods=shown)
     new = set(folder.glob("*.json")) - set(before)
     assert len(new) == 3 * 2 * 2  # the three typical ones; 2 seeds x 2 pools

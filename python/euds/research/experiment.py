@@ -50,19 +50,17 @@ from euds.research.methods import (
     CANDIDATES,
     DEFAULT,
     FULL,
-    LENGTH_MATCHED,
     NEEDS_TARGET,
     POOLS,
     RANDOM,
     STEP_MATCHED,
     choose,
     is_known,
+    screen_settings,
     screened,
     subset_stats,
 )
 from euds.research.pools import Prepared, Scored, make_pool, prepare_data, write_jsonl
-from euds.selection.typical import START as TYPICAL_START
-from euds.selection.typical import TYPICAL
 from euds.tuning import Probe
 
 log = logging.getLogger("euds")
@@ -299,7 +297,7 @@ def _screen_cached(
     """One pool's rows in :func:`screen_pool`'s order, cached per method under ``key`` and its
     own settings (None: a baseline), so that a changed candidate screens only itself."""
     folder = Path(s.config.output) / "screen"
-    settings = {m: _cache_settings(m) for m in (*methods, FULL)}
+    settings = {m: screen_settings(m) for m in (*methods, FULL)}
     paths = {m: folder / f"{_key(*key, m, v)}.json" for m, v in settings.items()}
     rows = {m: json.loads(p.read_text()) for m, p in paths.items() if p.is_file()}
     missing = [m for m in (*methods, FULL) if m not in rows]
@@ -312,16 +310,6 @@ def _screen_cached(
             atomic_write_bytes(paths[m], json.dumps(rows[m], indent=1, default=float).encode())
     by_budget = [r for b in s.config.budgets for m in methods for r in rows[m] if r["budget"] == b]
     return by_budget + rows[FULL]
-
-
-def _cache_settings(method: str) -> dict[str, Any] | None:
-    """A screened method's settings, as its cache key holds them (None: a baseline). Those
-    that run typicality also name its k-means start, so that a new start screens them again,
-    and only them."""
-    settings = CANDIDATES.get(method.removesuffix(LENGTH_MATCHED))
-    if settings is not None and settings.get("method") == TYPICAL:
-        return {**settings, "typical_start": TYPICAL_START}
-    return settings
 
 
 def _npy(array: np.ndarray) -> bytes:

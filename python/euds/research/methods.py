@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from euds.selection.typical import START as TYPICAL_START
+from euds.selection.typical import TYPICAL
+
 ALL = ["information", "generative", "semantic"]
 TAILS = (0.05, 0.95)
 CLEAN = {"drop_near_duplicates": True, "drop_contained": True}
@@ -139,6 +142,16 @@ _SALT = {"random": 0, "random+classes": 1, "random+clusters": 2, LENGTH_MATCHED:
 def screened() -> list[str]:
     """Every method the probe screens at every budget (the whole pool apart)."""
     return [*BASELINES, *CANDIDATES, *(m + LENGTH_MATCHED for m in CANDIDATES)]
+
+
+def screen_settings(method: str) -> dict[str, Any] | None:
+    """What decides a screened method's rows besides the pool (None: a baseline), as its screen
+    cache's key holds it: its settings, and for those that run typicality the k-means start too,
+    so that a new start screens them again, and only them."""
+    settings = CANDIDATES.get(method.removesuffix(LENGTH_MATCHED))
+    if settings is not None and settings.get("method") == TYPICAL:
+        return {**settings, "typical_start": TYPICAL_START}
+    return settings
 
 
 def is_known(name: str) -> bool:
