@@ -18,6 +18,7 @@
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
   ``@full-steps``: a fine-tune trained for as many steps as the whole pool (:data:`STEP_MATCHED`).
+* What decides a method's screen, for its cache key (:func:`screen_settings`).
 """
 
 from __future__ import annotations
