@@ -1,18 +1,20 @@
-"""Fine-tunes one budget's default against random on the rule check's clean pools: the cells of
-docs/results.md's aims that the main experiment left unrun (20NG at 10%) or had too few seeds to
-see (SST-2 at 2%).
+"""Fine-tunes one budget's default against random on the rule check's pools: the cells of
+docs/results.md's aims that the main experiment left unrun (20NG at 10%, TREC) or had too few
+seeds to see (SST-2 at 2%).
 
 The pools are :mod:`rule_check`'s (its scored superset, a pool of the config's size drawn anew
-per seed), the settings the config's ``[finetune]``, the evaluation its eval split; the default
-is the product's (``euds.selection.DEFAULT_CHOICE``) at that budget. The screens of
-``--screen-seeds`` are read from rule_check's cache, so nothing is scored again; the clean pools
-of the other seeds need no junk. Each run is cached (and locked while it trains), so the script
-resumes, and a second process with ``--reverse`` meets the first in the middle. Writes, per
-budget: each seed's accuracy, and the paired difference default − random (95% CI, MDE at 80%
-power, one-sided non-inferiority p at -0.5 points) once every seed has run.
+per seed; ``--pool noisy`` adds that seed's scored junk), the settings the config's
+``[finetune]``, the evaluation its eval split; the default is the product's
+(``euds.selection.DEFAULT_CHOICE``) at that budget. Only random is screened (from rule_check's
+cache for ``--screen-seeds``): the runs need the pools, not every candidate's probe, so nothing
+is scored again, and the clean pools of other seeds need no junk. Each run is cached (and
+locked while it trains), so the script resumes, and a second process with ``--reverse`` meets
+the first in the middle. Writes, per dataset, pool and budget: each seed's accuracy, and the
+paired difference default − random (95% CI, MDE at 80% power, one-sided non-inferiority p at
+-0.5 points) once every seed has run.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
---screen-seeds 40-44 [--threads 1] [--reverse] [--output FILE]
+--screen-seeds 40-44 [--pool noisy] [--threads 1] [--reverse] [--output FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rule_check import check_own_output, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
+from euds.research.methods import RANDOM
 from euds.research.stats import mde, noninferiority, paired
 from euds.selection import DEFAULT_CHOICE
 
@@ -42,6 +45,7 @@ def main() -> int:
     ap.add_argument("--seeds", required=True)
     ap.add_argument("--screen-seeds", required=True)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--pool", choices=["clean", "noisy"], default="clean")
     ap.add_argument("--reverse", action="store_true")
     ap.add_argument("--output", type=Path, default=ROOT / "docs/results/finetune_cell.json")
     args = ap.parse_args()
@@ -49,19 +53,28 @@ def main() -> int:
     if args.budget not in dict(DEFAULT_CHOICE):
         ap.error(f"--budget must be one of the default's budgets {sorted(dict(DEFAULT_CHOICE))}")
     seeds = seeds_of(args.seeds)
-    [s] = screen_all([args.config], {}, seeds_of(args.screen_seeds), BUDGETS, args.threads)
+    if args.pool == "noisy" and not set(seeds) <= set(seeds_of(args.screen_seeds)):
+        ap.error("--pool noisy: --seeds must lie within --screen-seeds (their junk is scored)")
+    [s] = screen_all(
+        [args.config], {}, seeds_of(args.screen_seeds), BUDGETS, args.threads, [RANDOM]
+    )
     if args.threads:
         s.config.finetune = {**s.config.finetune, "threads": args.threads}
     default = dict(DEFAULT_CHOICE)[args.budget]
     choice = {"by_budget": {str(args.budget): default}}
-    item = {"methods": ["default", "random"], "budgets": [args.budget], "seeds": seeds}
+    item = {
+        "methods": ["default", "random"],
+        "budgets": [args.budget],
+        "seeds": seeds,
+        "pools": [args.pool],
+    }
     runs = confirm(s, choice, item, reverse=args.reverse)
     by = {(r["method"], r["seed"]): r for r in runs}
     done = [x for x in seeds if ("default", x) in by and ("random", x) in by]
     d = np.array([100 * (by["default", x]["accuracy"] - by["random", x]["accuracy"]) for x in done])
     cell: dict[str, Any] = {
         "dataset": s.config.name,
-        "pool": "clean",
+        "pool": args.pool,
         "budget": args.budget,
         "default": default,
         "seeds": done,
@@ -81,7 +94,7 @@ def main() -> int:
         cells = [
             c
             for c in json.loads(args.output.read_text())["cells"]
-            if (c["dataset"], c["budget"]) != (cell["dataset"], args.budget)
+            if (c["dataset"], c["pool"], c["budget"]) != (cell["dataset"], args.pool, args.budget)
         ]
     atomic_write_bytes(args.output, json.dumps({"cells": [*cells, cell]}, indent=1).encode())
     print(json.dumps({k: v for k, v in cell.items() if k != "runs"}, indent=1))
