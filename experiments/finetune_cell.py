@@ -9,9 +9,9 @@ per seed; ``--pool noisy`` adds that seed's scored junk), the settings the confi
 cache for ``--screen-seeds``): the runs need the pools, not every candidate's probe, so nothing
 is scored again, and the clean pools of other seeds need no junk. Each run is cached (and
 locked while it trains), so the script resumes, and a second process with ``--reverse`` meets
-the first in the middle. Writes, per dataset, pool and budget: each seed's accuracy, and the
-paired difference default − random (95% CI, MDE at 80% power, one-sided non-inferiority p at
--0.5 points) once every seed has run.
+the first in the middle. Writes, per dataset, pool, budget and seeds: each seed's accuracy,
+and the paired difference default − random (95% CI, MDE at 80% power, one-sided
+non-inferiority p at -0.5 points) once every seed has run.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
 --screen-seeds 40-44 [--pool noisy] [--threads 1] [--reverse] [--output FILE]
@@ -77,6 +77,7 @@ def main() -> int:
         "pool": args.pool,
         "budget": args.budget,
         "default": default,
+        "planned_seeds": seeds,
         "seeds": done,
         "steps": sorted({r["steps"] for r in runs}),
         "runs": runs,
@@ -94,7 +95,8 @@ def main() -> int:
         cells = [
             c
             for c in json.loads(args.output.read_text())["cells"]
-            if (c["dataset"], c["pool"], c["budget"]) != (cell["dataset"], args.pool, args.budget)
+            if (c["dataset"], c["pool"], c["budget"], c.get("planned_seeds", c["seeds"]))
+            != (cell["dataset"], args.pool, args.budget, seeds)
         ]
     atomic_write_bytes(args.output, json.dumps({"cells": [*cells, cell]}, indent=1).encode())
     print(json.dumps({k: v for k, v in cell.items() if k != "runs"}, indent=1))
