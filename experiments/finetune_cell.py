@@ -30,7 +30,7 @@ from rule_check import check_own_output, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
-from euds.research.methods import RANDOM
+from euds.research.methods import POOLS, RANDOM
 from euds.research.stats import mde, noninferiority, paired
 from euds.selection import DEFAULT_CHOICE
 
@@ -45,7 +45,7 @@ def main() -> int:
     ap.add_argument("--seeds", required=True)
     ap.add_argument("--screen-seeds", required=True)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--pool", choices=["clean", "noisy"], default="clean")
+    ap.add_argument("--pool", choices=POOLS, default="clean")
     ap.add_argument("--reverse", action="store_true")
     ap.add_argument("--output", type=Path, default=ROOT / "docs/results/finetune_cell.json")
     args = ap.parse_args()
@@ -95,7 +95,7 @@ def main() -> int:
         cells = [
             c
             for c in json.loads(args.output.read_text())["cells"]
-            if (c["dataset"], c["pool"], c["budget"], c.get("planned_seeds", c["seeds"]))
+            if (c["dataset"], c["pool"], c["budget"], c["planned_seeds"])
             != (cell["dataset"], args.pool, args.budget, seeds)
         ]
     atomic_write_bytes(args.output, json.dumps({"cells": [*cells, cell]}, indent=1).encode())
