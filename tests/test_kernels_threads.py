@@ -203,6 +203,54 @@ print("ok")
     assert out.strip().endswith("ok")
 
 
+def test_fork_waits_for_compute_that_holds_a_lock(child_python):
+    """fork() waits for every kernel running without the GIL: one that holds a counter's lock
+    through the fork would leave the child that lock held by a thread it does not have (before
+    ComputeScope the child hung at its first use of the counter, most rounds)."""
+    out = run_child(
+        child_python,
+        _SETUP
+        + """
+counts = _core.UnigramCounts()
+big_offsets = np.array([0, 2_000_000], np.int64)
+big_ids = rng.integers(0, 5000, 2_000_000).astype(np.int64)  # add() holds the lock throughout
+one = (np.array([0, 1], np.int64), np.array([7], np.int64))
+started = threading.Event()
+stop = threading.Event()
+
+
+def busy():
+    while not stop.is_set():
+        counts.add(big_offsets, big_ids)
+        started.set()
+
+
+thread = threading.Thread(target=busy)
+thread.start()
+started.wait()
+try:
+    for round in range(8):
+        time.sleep(0.003 * round)  # lands at different points of the busy thread's add()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                before = counts.total
+                counts.add(*one)
+                code = 0 if counts.total == before + 1 and before % 2_000_000 == 0 else 2
+            finally:
+                os._exit(code)
+        status = wait_child(pid, timeout=30.0)
+        assert status == 0, f"round {round}: child {status}"
+finally:
+    stop.set()
+    thread.join()
+print("ok")
+""",
+    )
+    assert out.strip().endswith("ok")
+
+
 # ---------------------------------------------------------------------------------------------
 # set_num_threads while kernels run
 

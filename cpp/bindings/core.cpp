@@ -3,7 +3,7 @@
 // Rules at this boundary: arrays are taken as they are (no silent dtype or layout copies); a
 // wrong dtype, shape or layout raises ValueError naming the argument and the fix (the checks
 // live in arrays.hpp); outputs may be given by the caller (`out=`) or are allocated here; the
-// GIL is released around compute.
+// GIL is released around compute, inside a ComputeScope (see Compute).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -33,6 +33,13 @@ using namespace pybind11::literals;
 namespace {
 
 using namespace euds::bindings;
+
+// Every stretch of compute here: the GIL released, then a ComputeScope open, so a fork() from
+// a thread holding the GIL waits until this thread's allocations and frees are done.
+struct Compute {
+  py::gil_scoped_release release;
+  euds::ComputeScope scope;
+};
 
 // The dtypes each kind of argument accepts (checked by take_all(), dispatched on by dispatch()).
 using F32 = Dtypes<DT::f32>;
@@ -108,7 +115,7 @@ py::array_t<double> information_entropy(const py::object& offsets, const py::obj
   const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
   double* dst = result.mutable_data();
   dispatch(c.ids, Ids{}, [&](auto* id) {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::information_entropy(c.n_samples, off, c.n_ids, id, dst);
   });
   return result;
@@ -132,7 +139,7 @@ py::array_t<std::uint64_t> minhash_bands(const py::object& offsets_obj, const py
   const auto* ch = static_cast<const std::uint32_t*>(chars.data());
   std::uint64_t* dst = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::minhash_bands(n, off, static_cast<std::size_t>(chars.shape(0)), ch,
                         static_cast<std::size_t>(shingle), static_cast<std::size_t>(bands),
                         static_cast<std::size_t>(rows), seed, dst);
@@ -178,7 +185,7 @@ py::tuple row_softmax_entropy(const py::object& in_obj, const py::object& target
   float* ent_ptr = entropy.mutable_data();
   dispatch(in, Logits{}, [&](auto* x) {
     auto run = [&](auto* t) {
-      py::gil_scoped_release release;
+      const Compute compute;
       euds::row_softmax_entropy(rows, cols, x, scale, t, mask_ptr, ent_ptr, nll_ptr);
     };
     if (has_targets)
@@ -202,7 +209,7 @@ py::tuple segment_mean(const py::object& values_obj, const py::object& segment_o
   double* m = mean.mutable_data();
   std::int64_t* c = count.mutable_data();
   dispatch(segment, RowIds{}, [&](auto* s) {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::segment_mean(rows, v, s, static_cast<std::size_t>(n_segments), m, c);
   });
   return py::make_tuple(mean, count);
@@ -237,7 +244,7 @@ py::array_t<float> mean_pool_normalize(const py::object& hidden_obj, const py::o
   const auto* h = static_cast<const float*>(hidden.data());
   float* dst = out.mutable_data();
   dispatch(mask, TokenMask{}, [&](auto* m) {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::mean_pool_normalize(batch, tokens, dim, h, m, dst);
   });
   return out;
@@ -255,7 +262,7 @@ py::array_t<double> nan_quantiles(const py::object& x_obj, const py::object& q_o
   const auto* qp = static_cast<const double*>(q.data());
   double* o = out.mutable_data();
   dispatch(x, Scores{}, [&](auto* xp) {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::nan_quantiles(n, xp, nq, qp, o);
   });
   return out;
@@ -267,7 +274,7 @@ py::array_t<bool> interval_mask(const py::object& x_obj, double lo, double hi) {
   auto out = bool_output(x.shape(0));
   auto* o = reinterpret_cast<std::uint8_t*>(out.mutable_data());
   dispatch(x, Scores{}, [&](auto* xp) {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::interval_mask(n, xp, lo, hi, o);
   });
   return out;
@@ -279,7 +286,7 @@ py::array_t<double> percentile_ranks(const py::object& x_obj) {
   py::array_t<double> out(x.shape(0));
   double* o = out.mutable_data();
   dispatch(x, Scores{}, [&](auto* xp) {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::percentile_ranks(n, xp, o);
   });
   return out;
@@ -299,7 +306,7 @@ py::array_t<double> mean_rank(const py::object& ranks_obj) {
   const auto* rp = static_cast<const double*>(r.data());
   double* o = out.mutable_data();
   {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::mean_rank(k, n, rp, o);
   }
   return out;
@@ -316,7 +323,7 @@ py::tuple band_select(const py::object& ranks_obj, double position, py::ssize_t 
   auto* m = reinterpret_cast<std::uint8_t*>(mask.mutable_data());
   double width;
   {
-    py::gil_scoped_release release;
+    const Compute compute;
     width = euds::band_select(k, n, rp, position, static_cast<std::size_t>(keep), seed, m);
   }
   return py::make_tuple(mask, width);
@@ -336,7 +343,7 @@ class PyUnigramCounts {
     const Csr c = check_csr(offsets, ids);
     const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
     dispatch(c.ids, Ids{}, [&](auto* id) {
-      py::gil_scoped_release release;
+      const Compute compute;
       std::lock_guard<std::mutex> lock(mutex_);
       counts_.add(c.n_samples, off, c.n_ids, id);
     });
@@ -349,7 +356,7 @@ class PyUnigramCounts {
     const auto* off = static_cast<const std::int64_t*>(c.offsets.data());
     double* dst = result.mutable_data();
     dispatch(c.ids, Ids{}, [&](auto* id) {
-      py::gil_scoped_release release;
+      const Compute compute;
       std::lock_guard<std::mutex> lock(mutex_);
       counts_.self_information(c.n_samples, off, c.n_ids, id, alpha, dst);
     });
@@ -357,7 +364,7 @@ class PyUnigramCounts {
   }
 
   void merge(const PyUnigramCounts& other) {
-    py::gil_scoped_release release;
+    const Compute compute;
     if (&other == this) {  // a.merge(a) doubles the counts; one lock, taken once
       std::lock_guard<std::mutex> lock(mutex_);
       const euds::UnigramCounts copy = counts_;
@@ -371,13 +378,13 @@ class PyUnigramCounts {
   }
 
   std::uint64_t total() const {
-    py::gil_scoped_release release;
+    const Compute compute;
     std::lock_guard<std::mutex> lock(mutex_);
     return counts_.total();
   }
 
   std::size_t vocab_size() const {
-    py::gil_scoped_release release;
+    const Compute compute;
     std::lock_guard<std::mutex> lock(mutex_);
     return counts_.vocab_size();
   }
@@ -385,7 +392,7 @@ class PyUnigramCounts {
   py::array_t<std::uint64_t> counts() const {
     std::vector<std::uint64_t> copy;
     {
-      py::gil_scoped_release release;
+      const Compute compute;
       std::lock_guard<std::mutex> lock(mutex_);
       copy.assign(counts_.data(), counts_.data() + counts_.vocab_size());
     }
@@ -468,7 +475,7 @@ py::tuple cuda_row_softmax_entropy(const py::object& in_obj, const py::object& t
   const bool f16 = dtype_of(in) == DT::f16;
   const void* x = in.data();
   {
-    py::gil_scoped_release release;
+    const Compute compute;
     euds::cuda::row_softmax_entropy_host(static_cast<std::size_t>(n),
                                          static_cast<std::size_t>(in.shape(1)), x, f16, scale, t, m,
                                          e, nll_ptr, device);
@@ -497,7 +504,7 @@ void cuda_row_softmax_entropy_ptr(std::uintptr_t in, std::size_t rows, std::size
   auto* e = reinterpret_cast<float*>(entropy);
   auto* n = reinterpret_cast<float*>(nll);
   auto* s = reinterpret_cast<void*>(stream);
-  py::gil_scoped_release release;
+  const Compute compute;
   auto run = [&](auto* x) {
     if (target_dtype == "int64")
       euds::cuda::row_softmax_entropy(rows, cols, x, scale,
@@ -533,7 +540,7 @@ void set_num_threads(const py::object& n_obj) {
     throw py::value_error("set_num_threads: n must be 0 (the default) or 1 to " +
                           std::to_string(euds::kMaxThreads) + ", got " +
                           py::str(n).cast<std::string>());
-  py::gil_scoped_release release;  // may join idle workers
+  const Compute compute;  // may join idle workers
   euds::set_num_threads(v);
 }
 

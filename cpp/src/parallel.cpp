@@ -40,10 +40,6 @@ class Pool {
 
   int threads() const { return threads_.load(); }
 
-  // Around fork(): see pool().
-  void hold() { run_mutex_.lock(); }
-  void release() { run_mutex_.unlock(); }
-
   void set_threads(int n) {
     threads_.store(n);
     // Never waits: the caller may hold the GIL while another Python thread's kernel holds the
@@ -187,30 +183,100 @@ class Pool {
   bool stopping_ = false;
 };
 
+// Counts the open ComputeScopes; fork() closes it (see ComputeScope in parallel.hpp).
+class ForkGate {
+ public:
+  explicit ForkGate(int open = 0) : open_(open) {}
+
+  void enter() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return !forking_; });
+    ++open_;
+  }
+
+  void leave() {
+    bool wake = false;  // only close() waits for open_ to fall
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --open_;
+      wake = forking_;
+    }
+    if (wake) cv_.notify_all();
+  }
+
+  // `own` is the forking thread's own open scope (0 or 1), which cannot close first.
+  void close(int own) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    forking_ = true;
+    cv_.wait(lock, [&] { return open_ == own; });
+  }
+
+  void reopen() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      forking_ = false;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int open_;
+  bool forking_ = false;
+};
+
+thread_local int tls_scope_depth = 0;
+
 std::atomic<Pool*> g_pool{nullptr};
-std::once_flag g_pool_once;
+std::atomic<ForkGate*> g_gate{nullptr};
+std::once_flag g_once;
 
-// fork() first waits for a running job (jobs never need the GIL, so this cannot deadlock) and
-// keeps new ones inline meanwhile: no worker is inside malloc or halfway through a job when the
-// process is copied. (glibc's malloc survives that anyway; GCC 12's AddressSanitizer allocator
-// does not, and hung children of the sanitizer build.)
-void hold_pool_for_fork() { g_pool.load()->hold(); }
-void release_pool_after_fork() { g_pool.load()->release(); }
+// Before fork(): wait for every open scope (a running pool job is inside its caller's scope),
+// and hold new ones back. Scopes never wait on the forking thread (they run without the GIL and
+// take the pool with try_lock), so this ends.
+void close_gate_for_fork() { g_gate.load()->close(tls_scope_depth > 0 ? 1 : 0); }
+void reopen_gate_after_fork() { g_gate.load()->reopen(); }
 
-// In the child only the forking thread exists: the parent's workers are gone. The old pool is
-// abandoned (leaked: its thread handles must never be joined or destroyed, its run lock stays
-// held) and a fresh one keeps the parent's thread count.
-void reset_pool_in_child() { g_pool.store(new Pool(g_pool.load()->threads())); }
+// In the child only the forking thread exists: the parent's workers, and any thread waiting at
+// the gate, are gone. The old pool and gate are abandoned (leaked: the pool's thread handles
+// must never be joined or destroyed, and the gate's condition variable may count waiters that
+// do not exist here); fresh ones keep the parent's thread count and the forking thread's scope.
+void reset_in_child() {
+  g_pool.store(new Pool(g_pool.load()->threads()));
+  g_gate.store(new ForkGate(tls_scope_depth > 0 ? 1 : 0));
+}
+
+void init_once() {
+  std::call_once(g_once, [] {
+    g_pool.store(new Pool(default_threads()));
+    g_gate.store(new ForkGate());
+    pthread_atfork(close_gate_for_fork, reopen_gate_after_fork, reset_in_child);
+  });
+}
 
 Pool& pool() {
-  std::call_once(g_pool_once, [] {
-    g_pool.store(new Pool(default_threads()));
-    pthread_atfork(hold_pool_for_fork, release_pool_after_fork, reset_pool_in_child);
-  });
+  init_once();
   return *g_pool.load();
 }
 
 }  // namespace
+
+ComputeScope::ComputeScope() : entered_(tls_scope_depth++ == 0 && !tls_in_worker) {
+  if (!entered_) return;
+  init_once();
+  try {
+    g_gate.load()->enter();
+  } catch (...) {
+    --tls_scope_depth;
+    throw;
+  }
+}
+
+ComputeScope::~ComputeScope() {
+  --tls_scope_depth;
+  if (entered_) g_gate.load()->leave();
+}
 
 int num_threads() { return pool().threads(); }
 
@@ -223,6 +289,7 @@ void set_num_threads(long long n) {
 
 void parallel_for(std::size_t n, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& body) {
+  const ComputeScope scope;
   pool().run(n, grain, body);
 }
 

@@ -26,9 +26,28 @@ void set_num_threads(long long n);
 // Calls body(begin, end) over [0, n) in chunks of at least `grain` items, spread over the pool.
 // Runs inline when n is small, when called from inside a pool worker (no nested parallelism) or
 // while another caller holds the pool. The first exception thrown by a chunk is rethrown here
-// after every chunk has finished. fork() waits for a running job to end; in the child the pool
+// after every chunk has finished. It runs inside a ComputeScope; in a fork()ed child the pool
 // starts afresh (the parent's workers do not exist there), with the parent's thread count.
 void parallel_for(std::size_t n, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& body);
+
+// A stretch of kernel work, allocations and frees included, that fork() must not cut through.
+// fork() waits until every open scope has closed and holds new ones back until it returns, so
+// the child never inherits a lock (an allocator's, the pool's) held by a thread that does not
+// exist there. glibc's malloc survives such a fork anyway; other allocators (GCC 12's
+// AddressSanitizer) leave the child hung. Open one wherever a caller's thread computes outside
+// its own control, as the Python bindings do wherever they release the GIL. Nested scopes on one
+// thread, and scopes on pool workers (inside a caller's scope), cost nothing and never wait.
+// Work inside a scope must not wait on a thread that may be fork()ing.
+class ComputeScope {
+ public:
+  ComputeScope();
+  ~ComputeScope();
+  ComputeScope(const ComputeScope&) = delete;
+  ComputeScope& operator=(const ComputeScope&) = delete;
+
+ private:
+  bool entered_;
+};
 
 }  // namespace euds
