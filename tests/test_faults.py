@@ -19,7 +19,7 @@ import pytest
 
 from conftest import band_args
 from euds.cli import main
-from euds.output import ExclusiveLock, is_marked
+from euds.output import RunLock, is_marked
 from euds.scores import LOCK, MANIFEST, ScoreDir, read_scores
 
 INFO = ("--signals", "information")
@@ -233,10 +233,10 @@ def test_a_lock_file_found_there_is_not_truncated_or_removed(corpus, tmp_path):
 def test_the_lock_refuses_a_folder_or_fifo(tmp_path):
     (tmp_path / "dir.lock").mkdir()
     with pytest.raises((ValueError, OSError)):
-        ExclusiveLock(tmp_path / "dir.lock", "x").acquire()
+        RunLock(tmp_path / "dir.lock", "x").acquire()
     os.mkfifo(tmp_path / "fifo.lock")
     with pytest.raises(ValueError, match="not a regular file"):
-        ExclusiveLock(tmp_path / "fifo.lock", "x").acquire()
+        RunLock(tmp_path / "fifo.lock", "x").acquire()
 
 
 # -- outputs: never the inputs, never a file euds did not write --------------------------------
@@ -554,7 +554,7 @@ def test_a_second_writer_of_the_same_selection_fails_at_once(
 ):
     corpus, scores = scored
     out = tmp_path / "kept.jsonl"
-    with ExclusiveLock(out.with_name(f".{out.name}.euds.lock"), str(out)):
+    with RunLock(out.with_name(f".{out.name}.euds.lock"), str(out)):
         assert cli("select", corpus, "--scores", scores, "-o", out, "--budget", "0.5") == 2
         assert "in use by another euds run" in capsys.readouterr().err
         assert not out.exists()

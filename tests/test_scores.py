@@ -18,6 +18,7 @@ from conftest import band_args, same_table
 from euds import EudsError, ScoreConfig, score
 from euds.cli import main
 from euds.engines.driver import score_identity
+from euds.output import RunLock
 from euds.scores import LOCK, MANIFEST, ScoreDir, open_for_scoring, read_scores
 
 INFO = ScoreConfig(signals=("information",), batch_size=16, shard_size=32)
@@ -198,6 +199,49 @@ def test_a_second_run_on_a_locked_directory_fails_at_once_naming_the_holder(tmp_
         assert time.perf_counter() - t0 < 30  # fails at once, does not wait
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK} == before
     assert score(corpus, out, INFO, progress=False).reused  # the lock is released
+
+
+def test_runs_that_reuse_a_complete_directory_share_it_and_never_write(tmp_path, corpus):
+    """Two runs that only reuse complete scores (two experiments on one dataset) both go on;
+    a writer meanwhile is refused at once, and the reused directory is never written."""
+    out = tmp_path / "scores"
+    score(corpus, out, INFO, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK}
+    identity = score_identity(corpus, INFO)
+    with open_for_scoring(out, identity) as run:
+        assert run.read_only
+        with pytest.raises(EudsError, match="reused as it is"):
+            run.write()
+        assert score(corpus, out, INFO, progress=False).reused  # a second reader goes on
+        other = ScoreConfig(signals=("information",), batch_size=50, shard_size=50)
+        with pytest.raises(EudsError, match="in use by another euds run"):
+            score(corpus, out, other, overwrite=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK} == before
+    assert not (out / LOCK).exists()  # the reader that made it removed it, alone at the end
+
+
+def test_a_reader_is_refused_while_a_writer_holds_the_directory(tmp_path, corpus):
+    out = tmp_path / "scores"
+    score(corpus, out, INFO, progress=False)
+    with RunLock(out / LOCK, str(out)):  # a writer (exclusive)
+        with pytest.raises(EudsError, match="in use by another euds run"):
+            score(corpus, out, INFO, progress=False)
+    assert score(corpus, out, INFO, progress=False).reused
+
+
+def test_a_shared_lock_file_stays_while_another_reader_holds_it(tmp_path):
+    path = tmp_path / "x.lock"
+    first, second = RunLock(path, "x", shared=True), RunLock(path, "x", shared=True)
+    first.acquire()
+    second.acquire()
+    assert first.made and not second.made
+    first.release()  # the maker leaves: the other reader still holds the file
+    assert path.exists()
+    with pytest.raises(EudsError, match="in use"):
+        RunLock(path, "x").acquire()  # a writer waits for the last reader
+    second.release()
+    with RunLock(path, "x"):  # free again
+        pass
 
 
 def test_two_processes_never_share_a_score_directory(child_python, tmp_path, corpus):

@@ -17,9 +17,10 @@ Rules, whatever name, link or mount points at a file:
    (:mod:`euds.cache`), so a reader sees the old file or the whole new one. Kept records
    (:func:`write_selected`) are copied from the input in its own format and line ends, and
    read back before they take their name.
-4. **One writer at a time.** :class:`ExclusiveLock` holds an ``flock`` on a lock file opened
+4. **One writer at a time.** :class:`RunLock` holds an ``flock`` on a lock file opened
    without following links (a regular file only), made by this run or left as it was found;
-   a second run fails at once naming the holder.
+   a second run fails at once naming the holder. Runs that only read (a complete score
+   directory reused as it is) share the lock with each other, never with a writer.
 """
 
 from __future__ import annotations
@@ -250,18 +251,21 @@ def write_marked(
 # -- locks ------------------------------------------------------------------------------------
 
 
-class ExclusiveLock:
-    """An exclusive ``flock`` held for a whole run on the lock file ``path``; a second run fails
-    at once with a message naming the holder's pid (what ``busy`` says it holds).
+class RunLock:
+    """An ``flock`` held for a whole run on the lock file ``path``: exclusive for a run that
+    writes, ``shared`` among runs that only read. A run that cannot have it fails at once with
+    a message naming the lock file's maker's pid (what ``busy`` says it holds).
 
     The lock file is opened without following links and must be a regular file: a link (to any
     file anywhere) or anything else is refused, never written through. A lock file this run
-    made holds its pid and is removed at the end; one found there (a run killed before it could
-    remove its own) is locked as it is and never truncated or written."""
+    made holds its pid and is removed at the end, when no other run holds it (a reader that
+    cannot take it exclusively leaves it to the rest); one found there (a run killed before it
+    could remove its own) is locked as it is and never truncated or written."""
 
-    def __init__(self, path: str | os.PathLike[str], busy: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], busy: str, *, shared: bool = False) -> None:
         self.path = Path(path)
         self.busy = busy
+        self.shared = shared
         self.fd: int | None = None
         self.made = False
 
@@ -288,7 +292,7 @@ class ExclusiveLock:
                 os.close(fd)
                 raise ValueError(f"{self.path} is not a regular file: remove it")
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except OSError as e:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)
@@ -313,7 +317,7 @@ class ExclusiveLock:
     def release(self) -> None:
         if self.fd is None:
             return
-        if self.made:
+        if self.made and self._alone():
             with contextlib.suppress(FileNotFoundError):
                 st = os.stat(self.path, follow_symlinks=False)
                 if st.st_ino == os.fstat(self.fd).st_ino:  # still ours: remove it
@@ -321,7 +325,19 @@ class ExclusiveLock:
         os.close(self.fd)  # closing the last descriptor releases the flock
         self.fd = None
 
-    def __enter__(self) -> ExclusiveLock:
+    def _alone(self) -> bool:
+        """Whether this run holds the lock alone (a shared holder converts to exclusive)."""
+        if not self.shared:
+            return True
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        return True
+
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 
@@ -333,7 +349,7 @@ class ExclusiveLock:
 def output_lock(output: Path) -> Iterator[None]:
     """The lock of one output and its companions (``.NAME.euds.lock`` beside it), so that two
     runs writing the same selection end with all of its files from one of them."""
-    lock = ExclusiveLock(output.with_name(f".{output.name}.euds.lock"), str(output))
+    lock = RunLock(output.with_name(f".{output.name}.euds.lock"), str(output))
     with lock:
         yield
 
@@ -514,9 +530,9 @@ def open_output(path: Path, gz: bool) -> Iterator[IO[bytes]]:
 
 
 __all__ = [
-    "ExclusiveLock",
     "Protected",
     "ReadBack",
+    "RunLock",
     "check_output",
     "claim_folder",
     "identity",

@@ -565,10 +565,10 @@ def _train(s: Screened, chosen: list[dict[str, Any]], config: Any, cached: Path)
 def _run_lock(cached: Path) -> Iterator[None]:
     """Holds the lock of one fine-tune, waiting while another process holds it."""
     from euds._core import EudsError
-    from euds.output import ExclusiveLock
+    from euds.output import RunLock
 
     cached.parent.mkdir(parents=True, exist_ok=True)
-    lock = ExclusiveLock(cached.with_suffix(".lock"), str(cached))
+    lock = RunLock(cached.with_suffix(".lock"), str(cached))
     while True:
         try:
             lock.acquire()

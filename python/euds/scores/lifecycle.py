@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from euds._core import EudsError
 from euds._version import __version__
 from euds.cache import sha256_file
-from euds.output import ExclusiveLock
+from euds.output import RunLock
 from euds.provenance import now_iso, versions
 from euds.scores.directory import ScoreDir
 from euds.scores.layout import FORMAT_VERSION, LOCK, MANIFEST, is_reserved_name, part_name
@@ -47,8 +48,11 @@ class ScoreRun:
     manifest: dict[str, Any]
     created: bool  # this run made the folder
     fresh: bool = False  # this run made the manifest: nothing in it is an earlier run's
+    read_only: bool = False  # complete and reused as it is, under a shared lock
 
     def write(self) -> None:
+        if self.read_only:
+            raise EudsError(f"{self.sd.path} was opened to be reused as it is, not written")
         self.sd.write_manifest(self.manifest)
 
 
@@ -63,15 +67,16 @@ def open_for_scoring(
     """Opens ``path`` for a scoring run of ``identity`` (``{"input": ..., "config": ...}``)
     and holds its lock until the block ends.
 
-    The manifest it yields is the directory's own when it holds the same input and
-    configuration (complete: reused; incomplete: resumed) or differs only in the
-    ``reclusterable`` options once the pass is complete; otherwise a new one, replacing the
-    old scores only when nothing was scored yet or with ``overwrite`` (and then deleting only
-    the files euds wrote). A non-empty folder that is not a score directory is refused, and
-    so is a directory whose recorded files are damaged (never repaired by deletion). If the
-    block raises before a shard is complete in a manifest this run made, the files this run
-    wrote are removed (and the folder, if this run made it), so that a corrected command starts
-    afresh; a run that reused or resumed an earlier run's directory removes nothing of it.
+    The manifest it yields is the directory's own when it holds the same input and configuration
+    (complete: reused, read-only, under a lock shared with other runs that reuse it; incomplete:
+    resumed) or differs only in the ``reclusterable`` options once the pass is complete;
+    otherwise a new one, replacing the old scores only when nothing was scored yet or with
+    ``overwrite`` (and then deleting only the files euds wrote). A non-empty folder that is not
+    a score directory is refused, and so is a directory whose recorded files are damaged (never
+    repaired by deletion). If the block raises before a shard is complete in a manifest this run
+    made, the files this run wrote are removed (and the folder, if this run made it), so that a
+    corrected command starts afresh; a run that reused or resumed an earlier run's directory
+    removes nothing of it.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -81,7 +86,14 @@ def open_for_scoring(
         path.mkdir(parents=True)
     else:
         _refuse_foreign(path)
-    lock = ExclusiveLock(path / LOCK, str(path))
+        with RunLock(path / LOCK, str(path), shared=True):
+            _refuse_foreign(path)  # again, now that no writer can change it
+            sd = ScoreDir(path)
+            manifest = _reusable(sd, identity, overwrite=overwrite)
+            if manifest is not None:
+                yield ScoreRun(sd, manifest, created=False, read_only=True)
+                return
+    lock = RunLock(path / LOCK, str(path))
     try:
         lock.acquire()
     except BaseException:
@@ -96,7 +108,7 @@ def open_for_scoring(
             sd, identity, overwrite=overwrite, reclusterable=reclusterable
         )
         started = True
-        yield ScoreRun(sd, manifest, created, fresh)
+        yield ScoreRun(sd, manifest, created, fresh, read_only=manifest.get("status") == "complete")
     except BaseException:
         failed = True
         raise
@@ -134,6 +146,32 @@ def _refuse_foreign(path: Path) -> None:
     )
 
 
+def _reusable(sd: ScoreDir, identity: dict[str, Any], *, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest of a complete, intact directory of this input and configuration, which a
+    run reuses as it is (writing nothing); None for any other directory. One scored by an
+    earlier euds, without some of the pass columns, is reused with a warning unless
+    ``overwrite``."""
+    if not sd.exists():
+        return None
+    manifest = sd.manifest()
+    if (
+        manifest.get("status") != "complete"
+        or not same_input(manifest.get("input", {}), identity["input"])
+        or manifest.get("config") != identity["config"]
+    ):
+        return None
+    missing = _missing_columns(sd, manifest, identity.get("columns", ()))
+    if (missing and overwrite) or sd.damage(manifest):
+        return None  # scored again, or refused: a writer's decision
+    if missing:  # still sound for everything it has
+        log.warning(
+            "%s was scored by an earlier euds, without %s: reusing it; --overwrite scores it again",
+            sd.path,
+            ", ".join(missing),
+        )
+    return manifest
+
+
 def _open_or_create(
     sd: ScoreDir,
     identity: dict[str, Any],
@@ -142,6 +180,9 @@ def _open_or_create(
     reclusterable: frozenset[str],
 ) -> tuple[dict[str, Any], bool]:
     """(the manifest this run goes on with, whether this run made it)."""
+    reused = _reusable(sd, identity, overwrite=overwrite)
+    if reused is not None:  # made reusable since the shared look: nothing to write
+        return reused, False
     if sd.exists():
         manifest = sd.manifest()
         same = same_input(manifest.get("input", {}), identity["input"])
@@ -158,8 +199,9 @@ def _open_or_create(
         )
         old_columns = same and same_config and missing and complete and not overwrite
         if (same and same_config and not missing) or old_columns or recluster:
-            # Reused, resumed or re-clustered: every file it lists must be as recorded. Damage
-            # is refused; with --overwrite the directory is scored again instead.
+            # Resumed or re-clustered (an intact complete one was reused above): every file it
+            # lists must be as recorded. Damage is refused; with --overwrite the directory is
+            # scored again instead.
             problem = sd.damage(manifest)
             if problem and not overwrite:
                 sd.check_intact(manifest)
@@ -171,16 +213,7 @@ def _open_or_create(
                     )
                     manifest["config"] = identity["config"]
                     manifest["status"] = "scoring"
-                    _start(sd, manifest, identity)
-                elif old_columns:  # still sound for everything it has
-                    log.warning(
-                        "%s was scored by an earlier euds, without %s: reusing it; --overwrite "
-                        "scores it again",
-                        sd.path,
-                        ", ".join(missing),
-                    )
-                elif not complete:
-                    _start(sd, manifest, identity)
+                _start(sd, manifest, identity)
                 return manifest, False
         # A directory without a single complete shard holds nothing to protect.
         nothing_scored = not complete and not manifest.get("shards")
