@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import json
 import math
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -489,10 +488,9 @@ def test_ten_megabyte_document(tmp_path, ng_posts, max_tokens):
         f.write(json.dumps({"id": "huge", "text": doc}) + "\n")
         f.write(json.dumps({"id": "nospace", "text": "x" * 10_000_000}) + "\n")
     out = tmp_path / "huge"
-    t0 = time.perf_counter()
+    # What keeps this fast (the text is cut before it is tokenised) is asserted in the next
+    # test; no wall-clock bound here, which a loaded machine fails.
     summary = score_info(path, out, max_tokens=max_tokens)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 15, f"scoring 20 MB of text took {elapsed:.1f} s"
     table = read_scores(out).to_pylist()
     assert [r["truncated"] for r in table] == [False, True, True]
     assert [r["n_tokens"] for r in table][1:] == [max_tokens - 1] * 2
