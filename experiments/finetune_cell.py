@@ -14,7 +14,9 @@ and the paired difference default − random (95% CI, MDE at 80% power, one-side
 non-inferiority p at -0.5 points) once every seed has run.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
---screen-seeds 40-44 [--pool noisy] [--threads 1] [--reverse] [--output FILE]
+--screen-seeds 40-44 [--pool noisy] [--threads 1] [--reverse] [--output FILE]; and
+``python experiments/finetune_cell.py --table`` prints the finished cells as docs/results.md
+shows them (:func:`euds.research.report.finetune_cells_table`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rule_check import check_own_output, screen_all, seeds_of
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
 from euds.research.methods import POOLS, RANDOM
+from euds.research.report import finetune_cells_table
 from euds.research.stats import mde, noninferiority, paired
 from euds.selection import DEFAULT_CHOICE
 
@@ -40,16 +43,24 @@ BUDGETS = [0.01, 0.02, 0.05, 0.1, 0.16, 0.3]  # the rule check's: its screen cac
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("config")
-    ap.add_argument("--budget", type=float, required=True)
-    ap.add_argument("--seeds", required=True)
-    ap.add_argument("--screen-seeds", required=True)
+    ap.add_argument("config", nargs="?")
+    ap.add_argument("--budget", type=float)
+    ap.add_argument("--seeds")
+    ap.add_argument("--screen-seeds")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--pool", choices=POOLS, default="clean")
     ap.add_argument("--reverse", action="store_true")
     ap.add_argument("--output", type=Path, default=ROOT / "docs/results/finetune_cell.json")
+    ap.add_argument("--table", action="store_true", help="print --output's finished cells")
     args = ap.parse_args()
     check_own_output(args.output, "cells")
+    if args.table:
+        if not args.output.is_file():
+            ap.error(f"--table: {args.output} does not exist")
+        print(finetune_cells_table(json.loads(args.output.read_text())["cells"]))
+        return 0
+    if None in (args.config, args.budget, args.seeds, args.screen_seeds):
+        ap.error("config, --budget, --seeds and --screen-seeds are required (or --table)")
     if args.budget not in dict(DEFAULT_CHOICE):
         ap.error(f"--budget must be one of the default's budgets {sorted(dict(DEFAULT_CHOICE))}")
     seeds = seeds_of(args.seeds)

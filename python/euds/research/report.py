@@ -176,6 +176,57 @@ def noninferiority_lines(rows: list[dict[str, Any]], metric: str, pool: str = "c
     )
 
 
+DATASET_NAMES = {"sst2": "SST-2", "20ng": "20NG", "trec": "TREC"}
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """``10 (40–49)`` for a run of consecutive seeds, else every seed."""
+    s = sorted(seeds)
+    if s == list(range(s[0], s[-1] + 1)):
+        return f"{len(s)} ({s[0]}\u2013{s[-1]})"
+    return f"{len(s)} ({', '.join(map(str, s))})"
+
+
+def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
+    """The fine-tuned cells of ``experiments/finetune_cell.py`` (its JSON's ``cells``), one row
+    each, finished cells only: mean accuracy of the default and random, the paired difference
+    (bold where its 95% CI excludes 0), the MDE at 80% power, the one-sided non-inferiority
+    bound at −:data:`NONINFERIORITY_MARGIN`, the seeds that gain with the range of the
+    differences, and on noisy pools the junk each kept (mean share of the subset)."""
+    order = {name: i for i, name in enumerate(DATASET_NAMES)}
+    done = [c for c in cells if "difference" in c]
+    done.sort(key=lambda c: (c["pool"], order.get(c["dataset"], 99), c["budget"], len(c["seeds"])))
+    lines = [
+        "| dataset, pool | budget | default method | seeds | updates | default | random "
+        "| default − random [95% CI] | MDE | non-inferior (one-sided bound) "
+        "| seeds gaining; range | junk kept, default / random |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in done:
+        by = {(r["method"], r["seed"]): r for r in c["runs"]}
+        seeds = c["seeds"]
+        acc = {m: [by[m, s]["accuracy"] for s in seeds] for m in ("default", "random")}
+        d = [_points(a - b) for a, b in zip(acc["default"], acc["random"], strict=True)]
+        ci = paired(d)
+        interval = f"{signed(ci.mean)} [{signed(ci.lo)}, {signed(ci.hi)}]"
+        if ci.lo > 0 or ci.hi < 0:
+            interval = f"**{interval}**"
+        _, bound, verdict = noninferior(d)
+        junk = "—"
+        if c["pool"] == "noisy":
+            share = {m: 100 * np.mean([by[m, s]["junk_share"] for s in seeds]) for m in acc}
+            junk = f"{share['default']:.1f}% / {share['random']:.1f}%"
+        name = DATASET_NAMES.get(c["dataset"], c["dataset"])
+        lines.append(
+            f"| {name} {c['pool']} | {c['budget']:.0%} | {c['default']} | {_seed_list(seeds)} "
+            f"| {', '.join(map(str, c['steps']))} | {_points(np.mean(acc['default'])):.1f} "
+            f"| {_points(np.mean(acc['random'])):.1f} | {interval} | {mde(d):.1f} "
+            f"| {verdict} ({signed(bound)}) | {sum(x > 0 for x in d)}; {signed(min(d))} to "
+            f"{signed(max(d))} | {junk} |"
+        )
+    return "\n".join(lines)
+
+
 def equivalence(
     rows: list[dict[str, Any]], label: str, metric: str = "accuracy", method: str = DEFAULT
 ) -> str:

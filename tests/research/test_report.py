@@ -1,0 +1,84 @@
+"""The research report's fine-tuned cells table (docs/results.md's): each row against the
+statistics computed directly from the runs it summarises."""
+
+import numpy as np
+from scipy import stats
+
+from euds.research.report import finetune_cells_table
+
+
+def _cell(dataset, pool, budget, gains, junk=None, finished=True):
+    """A finished cell of experiments/finetune_cell.py: random at 0.60 on every seed, the
+    default at 0.60 + gain (points / 100); on noisy pools, junk shares per method."""
+    seeds = list(range(40, 40 + len(gains)))
+    runs = []
+    for seed, gain in zip(seeds, gains, strict=True):
+        for method, acc in (("default", 0.6 + gain / 100), ("random", 0.6)):
+            r = {"method": method, "seed": seed, "accuracy": acc, "steps": 120}
+            if junk:
+                r["junk_share"] = junk[method]
+            runs.append(r)
+    cell = {
+        "dataset": dataset,
+        "pool": pool,
+        "budget": budget,
+        "default": "typical",
+        "seeds": seeds,
+        "steps": [120],
+        "runs": runs,
+    }
+    if finished:
+        cell["difference"] = {"mean": float(np.mean(gains))}
+    return cell
+
+
+def _rows(text):
+    return [line.split(" | ") for line in text.splitlines()[2:]]
+
+
+def test_each_row_holds_the_paired_statistics_of_its_runs():
+    gains = [1.0, 2.0, 0.5, 1.5, -0.2, 1.2, 0.8, 1.1, 0.9, 1.3]
+    [row] = _rows(finetune_cells_table([_cell("sst2", "clean", 0.02, gains)]))
+    d = np.array(gains)
+    half = stats.t.ppf(0.975, 9) * d.std(ddof=1) / np.sqrt(10)
+    lo, hi = d.mean() - half, d.mean() + half
+    assert row[0] == "| SST-2 clean" and row[1] == "2%" and row[3] == "10 (40–49)"
+    assert row[5:7] == [f"{60 + d.mean():.1f}", "60.0"]
+    # its interval lies above 0: bold
+    assert row[7] == f"**+{d.mean():.1f} [+{lo:.1f}, +{hi:.1f}]**"
+    mde = (stats.t.ppf(0.975, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
+    assert row[8] == f"{mde:.1f}"
+    bound = d.mean() - stats.t.ppf(0.95, 9) * d.std(ddof=1) / np.sqrt(10)
+    assert row[9] == f"shown (+{bound:.1f})"
+    assert row[10] == "9; −0.2 to +2.0"
+    assert row[11] == "— |"
+
+
+def test_a_loss_is_bold_and_not_non_inferior_and_noisy_rows_give_the_junk_kept():
+    gains = [-1.0, -1.5, -0.8, -1.2, -2.0, -0.9, -1.1, -1.4, -0.7, -1.3]
+    junk = {"default": 0.166, "random": 0.187}
+    [row] = _rows(finetune_cells_table([_cell("trec", "noisy", 0.3, gains, junk)]))
+    assert row[7].startswith("**−1.2 [") and row[7].endswith("]**")
+    assert row[9].startswith("not shown (−")
+    assert row[10] == "0; −2.0 to −0.7"
+    assert row[11] == "16.6% / 18.7% |"
+
+
+def test_unfinished_cells_are_left_out_and_rows_are_ordered_by_pool_dataset_budget():
+    flat = [0.5, -0.5, 0.3, -0.3]
+    cells = [
+        _cell("trec", "noisy", 0.05, flat, {"default": 0.0, "random": 0.2}),
+        _cell("trec", "clean", 0.1, flat),
+        _cell("sst2", "clean", 0.16, flat),
+        _cell("20ng", "clean", 0.02, flat, finished=False),
+        _cell("trec", "clean", 0.02, flat),
+    ]
+    rows = _rows(finetune_cells_table(cells))
+    assert [(r[0], r[1]) for r in rows] == [
+        ("| SST-2 clean", "16%"),
+        ("| TREC clean", "2%"),
+        ("| TREC clean", "10%"),
+        ("| TREC noisy", "5%"),
+    ]
+    # not significant either way: not bold
+    assert not rows[0][7].startswith("**")
