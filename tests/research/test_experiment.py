@@ -213,6 +213,28 @@ def test_a_new_typical_start_screens_only_what_runs_typicality(ran, monkeypatch)
     assert all(p.stat().st_mtime_ns == ns for p, ns in before.items())
 
 
+def test_a_seed_outside_the_config_screens_its_clean_pool_only(ran):
+    # A fresh seed's clean pool needs no junk: it is screened from the same scored data,
+    # which stays untouched; its noisy pool, whose junk was never built, is refused.
+    config, summary, out = ran
+    # (files: a reader's lock file comes and goes, touching its folder)
+    kept = [out / "junk.jsonl", *sorted(p for p in (out / "scores").rglob("*") if p.is_file())]
+    stamps = [p.stat().st_mtime_ns for p in kept]
+    shown = ["random", "typical"]
+    s = experiment.screen(config, seeds=[7], methods=shown, pools=("clean",))
+    assert [p.stat().st_mtime_ns for p in kept] == stamps
+    assert {(r["seed"], r["pool"]) for r in s.rows} == {(7, "clean")}
+    assert {r["method"] for r in s.rows} == {"random", "typical", "full"}
+    assert len({r["budget"] for r in s.rows if r["method"] == "typical"}) == len(config.budgets)
+    ours = [r for r in summary["screen"] if r["seed"] == 0 and r["pool"] == "clean"]
+    theirs = experiment.screen(config, seeds=[0], methods=shown, pools=("clean",)).rows
+    assert theirs == [r for r in ours if r["method"] in (*shown, "full")]
+    with pytest.raises(ValueError, match="not among them"):
+        experiment.screen(config, seeds=[7], methods=shown)
+    with pytest.raises(ValueError, match="pools must be among"):
+        experiment.screen(config, seeds=[0], methods=shown, pools=("dirty",))
+
+
 def test_the_overview_across_datasets_is_written_beside_the_tables(ran):
     _, _, out = ran
     text = (out / "overview.md").read_text()
