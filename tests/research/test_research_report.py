@@ -1,5 +1,6 @@
-"""The research report's fine-tuned cells table (docs/results.md's): each row against the
-statistics computed directly from the runs it summarises."""
+"""euds.research.report's fine-tuned cells table (docs/results.md's): each row against the
+statistics computed directly from the runs it summarises. (Named apart from tests/test_report.py,
+which tests euds.report: the test folders are not packages.)"""
 
 import numpy as np
 from scipy import stats
