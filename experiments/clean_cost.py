@@ -12,7 +12,9 @@ one-sided non-inferiority p at -0.5 points; each one's eval gain over random; an
 the junk share each keeps.
 
 Run: python experiments/clean_cost.py experiments/sst2.toml experiments/trec.toml
-[--seeds 40-49] [--dataset-seeds NAME=LO-HI] [--fresh 100-139] [--threads 1] [--output FILE]
+[--seeds 40-49] [--dataset-seeds NAME=LO-HI] [--fresh 100-139] [--threads 1] [--output FILE];
+``--table`` prints --output's cells as docs/results.md shows them
+(:func:`euds.research.report.pair_cells_table`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rule_check import check_own_output, screen_all_of, screen_arguments, seeds_
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
 from euds.research.methods import RANDOM
+from euds.research.report import pair_cells_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN, CLEAN = "typical", "typical+clean"
@@ -38,8 +41,14 @@ BUDGETS = "0.01,0.02,0.05,0.1,0.16,0.3"  # the rule check's: its screen cache's 
 def main() -> int:
     ap = screen_arguments(__doc__, "40-49", BUDGETS, ROOT / "docs/results/clean_cost.json")
     ap.add_argument("--fresh", default="100-139")
+    ap.add_argument("--table", action="store_true", help="print --output's cells")
     args = ap.parse_args()
     check_own_output(args.output, "cells")
+    if args.table:
+        if not args.output.is_file():
+            ap.error(f"--table: {args.output} does not exist")
+        print(pair_cells_table(json.loads(args.output.read_text())["cells"], PLAIN, CLEAN))
+        return 0
     budgets = [float(b) for b in args.budgets.split(",")]
     fresh = seeds_of(args.fresh)
     scored_seeds = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]
@@ -48,8 +57,8 @@ def main() -> int:
     cells: list[dict[str, Any]] = []
     for s in screen_all_of(args, METHODS):
         scored = s.config.seeds
-        # The same prepared data and scores; only the clean pools of the fresh seeds.
-        clean = screen(s.config, seeds=fresh, methods=METHODS, pools=("clean",)).rows
+        # The same prepared data and scores; a fresh seed has its clean pool only.
+        clean = screen(s.config, seeds=fresh, methods=METHODS).rows
         noisy = [r for r in s.rows if r["pool"] == "noisy"]
         for pool, rows, seeds in (("clean", clean, fresh), ("noisy", noisy, scored)):
             for budget in budgets:

@@ -45,8 +45,8 @@ def test_every_overview_table_appears_in_the_page_verbatim() -> None:
 def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() -> None:
     """README's "What the selection does" quotes the runner's numbers; each "+x [lo, hi]" it
     gives must be one that the overview, a dataset's full tables (results/NAME_results.md,
-    which print '-' for '−'), experiments/confirm_clean.py's or finetune_cell.py's cells
-    hold, so that the first screen cannot drift from the evidence."""
+    which print '-' for '−'), experiments/confirm_clean.py's, finetune_cell.py's or
+    clean_cost.py's cells hold, so that the first screen cannot drift from the evidence."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## What the selection does", 1)[1].split("\n## ", 1)[0]
     quoted = re.findall(r"[+−]\d+\.\d \[[+−]\d+\.\d, [+−]\d+\.\d\]", section)
@@ -62,6 +62,10 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
         if "difference" in c:
             d = c["difference"]
             held += f"\n{signed(d['mean'])} [{signed(d['ci'][0])}, {signed(d['ci'][1])}]"
+    # and experiments/clean_cost.py's (typical+clean against typical, eval probe)
+    for c in json.loads((RESULTS / "clean_cost.json").read_text())["cells"]:
+        e = c["eval"]
+        held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
     missing = [q for q in quoted if q not in held]
     assert not missing, f"README quotes intervals the committed tables lack: {missing}"
 
@@ -73,4 +77,14 @@ def test_the_finetuned_cells_table_is_the_runners() -> None:
 
     cells = json.loads((RESULTS / "finetune_cell.json").read_text())["cells"]
     expected = finetune_cells_table(cells)
+    assert expected in tables((ROOT / "docs" / "results.md").read_text())
+
+
+def test_the_clean_cost_table_is_the_runners() -> None:
+    """docs/results.md's table of experiments/clean_cost.py is the one the script prints from
+    the committed JSON (``clean_cost.py --table``)."""
+    from euds.research.report import pair_cells_table
+
+    cells = json.loads((RESULTS / "clean_cost.json").read_text())["cells"]
+    expected = pair_cells_table(cells, "typical", "typical+clean")
     assert expected in tables((ROOT / "docs" / "results.md").read_text())

@@ -5,7 +5,7 @@ which tests euds.report: the test folders are not packages.)"""
 import numpy as np
 from scipy import stats
 
-from euds.research.report import finetune_cells_table
+from euds.research.report import finetune_cells_table, pair_cells_table
 
 
 def _cell(dataset, pool, budget, gains, junk=None, finished=True):
@@ -50,7 +50,7 @@ def test_each_row_holds_the_paired_statistics_of_its_runs():
     mde = (stats.t.ppf(0.975, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
     assert row[8] == f"{mde:.1f}"
     bound = d.mean() - stats.t.ppf(0.95, 9) * d.std(ddof=1) / np.sqrt(10)
-    assert row[9] == f"shown (+{bound:.1f})"
+    assert row[9] == f"shown (+{bound:.2f})"
     assert row[10] == "9; −0.2 to +2.0"
     assert row[11] == "— |"
 
@@ -83,3 +83,33 @@ def test_unfinished_cells_are_left_out_and_rows_are_ordered_by_pool_dataset_budg
     ]
     # not significant either way: not bold
     assert not rows[0][7].startswith("**")
+
+
+def _pair_cell(dataset, pool, budget, mean, lo, hi, junk=None):
+    c = {
+        "dataset": dataset,
+        "pool": pool,
+        "budget": budget,
+        "eval": {"mean": mean, "ci": [lo, hi], "mde": 1.25},
+    }
+    if junk:
+        c["junk_share"] = junk
+    return c
+
+
+def test_the_pair_table_puts_each_pool_in_its_column_and_bolds_what_excludes_0():
+    junk = {"random": 0.18, "typical": 0.172, "typical+clean": 0.032}
+    cells = [
+        _pair_cell("trec", "noisy", 0.16, 2.5, 0.66, 4.4, junk),
+        _pair_cell("trec", "clean", 0.16, -1.6, -2.6, -0.6),
+        _pair_cell("sst2", "clean", 0.3, 0.2, -0.3, 0.7),
+    ]
+    rows = _rows(pair_cells_table(cells, "typical", "typical+clean"))
+    assert rows[0] == ["| SST-2", "30%", "+0.2 [−0.3, +0.7]; 1.2", "—", "— |"]
+    assert rows[1] == [
+        "| TREC",
+        "16%",
+        "**−1.6 [−2.6, −0.6]**; 1.2",
+        "**+2.5 [+0.7, +4.4]**; 1.2",
+        "17.2% → 3.2% |",
+    ]

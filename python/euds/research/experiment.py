@@ -60,7 +60,7 @@ from euds.research.methods import (
     screened,
     subset_stats,
 )
-from euds.research.pools import Prepared, Scored, make_pool, prepare_data, write_jsonl
+from euds.research.pools import Prepared, Scored, make_pool, pool_kinds, prepare_data, write_jsonl
 from euds.tuning import Probe
 
 log = logging.getLogger("euds")
@@ -230,18 +230,13 @@ class Screened:
 
 
 def screen(
-    config: ExperimentConfig,
-    seeds: list[int] | None = None,
-    methods: list[str] | None = None,
-    pools: tuple[str, ...] | None = None,
+    config: ExperimentConfig, seeds: list[int] | None = None, methods: list[str] | None = None
 ) -> Screened:
     """Prepares and scores the data, then probes every method (or only ``methods``, a subset
     of :func:`~euds.research.methods.screened`) on the pools of ``seeds`` (default: all of
-    ``config.seeds``), of both kinds (or only ``pools``). The data prepared and scored never
-    depend on ``seeds``: the noisy pools' junk is built for every configured seed, so that a
-    run of a few seeds and a later run of all of them share one junk file, its scores and the
-    per-seed screens cached under that file's hash. A seed outside ``config.seeds`` has no
-    junk: screen only its clean pool (``pools=("clean",)``)."""
+    ``config.seeds``). What is prepared and scored never depends on ``seeds``: the junk is
+    built for every configured seed (runs of a few seeds and of all share one junk file, its
+    scores and the per-seed screens), and any other seed has its clean pool only."""
     from euds import ScoreConfig, score
     from euds.signals.semantic import Embedder
 
@@ -285,20 +280,8 @@ def screen(
     s = Screened(config, prepared, superset, junk, dev_embeddings, [], seconds)
     t = time.perf_counter()
     same = (config.budgets, config.probe_c, config.score, config.noise, config.pool_size)
-    kinds = POOLS if config.noise else ("clean",)
-    if pools is not None:
-        if not set(pools) <= set(kinds):
-            raise ValueError(f"pools must be among {kinds}, got {pools}")
-        kinds = tuple(pools)
-    seeds = config.seeds if seeds is None else seeds
-    if "noisy" in kinds and not set(seeds) <= set(config.seeds):
-        raise ValueError(
-            f"noisy pools need junk, built for config.seeds only: seeds "
-            f"{sorted(set(seeds) - set(config.seeds))} are not among them (screen their "
-            "clean pools only)"
-        )
-    for seed in seeds:
-        for kind in kinds:
+    for seed in config.seeds if seeds is None else seeds:
+        for kind in pool_kinds(config.noise, config.seeds, seed):
             key = (SCREEN_VERSION, hashes, seed, kind, *same)
             s.rows += _screen_cached(s, probe, methods, key, seed, kind)
             log.info("%s: screened seed %d, %s pool", config.name, seed, kind)

@@ -20,6 +20,7 @@ import numpy as np
 
 from euds.cache import atomic_write_bytes
 from euds.provenance import open_text
+from euds.research.methods import POOLS
 
 # -- data ----------------------------------------------------------------------------------------
 
@@ -156,6 +157,12 @@ class Scored:
 
     def rows(self, index: np.ndarray) -> Scored:
         return Scored({k: v[index] for k, v in self.columns.items()}, self.embeddings[index])
+
+
+def pool_kinds(noise: float, configured: list[int], seed: int) -> tuple[str, ...]:
+    """The pools seed ``seed`` has: clean, and with ``noise`` a noisy one too if the seed is
+    among the ``configured`` ones, the only seeds whose junk is built."""
+    return POOLS if noise and seed in configured else ("clean",)
 
 
 def make_pool(

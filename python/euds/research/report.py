@@ -187,6 +187,12 @@ def _seed_list(seeds: list[int]) -> str:
     return f"{len(s)} ({', '.join(map(str, s))})"
 
 
+def _interval(mean: float, lo: float, hi: float) -> str:
+    """``+x [lo, hi]``, bold where the interval excludes 0."""
+    text = f"{signed(mean)} [{signed(lo)}, {signed(hi)}]"
+    return f"**{text}**" if lo > 0 or hi < 0 else text
+
+
 def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
     """The fine-tuned cells of ``experiments/finetune_cell.py`` (its JSON's ``cells``), one row
     each, finished cells only: mean accuracy of the default and random, the paired difference
@@ -208,9 +214,7 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
         acc = {m: [by[m, s]["accuracy"] for s in seeds] for m in ("default", "random")}
         d = [_points(a - b) for a, b in zip(acc["default"], acc["random"], strict=True)]
         ci = paired(d)
-        interval = f"{signed(ci.mean)} [{signed(ci.lo)}, {signed(ci.hi)}]"
-        if ci.lo > 0 or ci.hi < 0:
-            interval = f"**{interval}**"
+        interval = _interval(ci.mean, ci.lo, ci.hi)
         _, bound, verdict = noninferior(d)
         junk = "—"
         if c["pool"] == "noisy":
@@ -221,9 +225,33 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
             f"| {name} {c['pool']} | {c['budget']:.0%} | {c['default']} | {_seed_list(seeds)} "
             f"| {', '.join(map(str, c['steps']))} | {_points(np.mean(acc['default'])):.1f} "
             f"| {_points(np.mean(acc['random'])):.1f} | {interval} | {mde(d):.1f} "
-            f"| {verdict} ({signed(bound)}) | {sum(x > 0 for x in d)}; {signed(min(d))} to "
+            f"| {verdict} ({signed(bound, '+.2f')}) | {sum(x > 0 for x in d)}; {signed(min(d))} to "
             f"{signed(max(d))} | {junk} |"
         )
+    return "\n".join(lines)
+
+
+def pair_cells_table(cells: list[dict[str, Any]], old: str, new: str) -> str:
+    """``new`` against ``old`` per dataset and budget (``experiments/clean_cost.py``'s cells):
+    the paired eval-probe difference on the clean and on the noisy pools, each with its 95% CI
+    (bold where it excludes 0) and MDE, and the junk each keeps on the noisy pools."""
+    order = {name: i for i, name in enumerate(DATASET_NAMES)}
+    by = {(c["dataset"], c["pool"], c["budget"]): c for c in cells}
+    keys = sorted({(d, b) for d, _, b in by}, key=lambda k: (order.get(k[0], 99), k[1]))
+    lines = [
+        f"| dataset | budget | clean pools: {new} − {old} [95% CI]; MDE "
+        f"| noisy pools: {new} − {old} [95% CI]; MDE | junk kept, {old} → {new} |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, budget in keys:
+        row = [DATASET_NAMES.get(dataset, dataset), f"{budget:.0%}"]
+        for pool in ("clean", "noisy"):
+            c = by.get((dataset, pool, budget))
+            e = c and c["eval"]
+            row.append(f"{_interval(e['mean'], *e['ci'])}; {e['mde']:.1f}" if e else "—")
+        junk = (by.get((dataset, "noisy", budget)) or {}).get("junk_share")
+        row.append(f"{100 * junk[old]:.1f}% → {100 * junk[new]:.1f}%" if junk else "—")
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
