@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 from near_duplicate_keep import cell, compare
-from rule_check import check_own_output, screen_all_of, screen_arguments, seeds_of
+from rule_check import (
+    check_own_output,
+    print_table,
+    screen_all_of,
+    screen_arguments,
+    seeds_of,
+)
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
@@ -45,10 +51,7 @@ def main() -> int:
     args = ap.parse_args()
     check_own_output(args.output, "cells")
     if args.table:
-        if not args.output.is_file():
-            ap.error(f"--table: {args.output} does not exist")
-        print(pair_cells_table(json.loads(args.output.read_text())["cells"], PLAIN, CLEAN))
-        return 0
+        return print_table(ap, args.output, lambda cells: pair_cells_table(cells, PLAIN, CLEAN))
     budgets = [float(b) for b in args.budgets.split(",")]
     fresh = seeds_of(args.fresh)
     scored_seeds = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from near_duplicate_keep import MARGIN
-from rule_check import check_own_output, screen_all, seeds_of
+from rule_check import check_own_output, print_table, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
@@ -55,10 +55,7 @@ def main() -> int:
     args = ap.parse_args()
     check_own_output(args.output, "cells")
     if args.table:
-        if not args.output.is_file():
-            ap.error(f"--table: {args.output} does not exist")
-        print(finetune_cells_table(json.loads(args.output.read_text())["cells"]))
-        return 0
+        return print_table(ap, args.output, finetune_cells_table)
     if None in (args.config, args.budget, args.seeds, args.screen_seeds):
         ap.error("config, --budget, --seeds and --screen-seeds are required (or --table)")
     if args.budget not in dict(DEFAULT_CHOICE):

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import (
@@ -63,6 +65,17 @@ def check_own_output(path: Path, key: str) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2)
+
+
+def print_table(
+    ap: argparse.ArgumentParser, output: Path, render: Callable[[list[Any]], str]
+) -> int:
+    """``--table``: prints ``output``'s cells as ``render`` writes them (docs/results.md's
+    table of that script), or refuses a missing file by name."""
+    if not output.is_file():
+        ap.error(f"--table: {output} does not exist")
+    print(render(json.loads(output.read_text())["cells"]))
+    return 0
 
 
 # What the rule reads: random and every candidate a user can have (no length-matched controls).
