@@ -11,8 +11,12 @@ dev-probe accuracy (what a rule would read), each with its 95% CI, MDE at 80% po
 one-sided non-inferiority p at -0.5 points; each one's eval gain over random; and on noisy pools
 the junk share each keeps.
 
+``--challenger typical+tails`` or ``typical+copies`` measures one of typical+clean's two parts
+alone, the same way (written to clean_cost_tails.json, clean_cost_copies.json).
+
 Run: python experiments/clean_cost.py experiments/sst2.toml experiments/trec.toml
-[--seeds 40-49] [--dataset-seeds NAME=LO-HI] [--fresh 100-139] [--threads 1] [--output FILE];
+[--seeds 40-49] [--dataset-seeds NAME=LO-HI] [--fresh 100-139] [--threads 1] [--output FILE]
+[--challenger METHOD];
 ``--table`` prints --output's cells as docs/results.md shows them
 (:func:`euds.research.report.pair_cells_table`).
 """
@@ -35,37 +39,57 @@ from rule_check import (
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
-from euds.research.methods import RANDOM
+from euds.research.methods import CANDIDATES, RANDOM
 from euds.research.report import pair_cells_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN, CLEAN = "typical", "typical+clean"
-METHODS = [RANDOM, PLAIN, CLEAN]
+DEFAULT_OUTPUT = ROOT / "docs/results/clean_cost.json"  # clean_cost_PART.json for a part
 BUDGETS = "0.01,0.02,0.05,0.1,0.16,0.3"  # the rule check's: its screen cache's key
 
 
 def main() -> int:
-    ap = screen_arguments(__doc__, "40-49", BUDGETS, ROOT / "docs/results/clean_cost.json")
+    ap = screen_arguments(__doc__, "40-49", BUDGETS, DEFAULT_OUTPUT)
     ap.add_argument("--fresh", default="100-139")
+    ap.add_argument(
+        "--challenger",
+        default=CLEAN,
+        choices=[m for m in CANDIDATES if m.startswith(PLAIN + "+")],
+        help="what is compared with typical (default typical+clean; typical+tails and "
+        "typical+copies are its two parts)",
+    )
     ap.add_argument("--table", action="store_true", help="print --output's cells")
     args = ap.parse_args()
+    if args.challenger != CLEAN and args.output == DEFAULT_OUTPUT:
+        args.output = DEFAULT_OUTPUT.with_name(
+            f"clean_cost_{args.challenger.split('+', 1)[1]}.json"
+        )
     check_own_output(args.output, "cells")
     if args.table:
-        return print_table(ap, args.output, lambda cells: pair_cells_table(cells, PLAIN, CLEAN))
+        return print_table(
+            ap,
+            args.output,
+            lambda cells: pair_cells_table(cells, PLAIN, _challenger_of(args.output)),
+        )
+    challenger = args.challenger
+    methods = [RANDOM, PLAIN, challenger]
     budgets = [float(b) for b in args.budgets.split(",")]
     fresh = seeds_of(args.fresh)
     scored_seeds = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]
     if any(set(fresh) & set(seeds_of(text)) for text in scored_seeds):
         ap.error(f"--fresh {args.fresh} overlaps the scored seeds {scored_seeds}")
     cells: list[dict[str, Any]] = []
-    for s in screen_all_of(args, METHODS):
+    for s in screen_all_of(args, methods):
         scored = s.config.seeds
         # The same prepared data and scores; a fresh seed has its clean pool only.
-        clean = screen(s.config, seeds=fresh, methods=METHODS).rows
+        clean = screen(s.config, seeds=fresh, methods=methods).rows
         noisy = [r for r in s.rows if r["pool"] == "noisy"]
         for pool, rows, seeds in (("clean", clean, fresh), ("noisy", noisy, scored)):
             for budget in budgets:
-                plain, cleaned = cell(rows, PLAIN, budget, pool), cell(rows, CLEAN, budget, pool)
+                plain, cleaned = (
+                    cell(rows, PLAIN, budget, pool),
+                    cell(rows, challenger, budget, pool),
+                )
                 rnd = cell(rows, RANDOM, budget, pool)
                 c: dict[str, Any] = {
                     "dataset": s.config.name,
@@ -76,13 +100,13 @@ def main() -> int:
                     "dev": compare(plain, cleaned, "probe_dev"),
                     "eval_gain_over_random": {
                         m: compare(rnd, by, "probe_eval")
-                        for m, by in ((PLAIN, plain), (CLEAN, cleaned))
+                        for m, by in ((PLAIN, plain), (challenger, cleaned))
                     },
                 }
                 if pool == "noisy":
                     c["junk_share"] = {
                         m: float(np.mean([r["junk_share"] for r in by.values()]))
-                        for m, by in ((RANDOM, rnd), (PLAIN, plain), (CLEAN, cleaned))
+                        for m, by in ((RANDOM, rnd), (PLAIN, plain), (challenger, cleaned))
                     }
                 cells.append(c)
                 e, junk = c["eval"], c.get("junk_share")
@@ -91,16 +115,22 @@ def main() -> int:
                     f"[{e['ci'][0]:+.2f}, {e['ci'][1]:+.2f}] MDE {e['mde']:.2f} "
                     f"dev {c['dev']['mean']:+.2f} p_ni {c['dev']['noninferior_p']:.3f}"
                     + (
-                        f" junk {100 * junk[PLAIN]:.1f}% -> {100 * junk[CLEAN]:.1f}%"
+                        f" junk {100 * junk[PLAIN]:.1f}% -> {100 * junk[challenger]:.1f}%"
                         if junk
                         else ""
                     ),
                     flush=True,
                 )
-    out = {"methods": [PLAIN, CLEAN], "fresh": fresh, "cells": cells}
+    out = {"methods": [PLAIN, challenger], "fresh": fresh, "cells": cells}
     atomic_write_bytes(args.output, json.dumps(out, indent=1).encode())
     print(args.output)
     return 0
+
+
+def _challenger_of(output: Path) -> str:
+    """The challenger a results file compared with typical (files before --challenger: the
+    default's)."""
+    return json.loads(output.read_text()).get("methods", [PLAIN, CLEAN])[1]
 
 
 if __name__ == "__main__":

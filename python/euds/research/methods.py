@@ -13,7 +13,8 @@
   group the copy lowest in generative entropy instead of the first; ``-pool`` typicality fits its
   k-means on the whole pool (the rules' drops only masked), ``-distinct`` on the pool with
   each group of copies once, ``+clean-bpb`` also drops the tails
-  of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`).
+  of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`);
+  ``typical+tails`` and ``typical+copies`` are ``typical+clean``'s two parts alone.
   :data:`NEEDS_TARGET` are
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
@@ -53,6 +54,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "typical": {"method": "typical", "position": 0.0},
     "typical+clean": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN},
     "typical+clean-gen": {"method": "typical", "signals": ALL, "tails": TAILS, **CLEAN_GEN},
+    # typical+clean's two parts alone: what each costs (experiments/clean_cost.py --challenger).
+    "typical+tails": {"method": "typical", "signals": ALL, "tails": TAILS},
+    "typical+copies": {"method": "typical", **CLEAN},
     # Fitted on the whole pool, the rules' drops only masked (euds.selection.typical).
     "typical+clean-pool": {
         "method": "typical",
