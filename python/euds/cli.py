@@ -403,6 +403,13 @@ def _select_config(args: argparse.Namespace) -> SelectConfig:
         values["position"] = _parse_position(values["position"])
     if values["tails"] is not None:
         values["tails"] = _parse_tails(values["tails"])
+    if values["fences"] is not None:
+        try:
+            values["fences"] = float(values["fences"])
+        except ValueError:
+            raise ValueError(
+                f"--fences {values['fences']!r} is not a number (Tukey's k, e.g. 1.5)"
+            ) from None
     return SelectConfig(**values)
 
 
@@ -506,6 +513,7 @@ _SELECT_TYPES: dict[Any, Callable[[str], Any]] = {
     "signals": _signal_list,
     "position": str,
     "tails": str,
+    "fences": str,
     "interval": str,
 }
 

@@ -20,6 +20,7 @@ from typing import Any
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
+from euds.selection.bands import check_fences
 from euds.selection.copies import KEEP_FIRST, check_keep_has_groups
 from euds.selection.coverage import DEFAULT_STRATA
 from euds.selection.policy import NEAR_DUPLICATE_KEEP
@@ -268,6 +269,15 @@ class SelectConfig:
         type="tails",
         metavar="LO:HI",
     )
+    fences: float | None = option(
+        None,
+        "filter-random, coverage, typical, target: instead of --tails, drop each signal's "
+        "outliers, outside Tukey's fences Q1 - K*IQR and Q3 + K*IQR (1.5 is Tukey's rule; "
+        "they drop few records where none is unusual)",
+        SELECTION,
+        type="fences",
+        metavar="K",
+    )
     strata: int = option(
         DEFAULT_STRATA, "coverage: equal-width strata of the score's range", SELECTION
     )
@@ -361,6 +371,10 @@ class SelectConfig:
                 0 <= lo < hi <= 1
             ):
                 raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1: {self.tails}")
+        if self.fences is not None:
+            check_fences(self.fences)
+            if self.tails is not None:
+                raise ValueError("give --tails (quantiles) or --fences (Tukey's k), not both")
         for name in (
             "absolute",
             "keep_duplicates",

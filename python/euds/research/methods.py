@@ -14,7 +14,8 @@
   k-means on the whole pool (the rules' drops only masked), ``-distinct`` on the pool with
   each group of copies once, ``+clean-bpb`` also drops the tails
   of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`);
-  ``typical+tails`` and ``typical+copies`` are ``typical+clean``'s two parts alone.
+  ``typical+tails`` and ``typical+copies`` are ``typical+clean``'s two parts alone;
+  ``+fences`` drops each signal's outliers (Tukey's fences, k = 1.5) instead of its quantile tails.
   :data:`NEEDS_TARGET` are
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
@@ -33,6 +34,7 @@ from euds.selection.typical import TYPICAL
 
 ALL = ["information", "generative", "semantic"]
 TAILS = (0.05, 0.95)
+FENCES = 1.5  # Tukey's outlier rule, as he gave it
 CLEAN = {"drop_near_duplicates": True, "drop_contained": True}
 CLEAN_GEN = {**CLEAN, "near_duplicate_keep": "generative"}
 DAMAGED = {"drop_damaged": True}
@@ -57,6 +59,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # typical+clean's two parts alone: what each costs (experiments/clean_cost.py --challenger).
     "typical+tails": {"method": "typical", "signals": ALL, "tails": TAILS},
     "typical+copies": {"method": "typical", **CLEAN},
+    # Tukey's fences instead of the quantile tails: a junk filter that drops few clean records.
+    "typical+fences": {"method": "typical", "signals": ALL, "fences": FENCES},
+    "typical+fences+copies": {"method": "typical", "signals": ALL, "fences": FENCES, **CLEAN},
     # Fitted on the whole pool, the rules' drops only masked (euds.selection.typical).
     "typical+clean-pool": {
         "method": "typical",

@@ -15,6 +15,7 @@ are chosen by a hash of their row seeded with ``seed`` (the C++ kernel ``band_se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,6 +97,77 @@ def check_tails(tails: Any) -> tuple[float, float]:
     if len(tails) != 2 or not 0 <= lo < hi <= 1:
         raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1, got {tails!r}")
     return lo, hi
+
+
+def check_tail_rule(
+    tails: Any, fences: Any, method: str, signals: Any, tailed: tuple[str, ...], default: Any
+) -> tuple[tuple[float, float] | None, float | None]:
+    """The checked junk filter of a selection: quantile ``tails``, Tukey's ``fences`` or
+    neither, for the ``tailed`` methods only, with ``signals`` to apply it to; ``default``
+    (tails) where neither is given."""
+    for name, given in (("tails", tails), ("fences", fences)):
+        if given is not None and method not in tailed:
+            raise ValueError(f"{name}= is for the methods {tailed}, not {method!r}")
+    if tails is not None and fences is not None:
+        raise ValueError("give tails= (quantiles) or fences= (Tukey's k), not both")
+    if tails is None and fences is None:
+        tails = default
+    if tails is not None:
+        tails = check_tails(tails)
+    if fences is not None:
+        fences = check_fences(fences)
+    if (tails is not None or fences is not None) and not signals:
+        what = "tails= needs signals= to drop the tails" if fences is None else "fences= needs "
+        what += "" if fences is None else "signals= to drop the outliers"
+        raise ValueError(f"{what} of (method {method!r})")
+    return tails, fences
+
+
+def tail_mask(
+    values: Mapping[str, np.ndarray],
+    usable: np.ndarray,
+    tails: tuple[float, float] | None,
+    fences: float | None,
+) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """The usable records inside every signal's tails or fences (all usable ones with
+    neither), and each signal's interval."""
+    eligible = usable.copy()
+    intervals: dict[str, dict[str, float]] = {}
+    if tails is None and fences is None:
+        return eligible, intervals
+    for name, v in values.items():
+        masked = np.where(usable, v, np.nan)
+        mask, intervals[name] = (
+            fence_mask(masked, fences) if fences is not None else quantile_mask(masked, tails)
+        )
+        eligible &= mask
+    return eligible, intervals
+
+
+def check_fences(fences: Any) -> float:
+    """Tukey's ``k``: a positive finite number."""
+    if (
+        isinstance(fences, bool)
+        or not isinstance(fences, (int, float, np.integer, np.floating))
+        or not 0 < float(fences) < math.inf
+    ):
+        raise ValueError(f"fences must be a positive number (Tukey's k, e.g. 1.5), got {fences!r}")
+    return float(fences)
+
+
+def fence_mask(v: np.ndarray, k: float) -> tuple[np.ndarray, dict[str, float]]:
+    """The records inside Tukey's fences of ``v``'s non-NaN values, ``[Q1 - k * IQR,
+    Q3 + k * IQR]``, and the fences. Unlike quantile tails, which always drop their share,
+    fences drop only values far from the middle half: few where no record is unusual."""
+    q1, q3 = _core.nan_quantiles(v, np.array([0.25, 0.75]))
+    lo, hi = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+    return _core.interval_mask(v, lo, hi), {
+        "fence_k": k,
+        "q1": float(q1),
+        "q3": float(q3),
+        "lo": float(lo),
+        "hi": float(hi),
+    }
 
 
 def by_intervals(

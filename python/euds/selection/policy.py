@@ -15,7 +15,7 @@ One pass of rules, the same for every method:
    score; with ``drop_contained`` every text found inside a longer one (``contained_text``).
    The budget stays a share of *all* input records.
 4. **tails** (filter-random, coverage, typical, target): each signal's values outside the
-   quantiles ``tails`` are dropped (``tail``), the junk filter.
+   quantiles ``tails``, or outside Tukey's ``fences``, are dropped (``tail``): the junk filter.
 5. **strata** (``stratify``: one label per record): every stratum gets a quota in proportion to
    its eligible records (largest remainder), and the method runs inside each stratum.
 6. **the method** picks its quota: a band (``outside_interval`` for the rest), a uniform draw
@@ -40,9 +40,9 @@ from euds.selection.bands import (
     MEAN_RANK,
     band_pick,
     by_intervals,
-    check_tails,
+    check_tail_rule,
     positions_of,
-    quantile_mask,
+    tail_mask,
 )
 from euds.selection.columns import columns_of, length, score_column
 from euds.selection.copies import (
@@ -65,8 +65,9 @@ Method = Literal[
 FILTER_RANDOM = "filter-random"
 COVERAGE = "coverage"
 METHODS: tuple[str, ...] = (*BAND_METHODS, FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
-# Methods that take the tails filter (and default to DEFAULT_TAILS where they need it).
+# Methods that take the tails filter, and those that default to DEFAULT_TAILS.
 TAILED = (FILTER_RANDOM, COVERAGE, TYPICAL, TARGET)
+DEFAULT_TAILED = (FILTER_RANDOM, COVERAGE)
 # The signals, and the LM's NLL per token (nll) and in bits per byte (bpb; absent from score
 # directories made before it existed: rescore them to select on it).
 SELECTABLE = (*SIGNALS, "nll", "bpb")
@@ -147,6 +148,7 @@ class Selection:
     band_width: float | None = None
     seed: int | None = None
     tails: tuple[float, float] | None = None
+    fences: float | None = None
     # What was stratified on ("clusters", a field name, "labels") and each stratum's quota,
     # band width and intervals.
     stratify: str | None = None
@@ -178,6 +180,7 @@ class Selection:
             "band_width": self.band_width,
             "seed": self.seed,
             "tails": list(self.tails) if self.tails is not None else None,
+            "fences": self.fences,
             "intervals": self.intervals,
             "stratify": self.stratify,
             "strata": self.strata,
@@ -201,6 +204,7 @@ def select(
     seed: int = 0,
     stratify: Any = None,
     tails: tuple[float, float] | None = None,
+    fences: float | None = None,
     strata: int = DEFAULT_STRATA,
     keep_duplicates: bool = False,
     drop_near_duplicates: bool = False,
@@ -226,12 +230,12 @@ def select(
     ``intervals`` name their signals; a ``method`` alone uses every scored signal. ``signals``
     for coverage: the score stratified (default :data:`COVERAGE_SIGNALS`; several: their mean
     rank); for typical and target: only the signals whose ``tails`` are dropped first.
-    ``stratify``: one
-    label per record (None/NaN labels form their own stratum). ``strata``: coverage's number
-    of equal-width strata. ``near_duplicate_keep``: which copy of a near-duplicate group stays,
-    ``"first"`` or the one with the lowest value of a score column (one of
-    :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the one
-    without an edit). ``drop_damaged``: drop texts with a broken encoding (:mod:`euds.damage`).
+    ``fences``, instead of ``tails``: Tukey's k, dropping values below ``Q1 - k * IQR`` or above
+    ``Q3 + k * IQR`` (1.5: his outlier rule). ``stratify``: one label per record (None/NaN
+    labels form their own stratum). ``strata``: coverage's strata. ``near_duplicate_keep``:
+    which copy of a near-duplicate group stays, ``"first"`` or the one lowest in a score column
+    (one of :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the
+    one without an edit). ``drop_damaged``: drop texts with a broken encoding (:mod:`euds.damage`).
     ``texts`` (for ``drop_contained`` and ``drop_damaged``) and ``embeddings`` ``[n, d]``
     (for ``typical``) are per record, in the scores' order. ``typical_fit``: the records
     typicality's k-means is fitted on, ``"eligible"`` (those the rules left), ``"pool"``
@@ -272,8 +276,9 @@ def select(
         assert budget is not None
         default, spec = default_choice(float(budget))
         method = spec["method"]
-        if spec.get("tails") and tails is None:
-            tails = spec["tails"]
+        # The caller's tails or fences replace the default's tails.
+        if (spec.get("tails") or fences is not None) and tails is None:
+            tails = spec.get("tails") if fences is None else None
             signals = [s for s in SIGNALS if s in columns]
         # Near duplicates need the near_keys column (scores made before it existed lack it):
         # the default then goes without, and says so in the manifest.
@@ -310,15 +315,10 @@ def select(
         raise ValueError(f"method {method!r} needs budget=, not intervals=")
     if stratify is not None and budget is None:
         raise ValueError("stratify= needs budget=, not intervals=")
-    if tails is not None and method not in TAILED:
-        raise ValueError(f"tails= is for the methods {TAILED}, not {method!r}")
+    tails, fences = check_tail_rule(
+        tails, fences, method, signals, TAILED, DEFAULT_TAILS if method in DEFAULT_TAILED else None
+    )
     check_typical_fit(typical_fit, method)
-    if tails is None and method in (FILTER_RANDOM, COVERAGE):
-        tails = DEFAULT_TAILS
-    if tails is not None:
-        tails = check_tails(tails)
-        if not signals:
-            raise ValueError(f"tails= needs signals= to drop the tails of (method {method!r})")
     if position is None:
         position = 0.0 if method == TYPICAL else 0.5
     positions = positions_of(position, signals) if method in BAND_METHODS else {}
@@ -420,6 +420,7 @@ def select(
             seed,
             population,
             tails,
+            fences,
             strata,
             x,
             ranked,
@@ -533,6 +534,7 @@ def _by_budget(
     seed: int,
     population: tuple[np.ndarray, list[Any]] | None,
     tails: tuple[float, float] | None,
+    fences: float | None,
     strata: int,
     x: np.ndarray | None,
     ranked: np.ndarray | None,
@@ -541,17 +543,14 @@ def _by_budget(
 ) -> Selection:
     n = len(usable)
     keep_n = round(budget * n)
-    intervals: dict[str, dict[str, float]] = {}
-    eligible = usable.copy()
-    if tails is not None:
-        for s, v in values.items():
-            mask, intervals[s] = quantile_mask(np.where(usable, v, np.nan), tails)
-            eligible &= mask
-        reason[usable & ~eligible] = REASON_TAIL
+    eligible, intervals = tail_mask(values, usable, tails, fences)
+    reason[usable & ~eligible] = REASON_TAIL
     n_valid = int(eligible.sum())
     if keep_n > n_valid:
         if tails is not None:
             what = f"survive the tails {tails[0]}:{tails[1]}; lower the budget or widen the tails"
+        elif fences is not None:
+            what = f"lie inside the fences (k = {fences}); lower the budget or raise k"
         else:
             what = "have every score (and are not a later copy of another text); lower the budget"
         raise ValueError(
@@ -645,6 +644,7 @@ def _by_budget(
         band_width=per_stratum[0].get("band_width") if population is None else None,
         seed=seed,
         tails=tails,
+        fences=fences,
         strata=per_stratum if population is not None else None,
         details=details,
     )
