@@ -12,11 +12,12 @@ one-sided non-inferiority p at -0.5 points; each one's eval gain over random; an
 the junk share each keeps.
 
 ``--challenger typical+tails`` or ``typical+copies`` measures one of typical+clean's two parts
-alone, the same way (written to clean_cost_tails.json, clean_cost_copies.json).
+alone, the same way (written to clean_cost_tails.json, clean_cost_copies.json);
+``--baseline`` compares the challenger with another method than typical.
 
 Run: python experiments/clean_cost.py experiments/sst2.toml experiments/trec.toml
 [--seeds 40-49] [--dataset-seeds NAME=LO-HI] [--fresh 100-139] [--threads 1] [--output FILE]
-[--challenger METHOD];
+[--challenger METHOD] [--baseline METHOD];
 ``--table`` prints --output's cells as docs/results.md shows them
 (:func:`euds.research.report.pair_cells_table`).
 """
@@ -58,21 +59,27 @@ def main() -> int:
         help="what is compared with typical (default typical+clean; typical+tails and "
         "typical+copies are its two parts)",
     )
+    ap.add_argument(
+        "--baseline",
+        default=PLAIN,
+        choices=[PLAIN, *(m for m in CANDIDATES if m.startswith(PLAIN + "+"))],
+        help="what the challenger is compared with (default typical)",
+    )
     ap.add_argument("--table", action="store_true", help="print --output's cells")
     args = ap.parse_args()
-    if args.challenger != CLEAN and args.output == DEFAULT_OUTPUT:
-        args.output = DEFAULT_OUTPUT.with_name(
-            f"clean_cost_{args.challenger.split('+', 1)[1]}.json"
-        )
+    if (args.challenger, args.baseline) != (CLEAN, PLAIN) and args.output == DEFAULT_OUTPUT:
+        name = "_vs_".join(m.partition("+")[2] or m for m in (args.challenger, args.baseline))
+        name = name.removesuffix("_vs_typical")
+        args.output = DEFAULT_OUTPUT.with_name(f"clean_cost_{name}.json")
     check_own_output(args.output, "cells")
     if args.table:
         return print_table(
             ap,
             args.output,
-            lambda cells: pair_cells_table(cells, PLAIN, _challenger_of(args.output)),
+            lambda cells: pair_cells_table(cells, *_methods_of(args.output)),
         )
-    challenger = args.challenger
-    methods = [RANDOM, PLAIN, challenger]
+    baseline, challenger = args.baseline, args.challenger
+    methods = [RANDOM, baseline, challenger]
     budgets = [float(b) for b in args.budgets.split(",")]
     fresh = seeds_of(args.fresh)
     scored_seeds = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]
@@ -87,7 +94,7 @@ def main() -> int:
         for pool, rows, seeds in (("clean", clean, fresh), ("noisy", noisy, scored)):
             for budget in budgets:
                 plain, cleaned = (
-                    cell(rows, PLAIN, budget, pool),
+                    cell(rows, baseline, budget, pool),
                     cell(rows, challenger, budget, pool),
                 )
                 rnd = cell(rows, RANDOM, budget, pool)
@@ -100,13 +107,13 @@ def main() -> int:
                     "dev": compare(plain, cleaned, "probe_dev"),
                     "eval_gain_over_random": {
                         m: compare(rnd, by, "probe_eval")
-                        for m, by in ((PLAIN, plain), (challenger, cleaned))
+                        for m, by in ((baseline, plain), (challenger, cleaned))
                     },
                 }
                 if pool == "noisy":
                     c["junk_share"] = {
                         m: float(np.mean([r["junk_share"] for r in by.values()]))
-                        for m, by in ((RANDOM, rnd), (PLAIN, plain), (challenger, cleaned))
+                        for m, by in ((RANDOM, rnd), (baseline, plain), (challenger, cleaned))
                     }
                 cells.append(c)
                 e, junk = c["eval"], c.get("junk_share")
@@ -115,22 +122,21 @@ def main() -> int:
                     f"[{e['ci'][0]:+.2f}, {e['ci'][1]:+.2f}] MDE {e['mde']:.2f} "
                     f"dev {c['dev']['mean']:+.2f} p_ni {c['dev']['noninferior_p']:.3f}"
                     + (
-                        f" junk {100 * junk[PLAIN]:.1f}% -> {100 * junk[challenger]:.1f}%"
+                        f" junk {100 * junk[baseline]:.1f}% -> {100 * junk[challenger]:.1f}%"
                         if junk
                         else ""
                     ),
                     flush=True,
                 )
-    out = {"methods": [PLAIN, challenger], "fresh": fresh, "cells": cells}
+    out = {"methods": [baseline, challenger], "fresh": fresh, "cells": cells}
     atomic_write_bytes(args.output, json.dumps(out, indent=1).encode())
     print(args.output)
     return 0
 
 
-def _challenger_of(output: Path) -> str:
-    """The challenger a results file compared with typical (files before --challenger: the
-    default's)."""
-    return json.loads(output.read_text()).get("methods", [PLAIN, CLEAN])[1]
+def _methods_of(output: Path) -> list[str]:
+    """The baseline and the challenger a results file compared."""
+    return json.loads(output.read_text())["methods"]
 
 
 if __name__ == "__main__":
