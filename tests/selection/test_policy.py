@@ -331,6 +331,9 @@ def test_fences_options_and_errors():
             select(scores, budget=0.1, method="filter-random", fences=bad)
     with pytest.raises(ValueError, match="fences= is for"):
         select(scores, budget=0.1, method="intersect", fences=1.5)
+    x = np.zeros((1000, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="fences= needs signals= to drop the outliers"):
+        euds_select(scores, budget=0.1, method="typical", fences=1.5, embeddings=x)
     with pytest.raises(ValueError, match="inside the fences"):
         select(scores, budget=0.999, method="filter-random", fences=0.1)
     # With the default (a budget alone), fences replace its tails on every scored signal.

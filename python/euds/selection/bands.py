@@ -117,9 +117,9 @@ def check_tail_rule(
     if fences is not None:
         fences = check_fences(fences)
     if (tails is not None or fences is not None) and not signals:
-        what = "tails= needs signals= to drop the tails" if fences is None else "fences= needs "
-        what += "" if fences is None else "signals= to drop the outliers"
-        raise ValueError(f"{what} of (method {method!r})")
+        what = "tails" if fences is None else "fences"
+        dropped = "tails" if fences is None else "outliers"
+        raise ValueError(f"{what}= needs signals= to drop the {dropped} of (method {method!r})")
     return tails, fences
 
 
