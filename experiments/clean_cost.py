@@ -68,8 +68,9 @@ def main() -> int:
     ap.add_argument("--table", action="store_true", help="print --output's cells")
     args = ap.parse_args()
     if (args.challenger, args.baseline) != (CLEAN, PLAIN) and args.output == DEFAULT_OUTPUT:
-        name = "_vs_".join(m.partition("+")[2] or m for m in (args.challenger, args.baseline))
-        name = name.removesuffix("_vs_typical")
+        name = args.challenger.partition("+")[2]
+        if args.baseline != PLAIN:
+            name += "_vs_" + args.baseline.partition("+")[2]
         args.output = DEFAULT_OUTPUT.with_name(f"clean_cost_{name}.json")
     check_own_output(args.output, "cells")
     if args.table:
@@ -93,27 +94,24 @@ def main() -> int:
         noisy = [r for r in s.rows if r["pool"] == "noisy"]
         for pool, rows, seeds in (("clean", clean, fresh), ("noisy", noisy, scored)):
             for budget in budgets:
-                plain, cleaned = (
-                    cell(rows, baseline, budget, pool),
-                    cell(rows, challenger, budget, pool),
-                )
+                old, new = cell(rows, baseline, budget, pool), cell(rows, challenger, budget, pool)
                 rnd = cell(rows, RANDOM, budget, pool)
                 c: dict[str, Any] = {
                     "dataset": s.config.name,
                     "pool": pool,
                     "budget": budget,
                     "seeds": seeds,
-                    "eval": compare(plain, cleaned, "probe_eval"),
-                    "dev": compare(plain, cleaned, "probe_dev"),
+                    "eval": compare(old, new, "probe_eval"),
+                    "dev": compare(old, new, "probe_dev"),
                     "eval_gain_over_random": {
                         m: compare(rnd, by, "probe_eval")
-                        for m, by in ((baseline, plain), (challenger, cleaned))
+                        for m, by in ((baseline, old), (challenger, new))
                     },
                 }
                 if pool == "noisy":
                     c["junk_share"] = {
                         m: float(np.mean([r["junk_share"] for r in by.values()]))
-                        for m, by in ((RANDOM, rnd), (baseline, plain), (challenger, cleaned))
+                        for m, by in ((RANDOM, rnd), (baseline, old), (challenger, new))
                     }
                 cells.append(c)
                 e, junk = c["eval"], c.get("junk_share")

@@ -179,6 +179,11 @@ def noninferiority_lines(rows: list[dict[str, Any]], metric: str, pool: str = "c
 DATASET_NAMES = {"sst2": "SST-2", "20ng": "20NG", "trec": "TREC"}
 
 
+def _dataset_rank(dataset: str) -> int:
+    """Where a dataset's rows go in a table: in DATASET_NAMES's order, unknown ones last."""
+    return list(DATASET_NAMES).index(dataset) if dataset in DATASET_NAMES else len(DATASET_NAMES)
+
+
 def _seed_list(seeds: list[int]) -> str:
     """``10 (40–49)`` for a run of consecutive seeds, else every seed."""
     s = sorted(seeds)
@@ -199,9 +204,8 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
     (bold where its 95% CI excludes 0), the MDE at 80% power, the one-sided non-inferiority
     bound at −:data:`NONINFERIORITY_MARGIN`, the seeds that gain with the range of the
     differences, and on noisy pools the junk each kept (mean share of the subset)."""
-    order = {name: i for i, name in enumerate(DATASET_NAMES)}
     done = [c for c in cells if "difference" in c]
-    done.sort(key=lambda c: (c["pool"], order.get(c["dataset"], 99), c["budget"], len(c["seeds"])))
+    done.sort(key=lambda c: (c["pool"], _dataset_rank(c["dataset"]), c["budget"], len(c["seeds"])))
     lines = [
         "| dataset, pool | budget | default method | seeds | updates | default | random "
         "| default − random [95% CI] | MDE | non-inferior (one-sided bound) "
@@ -235,9 +239,8 @@ def pair_cells_table(cells: list[dict[str, Any]], old: str, new: str) -> str:
     """``new`` against ``old`` per dataset and budget (``experiments/clean_cost.py``'s cells):
     the paired eval-probe difference on the clean and on the noisy pools, each with its 95% CI
     (bold where it excludes 0) and MDE, and the junk each keeps on the noisy pools."""
-    order = {name: i for i, name in enumerate(DATASET_NAMES)}
     by = {(c["dataset"], c["pool"], c["budget"]): c for c in cells}
-    keys = sorted({(d, b) for d, _, b in by}, key=lambda k: (order.get(k[0], 99), k[1]))
+    keys = sorted({(d, b) for d, _, b in by}, key=lambda k: (_dataset_rank(k[0]), k[1]))
     lines = [
         f"| dataset | budget | clean pools: {new} − {old} [95% CI]; MDE "
         f"| noisy pools: {new} − {old} [95% CI]; MDE | junk kept, {old} → {new} |",
