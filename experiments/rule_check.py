@@ -89,16 +89,17 @@ def screen_all(
     budgets: list[float],
     threads: int,
     methods: list[str] = METHODS,
+    folder: Path = OUT,
 ) -> list[Screened]:
     """Screens ``methods`` (default :data:`METHODS`) on each config's pools of its seeds
-    (``dataset_seeds`` by name, else ``seeds``) at ``budgets``, cached under
-    out/experiments/rule_check/NAME."""
+    (``dataset_seeds`` by name, else ``seeds``) at ``budgets``, cached under ``folder``/NAME
+    (default out/experiments/rule_check/NAME)."""
     screened = []
     for path in configs:
         config = ExperimentConfig.from_toml(path)
         config.seeds = dataset_seeds.get(config.name) or seeds
         config.budgets, config.confirm = budgets, []
-        config.output = str(OUT / config.name)
+        config.output = str(folder / config.name)
         if threads:
             config.score = {**config.score, "threads": threads}
         config.check()
@@ -107,7 +108,9 @@ def screen_all(
     return screened
 
 
-def screen_arguments(doc: str, seeds: str, budgets: str, output: Path) -> argparse.ArgumentParser:
+def screen_arguments(
+    doc: str, seeds: str, budgets: str, output: Path, folder: Path = OUT
+) -> argparse.ArgumentParser:
     """The options of a script that screens with :func:`screen_all` (with these defaults)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("configs", nargs="+")
@@ -116,6 +119,7 @@ def screen_arguments(doc: str, seeds: str, budgets: str, output: Path) -> argpar
     ap.add_argument("--budgets", default=budgets)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--output", type=Path, default=output)
+    ap.add_argument("--folder", type=Path, default=folder, help="where the screens are cached")
     return ap
 
 
@@ -125,7 +129,13 @@ def screen_all_of(args: argparse.Namespace, methods: list[str] = METHODS) -> lis
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
     return screen_all(
-        args.configs, dataset_seeds, seeds_of(args.seeds), budgets_of(args), args.threads, methods
+        args.configs,
+        dataset_seeds,
+        seeds_of(args.seeds),
+        budgets_of(args),
+        args.threads,
+        methods,
+        args.folder,
     )
 
 

@@ -127,6 +127,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "typical_fit": "distinct",
         **DAMAGED,
     },
+    # typical+clean with both of the two junk rules above: damaged texts, the cleaner copy.
+    "typical+clean-gen-damaged": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN_GEN,
+        **DAMAGED,
+    },
     "target+clean-damaged": {"method": "target", **CLEAN, **DAMAGED},
     # Of each near-duplicate group the more predictable copy (junk's copies are noisier).
     "target+clean-gen-damaged": {"method": "target", **CLEAN_GEN, **DAMAGED},
