@@ -113,7 +113,8 @@ def screen_arguments(
 ) -> argparse.ArgumentParser:
     """The options of a script that screens with :func:`screen_all` (with these defaults)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("configs", nargs="+")
+    # Optional here so that --table (of the scripts that have it) needs none; screening does.
+    ap.add_argument("configs", nargs="*", help="experiments/NAME.toml, one or more")
     ap.add_argument("--seeds", default=seeds)
     ap.add_argument("--dataset-seeds", action="append", default=[], metavar="NAME=LO-HI")
     ap.add_argument("--budgets", default=budgets)
@@ -124,7 +125,11 @@ def screen_arguments(
 
 
 def screen_all_of(args: argparse.Namespace, methods: list[str] = METHODS) -> list[Screened]:
-    """:func:`screen_all` of ``methods`` with the options of :func:`screen_arguments`."""
+    """:func:`screen_all` of ``methods`` with the options of :func:`screen_arguments`; no
+    config is one line and exit 2."""
+    if not args.configs:
+        print("give one or more experiment configs (experiments/NAME.toml)", file=sys.stderr)
+        raise SystemExit(2)
     dataset_seeds = {
         name: seeds_of(text) for name, _, text in (a.partition("=") for a in args.dataset_seeds)
     }
