@@ -33,16 +33,23 @@ Run: python experiments/fresh_rule.py experiments/{trec,sst2,20ng}.toml --datase
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from near_duplicate_keep import cell, compare
-from rule_check import ROOT, check_own_output, screen_all_of, screen_arguments, seeds_of
+from rule_check import (
+    ROOT,
+    check_own_output,
+    print_table,
+    screen_all_of,
+    screen_arguments,
+    seeds_of,
+)
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
 from euds.research.methods import RANDOM
+from euds.research.report import challenger_cells_table
 
 PLAIN = "typical"
 CHALLENGERS = ("typical+clean", "typical+clean-gen-damaged", "typical+fences+copies")
@@ -91,7 +98,7 @@ def main() -> int:
     args = ap.parse_args()
     check_own_output(args.output, "cells")
     if args.table:
-        return _table(args.output)
+        return print_table(ap, args.output, lambda cells: challenger_cells_table(cells, PLAIN))
     if not args.screen_only and len(set(args.configs)) < 3:
         ap.error("the rule reads all three datasets: give the three configs (or --screen-only)")
     fresh = seeds_of(args.fresh)
@@ -142,26 +149,6 @@ def _print(result: dict[str, Any]) -> None:
         print(f"{float(budget):.0%}: {d['chosen']} (passed: {d['passed']})")
         for m, why in d["checks"].items():
             print(f"  {m}: (a) fails on {why['a_fails']}; (b) fails on {why['b_fails']}")
-
-
-def _table(output: Path) -> int:
-    """The cells as docs/results.md shows them: dev difference with its non-inferiority p, eval
-    difference with its CI and MDE, and junk kept."""
-    result = json.loads(output.read_text())
-    print(
-        "| dataset, pool | budget | challenger | dev − typical; p (≥ −0.5) "
-        "| eval − typical [95% CI]; MDE | junk kept, typical → challenger |"
-    )
-    print("|---|---|---|---|---|---|")
-    for c in result["cells"]:
-        d, e, junk = c["dev"], c["eval"], c.get("junk_share")
-        kept = f"{100 * junk[PLAIN]:.1f}% → {100 * junk[c['challenger']]:.1f}%" if junk else "—"
-        print(
-            f"| {c['dataset']}, {c['pool']} | {c['budget']:.0%} | {c['challenger']} "
-            f"| {d['mean']:+.1f}; {d['noninferior_p']:.3f} "
-            f"| {e['mean']:+.1f} [{e['ci'][0]:+.1f}, {e['ci'][1]:+.1f}]; {e['mde']:.1f} | {kept} |"
-        )
-    return 0
 
 
 if __name__ == "__main__":

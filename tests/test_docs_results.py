@@ -47,8 +47,9 @@ def test_every_overview_table_appears_in_the_page_verbatim() -> None:
 def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() -> None:
     """README's "What the selection does" quotes the runner's numbers; each "+x [lo, hi]" it
     gives must be one that the overview, a dataset's full tables (results/NAME_results.md,
-    which print '-' for '−'), experiments/confirm_clean.py's, finetune_cell.py's or
-    clean_cost.py's cells hold, so that the first screen cannot drift from the evidence."""
+    which print '-' for '−'), experiments/confirm_clean.py's, finetune_cell.py's,
+    clean_cost.py's or fresh_rule.py's cells hold, so that the first screen cannot drift from
+    the evidence."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## What the selection does", 1)[1].split("\n## ", 1)[0]
     quoted = re.findall(r"[+−]\d+\.\d \[[+−]\d+\.\d, [+−]\d+\.\d\]", section)
@@ -68,6 +69,10 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
     for path in sorted(RESULTS.glob("clean_cost*.json")):
         for c in json.loads(path.read_text())["cells"]:
             e = c["eval"]
+            held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
+    # and experiments/fresh_rule.py's (each challenger against typical, and over random)
+    for c in json.loads((RESULTS / "fresh_rule.json").read_text())["cells"]:
+        for e in [c["eval"], *c["eval_gain_over_random"].values()]:
             held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
     missing = [q for q in quoted if q not in held]
     assert not missing, f"README quotes intervals the committed tables lack: {missing}"
@@ -95,3 +100,16 @@ def test_the_clean_cost_tables_are_the_runners(path: Path) -> None:
     data = json.loads(path.read_text())
     expected = pair_cells_table(data["cells"], *data["methods"])
     assert expected in tables((ROOT / "docs" / "results.md").read_text())
+
+
+def test_the_fresh_rule_table_is_the_runners() -> None:
+    """docs/results.md's table of experiments/fresh_rule.py (the rule on fresh seeds of all
+    three datasets) is the one the script prints from the committed JSON (``--table``), and
+    the decision the page states is the JSON's."""
+    from euds.research.report import challenger_cells_table
+
+    data = json.loads((RESULTS / "fresh_rule.json").read_text())
+    page = (ROOT / "docs" / "results.md").read_text()
+    assert challenger_cells_table(data["cells"], "typical") in tables(page)
+    for budget, decision in data["by_budget"].items():
+        assert f"The rule's choice at {float(budget):.0%}: `{decision['chosen']}`" in page

@@ -258,6 +258,33 @@ def pair_cells_table(cells: list[dict[str, Any]], old: str, new: str) -> str:
     return "\n".join(lines)
 
 
+def challenger_cells_table(cells: list[dict[str, Any]], old: str) -> str:
+    """Each challenger against ``old`` per dataset, pool and budget
+    (``experiments/fresh_rule.py``'s cells): the dev-probe difference with the p of its
+    non-inferiority test (what the rule reads), the eval-probe difference with its 95% CI (bold
+    where it excludes 0) and MDE, and on the noisy pools the junk each keeps."""
+    order = sorted(cells, key=lambda c: (_dataset_rank(c["dataset"]), c["pool"], c["budget"]))
+    lines = [
+        f"| dataset | pool | budget | challenger | dev − {old}; p (≥ −0.5) "
+        f"| eval − {old} [95% CI]; MDE | junk kept, {old} → challenger |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in order:
+        d, e, junk = c["dev"], c["eval"], c.get("junk_share")
+        kept = f"{100 * junk[old]:.1f}% → {100 * junk[c['challenger']]:.1f}%" if junk else "—"
+        row = [
+            DATASET_NAMES.get(c["dataset"], c["dataset"]),
+            c["pool"],
+            f"{c['budget']:.0%}",
+            c["challenger"],
+            f"{signed(d['mean'])}; {d['noninferior_p']:.3f}",
+            f"{_interval(e['mean'], *e['ci'])}; {e['mde']:.1f}",
+            kept,
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def equivalence(
     rows: list[dict[str, Any]], label: str, metric: str = "accuracy", method: str = DEFAULT
 ) -> str:
