@@ -24,6 +24,7 @@ Run: python experiments/clean_cost.py experiments/sst2.toml experiments/trec.tom
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,7 @@ def main() -> int:
     baseline, challenger = args.baseline, args.challenger
     methods = [RANDOM, baseline, challenger]
     budgets = [float(b) for b in args.budgets.split(",")]
-    fresh = seeds_of(args.fresh)
-    scored_seeds = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]
-    if any(set(fresh) & set(seeds_of(text)) for text in scored_seeds):
-        ap.error(f"--fresh {args.fresh} overlaps the scored seeds {scored_seeds}")
+    fresh = fresh_seeds(ap, args)
     cells: list[dict[str, Any]] = []
     for s in screen_all_of(args, methods):
         scored = s.config.seeds
@@ -94,25 +92,13 @@ def main() -> int:
         noisy = [r for r in s.rows if r["pool"] == "noisy"]
         for pool, rows, seeds in (("clean", clean, fresh), ("noisy", noisy, scored)):
             for budget in budgets:
-                old, new = cell(rows, baseline, budget, pool), cell(rows, challenger, budget, pool)
-                rnd = cell(rows, RANDOM, budget, pool)
                 c: dict[str, Any] = {
                     "dataset": s.config.name,
                     "pool": pool,
                     "budget": budget,
                     "seeds": seeds,
-                    "eval": compare(old, new, "probe_eval"),
-                    "dev": compare(old, new, "probe_dev"),
-                    "eval_gain_over_random": {
-                        m: compare(rnd, by, "probe_eval")
-                        for m, by in ((baseline, old), (challenger, new))
-                    },
+                    **pair_stats(rows, baseline, challenger, budget, pool),
                 }
-                if pool == "noisy":
-                    c["junk_share"] = {
-                        m: float(np.mean([r["junk_share"] for r in by.values()]))
-                        for m, by in ((RANDOM, rnd), (baseline, old), (challenger, new))
-                    }
                 cells.append(c)
                 e, junk = c["eval"], c.get("junk_share")
                 print(
@@ -130,6 +116,38 @@ def main() -> int:
     atomic_write_bytes(args.output, json.dumps(out, indent=1).encode())
     print(args.output)
     return 0
+
+
+def fresh_seeds(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """``--fresh``'s seeds (clean pools only), refused where they overlap the scored seeds
+    (``--seeds``, ``--dataset-seeds``)."""
+    fresh = seeds_of(args.fresh)
+    scored = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]
+    if any(set(fresh) & set(seeds_of(text)) for text in scored):
+        ap.error(f"--fresh {args.fresh} overlaps the scored seeds {scored}")
+    return fresh
+
+
+def pair_stats(
+    rows: list[dict[str, Any]], old: str, new: str, budget: float, pool: str
+) -> dict[str, Any]:
+    """``new`` against ``old`` at one budget and pool: the paired eval and dev differences, each
+    one's eval gain over random, and on a noisy pool the junk share each (and random) keeps."""
+    first, second = cell(rows, old, budget, pool), cell(rows, new, budget, pool)
+    rnd = cell(rows, RANDOM, budget, pool)
+    stats: dict[str, Any] = {
+        "eval": compare(first, second, "probe_eval"),
+        "dev": compare(first, second, "probe_dev"),
+        "eval_gain_over_random": {
+            m: compare(rnd, by, "probe_eval") for m, by in ((old, first), (new, second))
+        },
+    }
+    if pool == "noisy":
+        stats["junk_share"] = {
+            m: float(np.mean([r["junk_share"] for r in by.values()]))
+            for m, by in ((RANDOM, rnd), (old, first), (new, second))
+        }
+    return stats
 
 
 def _methods_of(output: Path) -> list[str]:

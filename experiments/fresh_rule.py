@@ -36,14 +36,14 @@ import json
 from typing import Any
 
 import numpy as np
-from near_duplicate_keep import cell, compare
+from clean_cost import fresh_seeds, pair_stats
+from near_duplicate_keep import cell
 from rule_check import (
     ROOT,
     check_own_output,
     print_table,
     screen_all_of,
     screen_arguments,
-    seeds_of,
 )
 
 from euds.cache import atomic_write_bytes
@@ -101,10 +101,7 @@ def main() -> int:
         return print_table(ap, args.output, lambda cells: challenger_cells_table(cells, PLAIN))
     if not args.screen_only and len(set(args.configs)) < 3:
         ap.error("the rule reads all three datasets: give the three configs (or --screen-only)")
-    fresh = seeds_of(args.fresh)
-    scored = [args.seeds, *(a.partition("=")[2] for a in args.dataset_seeds)]
-    if any(set(fresh) & set(seeds_of(text)) for text in scored):
-        ap.error(f"--fresh {args.fresh} overlaps the scored seeds {scored}")
+    fresh = fresh_seeds(ap, args)
     methods = [RANDOM, PLAIN, *CHALLENGERS]
     budgets = [float(b) for b in args.budgets.split(",")]
     cells: list[dict[str, Any]] = []
@@ -113,26 +110,15 @@ def main() -> int:
         rows = s.rows + clean
         for pool in ("clean", "noisy"):
             for budget in budgets:
-                old, rnd = cell(rows, PLAIN, budget, pool), cell(rows, RANDOM, budget, pool)
                 for m in CHALLENGERS:
-                    new = cell(rows, m, budget, pool)
                     c: dict[str, Any] = {
                         "dataset": s.config.name,
                         "pool": pool,
                         "budget": budget,
                         "challenger": m,
-                        "seeds": sorted(new),
-                        "dev": compare(old, new, "probe_dev"),
-                        "eval": compare(old, new, "probe_eval"),
-                        "eval_gain_over_random": {
-                            k: compare(rnd, by, "probe_eval") for k, by in ((PLAIN, old), (m, new))
-                        },
+                        "seeds": sorted(cell(rows, m, budget, pool)),
+                        **pair_stats(rows, PLAIN, m, budget, pool),
                     }
-                    if pool == "noisy":
-                        c["junk_share"] = {
-                            k: float(np.mean([r["junk_share"] for r in by.values()]))
-                            for k, by in ((RANDOM, rnd), (PLAIN, old), (m, new))
-                        }
                     cells.append(c)
         print(f"{s.config.name}: {len(rows)} rows", flush=True)
     if args.screen_only:
