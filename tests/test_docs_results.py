@@ -113,3 +113,19 @@ def test_the_fresh_rule_table_is_the_runners() -> None:
     assert challenger_cells_table(data["cells"], "typical") in tables(page)
     for budget, decision in data["by_budget"].items():
         assert f"The rule's choice at {float(budget):.0%}: `{decision['chosen']}`" in page
+
+
+def test_the_fresh_rule_decision_is_the_rule_applied_to_its_cells(monkeypatch) -> None:
+    """The committed decision is experiments/fresh_rule.py's rule applied to the committed
+    cells (dev and junk only); a challenger made to pass every check would be chosen."""
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    from fresh_rule import CHALLENGERS, decide
+
+    data = json.loads((RESULTS / "fresh_rule.json").read_text())
+    budgets = [float(b) for b in data["by_budget"]]
+    assert decide(data["cells"], budgets) == data["by_budget"]
+    passing = [
+        {**c, "dev": {**c["dev"], "noninferior_p": 0.0}} if c["challenger"] == CHALLENGERS[1] else c
+        for c in data["cells"]
+    ]
+    assert {d["chosen"] for d in decide(passing, budgets).values()} == {CHALLENGERS[1]}
