@@ -20,7 +20,7 @@ from typing import Any
 from euds.io import DEFAULT_BATCH_SIZE, FORMATS
 from euds.kernels import MAX_THREADS  # for the kernels and ONNX Runtime alike
 from euds.model_sources import content_key
-from euds.selection.bands import check_fences
+from euds.selection.bands import check_fences, check_tails
 from euds.selection.copies import KEEP_FIRST, check_keep_has_groups
 from euds.selection.coverage import DEFAULT_STRATA
 from euds.selection.policy import NEAR_DUPLICATE_KEEP
@@ -366,11 +366,7 @@ class SelectConfig:
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
                 raise ValueError(f"position must lie in [0, 1], got {self.position!r}")
         if self.tails is not None:
-            lo, hi = self.tails
-            if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))) or not (
-                0 <= lo < hi <= 1
-            ):
-                raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1: {self.tails}")
+            self.tails = check_tails(self.tails)
         if self.fences is not None:
             check_fences(self.fences)
             if self.tails is not None:

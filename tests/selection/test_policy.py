@@ -363,6 +363,8 @@ def test_filter_random_is_seeded_and_uniform():
 
 
 def test_filter_random_options_and_errors():
+    from euds.config import SelectConfig
+
     n = 1000
     scores = synthetic(n, 12)
     sel = select(
@@ -372,9 +374,11 @@ def test_filter_random_options_and_errors():
     assert sel.counts["dropped_by_reason"]["tail"] == 200
     with pytest.raises(ValueError, match="survive the tails"):
         select(scores, budget=0.85, method="filter-random")
-    for bad in [(0.5, 0.2), (-0.1, 0.9), (0.1,), "ab"]:
+    for bad in [(0.5, 0.2), (-0.1, 0.9), (0.1,), "ab", ("0.1", "0.9"), (False, True), 0.1]:
         with pytest.raises(ValueError, match="tails must"):
             select(scores, budget=0.1, method="filter-random", tails=bad)
+        with pytest.raises(ValueError, match="tails must"):
+            SelectConfig(budget=0.1, method="filter-random", tails=bad).check()
     with pytest.raises(ValueError, match="tails= is for"):
         select(scores, budget=0.1, tails=(0.1, 0.9))
     with pytest.raises(ValueError, match="needs budget"):

@@ -89,14 +89,18 @@ def centre(ranks: np.ndarray, p: float) -> np.ndarray:
 
 
 def check_tails(tails: Any) -> tuple[float, float]:
-    """A ``(lo, hi)`` pair of quantiles with ``0 <= lo < hi <= 1``."""
+    """A ``(lo, hi)`` pair of quantiles with ``0 <= lo < hi <= 1`` (numbers, not strings or
+    bools), as floats."""
     try:
-        lo, hi = float(tails[0]), float(tails[1])
-    except (TypeError, ValueError, IndexError, KeyError):
+        lo, hi = tails
+    except (TypeError, ValueError):
         raise ValueError(f"tails must be a (lo, hi) pair of quantiles, got {tails!r}") from None
-    if len(tails) != 2 or not 0 <= lo < hi <= 1:
+    numbers = (int, float, np.integer, np.floating)
+    if any(isinstance(q, bool) or not isinstance(q, numbers) for q in (lo, hi)) or not (
+        0 <= lo < hi <= 1
+    ):
         raise ValueError(f"tails must be quantiles with 0 <= lo < hi <= 1, got {tails!r}")
-    return lo, hi
+    return float(lo), float(hi)
 
 
 def check_tail_rule(
