@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from rule_check import seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import ExperimentConfig, Screened, _cached, confirm, screen_pool
@@ -33,11 +34,6 @@ from euds.research.stats import mde, paired
 
 ROOT = Path(__file__).resolve().parent.parent
 CHOICE = ROOT / "docs" / "results" / "default_choice.json"
-
-
-def seeds_of(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def cell(name: str, budget: float, diff: np.ndarray, **extra: object) -> dict[str, object]:

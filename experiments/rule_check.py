@@ -46,8 +46,12 @@ RERUN = ROOT / "docs" / "results" / "rerun_choice.json"
 
 
 def seeds_of(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
+    """The seeds of ``LO-HI`` or ``N``, or of several of them joined by commas."""
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += range(int(lo), int(hi or lo) + 1)
+    return seeds
 
 
 def check_own_output(path: Path, key: str) -> None:
