@@ -1,6 +1,7 @@
 """Fine-tunes one budget's default against random on the rule check's pools: the cells of
 docs/results.md's aims that the main experiment left unrun (20NG at 10%, TREC) or had too few
-seeds to see (SST-2 at 2%).
+seeds to see (SST-2 at 2%). ``--method NAME`` fine-tunes that candidate instead of the default
+(a recipe README names, say), as a cell of its own.
 
 The pools are :mod:`rule_check`'s (its scored superset, a pool of the config's size drawn anew
 per seed; ``--pool noisy`` adds that seed's scored junk), the settings the config's
@@ -14,7 +15,8 @@ and the paired difference default − random (95% CI, MDE at 80% power, one-side
 non-inferiority p at -0.5 points) once every seed has run.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
---screen-seeds 40-44 [--pool noisy] [--threads 1] [--reverse] [--output FILE]; and
+--screen-seeds 40-44 [--pool noisy] [--method NAME] [--threads 1] [--reverse] [--output FILE];
+and
 ``python experiments/finetune_cell.py --table`` prints the finished cells as docs/results.md
 shows them (:func:`euds.research.report.finetune_cells_table`).
 """
@@ -32,7 +34,7 @@ from rule_check import check_own_output, print_table, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
-from euds.research.methods import POOLS, RANDOM
+from euds.research.methods import CANDIDATES, POOLS, RANDOM
 from euds.research.report import finetune_cells_table
 from euds.research.stats import mde, noninferiority, paired
 from euds.selection import DEFAULT_CHOICE
@@ -50,6 +52,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--pool", choices=POOLS, default="clean")
     ap.add_argument("--reverse", action="store_true")
+    ap.add_argument(
+        "--method", choices=sorted(CANDIDATES), help="this candidate instead of the default"
+    )
     ap.add_argument("--output", type=Path, default=ROOT / "docs/results/finetune_cell.json")
     ap.add_argument("--table", action="store_true", help="print --output's finished cells")
     args = ap.parse_args()
@@ -68,7 +73,7 @@ def main() -> int:
     )
     if args.threads:
         s.config.finetune = {**s.config.finetune, "threads": args.threads}
-    default = dict(DEFAULT_CHOICE)[args.budget]
+    default = args.method or dict(DEFAULT_CHOICE)[args.budget]
     choice = {"by_budget": {str(args.budget): default}}
     item = {
         "methods": ["default", "random"],
@@ -85,6 +90,7 @@ def main() -> int:
         "pool": args.pool,
         "budget": args.budget,
         "default": default,
+        "named": args.method is not None,  # a candidate named by --method, not the default
         "planned_seeds": seeds,
         "seeds": done,
         "steps": sorted({r["steps"] for r in runs}),
@@ -103,8 +109,8 @@ def main() -> int:
         cells = [
             c
             for c in json.loads(args.output.read_text())["cells"]
-            if (c["dataset"], c["pool"], c["budget"], c["planned_seeds"])
-            != (cell["dataset"], args.pool, args.budget, seeds)
+            if (c["dataset"], c["pool"], c["budget"], c["planned_seeds"], c["default"])
+            != (cell["dataset"], args.pool, args.budget, seeds, default)
         ]
     atomic_write_bytes(args.output, json.dumps({"cells": [*cells, cell]}, indent=1).encode())
     print(json.dumps({k: v for k, v in cell.items() if k != "runs"}, indent=1))

@@ -203,13 +203,16 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
     each, finished cells only: mean accuracy of the default and random, the paired difference
     (bold where its 95% CI excludes 0), the MDE at 80% power, the one-sided non-inferiority
     bound at −:data:`NONINFERIORITY_MARGIN`, the seeds that gain with the range of the
-    differences, and on noisy pools the junk each kept (mean share of the subset)."""
+    differences, and on noisy pools the junk each kept (mean share of the subset). Cells of a
+    candidate named instead of the default (``--method``) head their columns "method"."""
     done = [c for c in cells if "difference" in c]
     done.sort(key=lambda c: (c["pool"], _dataset_rank(c["dataset"]), c["budget"], len(c["seeds"])))
+    who = "method" if any(c.get("named") for c in done) else "default"
     lines = [
-        "| dataset, pool | budget | default method | seeds | updates | default | random "
-        "| default − random [95% CI] | MDE | non-inferior (one-sided bound) "
-        "| seeds gaining; range | junk kept, default / random |",
+        f"| dataset, pool | budget | {'default method' if who == 'default' else who} "
+        f"| seeds | updates | {who} | random "
+        f"| {who} − random [95% CI] | MDE | non-inferior (one-sided bound) "
+        f"| seeds gaining; range | junk kept, {who} / random |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in done:
