@@ -78,12 +78,14 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
     assert not missing, f"README quotes intervals the committed tables lack: {missing}"
 
 
-def test_the_finetuned_cells_table_is_the_runners() -> None:
-    """docs/results.md's table of experiments/finetune_cell.py's cells is the one the runner
-    prints from the committed JSON (``finetune_cell.py --table``), not a retyped copy."""
+@pytest.mark.parametrize("name", ["finetune_cell", "finetune_recipe"])
+def test_the_finetuned_cells_table_is_the_runners(name: str) -> None:
+    """docs/results.md's table of experiments/finetune_cell.py's cells (the default's, and
+    ``--method``'s in finetune_recipe.json) is the one the runner prints from the committed
+    JSON (``finetune_cell.py --table``), not a retyped copy."""
     from euds.research.report import finetune_cells_table
 
-    cells = json.loads((RESULTS / "finetune_cell.json").read_text())["cells"]
+    cells = json.loads((RESULTS / f"{name}.json").read_text())["cells"]
     expected = finetune_cells_table(cells)
     assert expected in tables((ROOT / "docs" / "results.md").read_text())
 

@@ -85,7 +85,6 @@ def test_unfinished_cells_are_left_out_and_rows_are_ordered_by_pool_dataset_budg
     assert not rows[0][7].startswith("**")
 
 
-
 def test_a_named_candidates_cells_head_their_columns_method_not_default():
     gains = [0.5, -0.5, 0.3, -0.3]
     default = finetune_cells_table([_cell("trec", "clean", 0.3, gains)]).splitlines()[0]
@@ -94,6 +93,7 @@ def test_a_named_candidates_cells_head_their_columns_method_not_default():
     assert "default" not in header and "| method | seeds" in header
     assert "method − random" in header and "default − random" in default
     assert _rows(named) == _rows(finetune_cells_table([_cell("trec", "clean", 0.3, gains)]))
+
 
 def _pair_cell(dataset, pool, budget, mean, lo, hi, junk=None):
     c = {
