@@ -28,6 +28,15 @@ noisy pools each one's junk share. Output: docs/results/fresh_rule.json.
 
 Run: python experiments/fresh_rule.py experiments/{trec,sst2,20ng}.toml --dataset-seeds
 20ng=50-54 [--threads 1] [--screen-only]; ``--table`` prints the output's cells.
+
+The same rule with other challengers (``--challengers A,B``) on other fresh seeds (``--seeds``,
+``--dataset-seeds``, ``--fresh``), under its own ``--folder`` and ``--output``: its second run,
+written down in docs/results.md before its screens ran, is
+
+    python experiments/fresh_rule.py experiments/{trec,sst2,20ng}.toml --seeds 60-69
+    --dataset-seeds 20ng=60-64 --fresh 230-259 --challengers typical+damaged,
+    typical+fences-gen-damaged --folder out/experiments/fresh_rule2
+    --output docs/results/fresh_rule2.json --threads 1
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from rule_check import (
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import screen
-from euds.research.methods import RANDOM
+from euds.research.methods import CANDIDATES, RANDOM
 from euds.research.report import challenger_cells_table
 
 PLAIN = "typical"
@@ -64,13 +73,15 @@ RULE = (
 )
 
 
-def decide(cells: list[dict[str, Any]], budgets: list[float]) -> dict[str, Any]:
+def decide(
+    cells: list[dict[str, Any]], budgets: list[float], challengers: tuple[str, ...] = CHALLENGERS
+) -> dict[str, Any]:
     """The rule's decision per budget from the cells (dev and junk only)."""
     out = {}
     for budget in budgets:
         here = [c for c in cells if c["budget"] == budget]
         passed, why = {}, {}
-        for m in CHALLENGERS:
+        for m in challengers:
             mine = [c for c in here if c["challenger"] == m]
             a = [c for c in mine if not c["dev"]["noninferior_p"] < ALPHA]
             b = [
@@ -94,6 +105,11 @@ def main() -> int:
     ap = screen_arguments(__doc__, "50-59", "0.16,0.3", OUTPUT, FOLDER)
     ap.add_argument("--fresh", default="200-229", help="seeds screened on clean pools only")
     ap.add_argument("--screen-only", action="store_true")
+    ap.add_argument(
+        "--challengers",
+        default=",".join(CHALLENGERS),
+        help="comma-separated candidates (default: the first run's three)",
+    )
     ap.add_argument("--table", action="store_true", help="print the output's cells")
     args = ap.parse_args()
     check_own_output(args.output, "cells")
@@ -101,8 +117,11 @@ def main() -> int:
         return print_table(ap, args.output, lambda cells: challenger_cells_table(cells, PLAIN))
     if not args.screen_only and len(set(args.configs)) < 3:
         ap.error("the rule reads all three datasets: give the three configs (or --screen-only)")
+    challengers = tuple(args.challengers.split(","))
+    if unknown := [m for m in challengers if m not in CANDIDATES or m == PLAIN]:
+        ap.error(f"--challengers: {unknown} are not candidates other than {PLAIN}")
     fresh = fresh_seeds(ap, args)
-    methods = [RANDOM, PLAIN, *CHALLENGERS]
+    methods = [RANDOM, PLAIN, *challengers]
     budgets = [float(b) for b in args.budgets.split(",")]
     cells: list[dict[str, Any]] = []
     for s in screen_all_of(args, methods):
@@ -110,7 +129,7 @@ def main() -> int:
         rows = s.rows + clean
         for pool in ("clean", "noisy"):
             for budget in budgets:
-                for m in CHALLENGERS:
+                for m in challengers:
                     c: dict[str, Any] = {
                         "dataset": s.config.name,
                         "pool": pool,
@@ -123,7 +142,13 @@ def main() -> int:
         print(f"{s.config.name}: {len(rows)} rows", flush=True)
     if args.screen_only:
         return 0
-    result = {"rule": RULE, "fresh": fresh, "by_budget": decide(cells, budgets), "cells": cells}
+    result = {
+        "rule": RULE,
+        "challengers": list(challengers),
+        "fresh": fresh,
+        "by_budget": decide(cells, budgets, challengers),
+        "cells": cells,
+    }
     atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
     _print(result)
     print(args.output)

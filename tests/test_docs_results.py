@@ -104,30 +104,39 @@ def test_the_clean_cost_tables_are_the_runners(path: Path) -> None:
     assert expected in tables((ROOT / "docs" / "results.md").read_text())
 
 
-def test_the_fresh_rule_table_is_the_runners() -> None:
-    """docs/results.md's table of experiments/fresh_rule.py (the rule on fresh seeds of all
-    three datasets) is the one the script prints from the committed JSON (``--table``), and
-    the decision the page states is the JSON's."""
+FRESH_RULES = sorted(RESULTS.glob("fresh_rule*.json"))
+
+
+@pytest.mark.parametrize("path", FRESH_RULES, ids=lambda p: p.stem)
+def test_the_fresh_rule_table_is_the_runners(path: Path) -> None:
+    """docs/results.md's table of each run of experiments/fresh_rule.py (the rule on fresh
+    seeds of all three datasets) is the one the script prints from the committed JSON
+    (``--table``), and the decision the page states is the JSON's."""
     from euds.research.report import challenger_cells_table
 
-    data = json.loads((RESULTS / "fresh_rule.json").read_text())
+    data = json.loads(path.read_text())
     page = (ROOT / "docs" / "results.md").read_text()
     assert challenger_cells_table(data["cells"], "typical") in tables(page)
     for budget, decision in data["by_budget"].items():
         assert f"The rule's choice at {float(budget):.0%}: `{decision['chosen']}`" in page
 
 
-def test_the_fresh_rule_decision_is_the_rule_applied_to_its_cells(monkeypatch) -> None:
-    """The committed decision is experiments/fresh_rule.py's rule applied to the committed
-    cells (dev and junk only); a challenger made to pass every check would be chosen."""
+@pytest.mark.parametrize("path", FRESH_RULES, ids=lambda p: p.stem)
+def test_the_fresh_rule_decision_is_the_rule_applied_to_its_cells(path: Path, monkeypatch) -> None:
+    """Each committed decision is experiments/fresh_rule.py's rule applied to the committed
+    cells (dev and junk only), with that run's challengers (the first run's three where the
+    file names none); a challenger made to pass every check would be chosen."""
     monkeypatch.syspath_prepend(str(ROOT / "experiments"))
     from fresh_rule import CHALLENGERS, decide
 
-    data = json.loads((RESULTS / "fresh_rule.json").read_text())
+    data = json.loads(path.read_text())
+    challengers = tuple(data.get("challengers", CHALLENGERS))
     budgets = [float(b) for b in data["by_budget"]]
-    assert decide(data["cells"], budgets) == data["by_budget"]
+    assert decide(data["cells"], budgets, challengers) == data["by_budget"]
+    # the last challenger made the only one to pass part (a): it is chosen at every budget
+    pick = challengers[-1]
     passing = [
-        {**c, "dev": {**c["dev"], "noninferior_p": 0.0}} if c["challenger"] == CHALLENGERS[1] else c
+        {**c, "dev": {**c["dev"], "noninferior_p": 0.0 if c["challenger"] == pick else 1.0}}
         for c in data["cells"]
     ]
-    assert {d["chosen"] for d in decide(passing, budgets).values()} == {CHALLENGERS[1]}
+    assert {d["chosen"] for d in decide(passing, budgets, challengers).values()} == {pick}

@@ -15,7 +15,8 @@
   each group of copies once, ``+clean-bpb`` also drops the tails
   of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`);
   ``typical+tails`` and ``typical+copies`` are ``typical+clean``'s two parts alone;
-  ``+fences`` drops each signal's outliers (Tukey's fences, k = 1.5) instead of its quantile tails.
+  ``+fences`` drops each signal's outliers (Tukey's fences, k = 1.5) instead of its quantile tails;
+  ``typical+damaged`` drops damaged texts only.
   :data:`NEEDS_TARGET` are
   screened but never the default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
@@ -132,6 +133,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "method": "typical",
         "signals": ALL,
         "tails": TAILS,
+        **CLEAN_GEN,
+        **DAMAGED,
+    },
+    # Junk rules that leave a clean pool (nearly) as it is: damaged texts only (exact copies
+    # go by default), or Tukey's fences with the copy rules, the cleaner copy and damaged texts.
+    "typical+damaged": {"method": "typical", **DAMAGED},
+    "typical+fences-gen-damaged": {
+        "method": "typical",
+        "signals": ALL,
+        "fences": FENCES,
         **CLEAN_GEN,
         **DAMAGED,
     },
