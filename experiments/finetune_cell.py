@@ -12,7 +12,8 @@ is scored again, and the clean pools of other seeds need no junk. Each run is ca
 locked while it trains), so the script resumes, and a second process with ``--reverse`` meets
 the first in the middle. Writes, per dataset, pool, budget and seeds: each seed's accuracy,
 and the paired difference default − random (95% CI, MDE at 80% power, one-sided
-non-inferiority p at -0.5 points) once every seed has run.
+non-inferiority p at -0.5 points) once every seed has run; for ``--method``, also its paired
+difference from the default where the default's runs of those pools are cached.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
 --screen-seeds 40-44 [--pool noisy] [--method NAME] [--threads 1] [--reverse] [--output FILE];
@@ -97,13 +98,24 @@ def main() -> int:
         "runs": runs,
     }
     if len(done) == len(seeds):
-        p = paired(d)
-        cell["difference"] = {
-            "mean": p.mean,
-            "ci": [p.lo, p.hi],
-            "mde": mde(d),
-            "noninferior_p": noninferiority(d, MARGIN),
-        }
+        cell["difference"] = _difference(d)
+        if args.method:
+            # against the product's default on the same pools, where its runs are cached
+            own = dict(DEFAULT_CHOICE)[args.budget]
+            item_default = {**item, "methods": ["default"]}
+            theirs = {
+                r["seed"]: r["accuracy"]
+                for r in confirm(
+                    s, {"by_budget": {str(args.budget): own}}, item_default, train=False
+                )
+            }
+            if set(done) <= set(theirs):
+                cell["versus_default"] = {
+                    "default": own,
+                    **_difference(
+                        np.array([100 * (by["default", x]["accuracy"] - theirs[x]) for x in done])
+                    ),
+                }
     cells = []
     if args.output.exists():
         cells = [
@@ -116,6 +128,17 @@ def main() -> int:
     print(json.dumps({k: v for k, v in cell.items() if k != "runs"}, indent=1))
     print(args.output)
     return 0
+
+
+def _difference(d: np.ndarray) -> dict[str, Any]:
+    """Paired differences' mean, 95% CI, MDE and non-inferiority p at -MARGIN."""
+    p = paired(d)
+    return {
+        "mean": p.mean,
+        "ci": [p.lo, p.hi],
+        "mde": mde(d),
+        "noninferior_p": noninferiority(d, MARGIN),
+    }
 
 
 if __name__ == "__main__":

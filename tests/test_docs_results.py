@@ -15,6 +15,7 @@ from euds.research.report import signed
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
+FRESH_RULES = sorted(RESULTS.glob("fresh_rule*.json"))  # each run of experiments/fresh_rule.py
 
 
 def tables(text: str) -> list[str]:
@@ -47,7 +48,7 @@ def test_every_overview_table_appears_in_the_page_verbatim() -> None:
 def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() -> None:
     """README's "What the selection does" quotes the runner's numbers; each "+x [lo, hi]" it
     gives must be one that the overview, a dataset's full tables (results/NAME_results.md,
-    which print '-' for '−'), experiments/confirm_clean.py's, finetune_cell.py's,
+    which print '-' for '−'), experiments/confirm_clean.py's, finetune_cell.py's (both files),
     clean_cost.py's or fresh_rule.py's cells hold, so that the first screen cannot drift from
     the evidence."""
     readme = (ROOT / "README.md").read_text()
@@ -59,9 +60,10 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
     for path in sorted(RESULTS.glob("*_confirm_clean.json")):
         for c in json.loads(path.read_text())["cells"]:
             held += f"\n{signed(c['difference'])} [{signed(c['low'])}, {signed(c['high'])}]"
-    # and experiments/finetune_cell.py's (cells run later on the rule check's pools)
-    cells = RESULTS / "finetune_cell.json"
-    for c in json.loads(cells.read_text())["cells"] if cells.is_file() else []:
+    # and experiments/finetune_cell.py's (cells run later on the rule check's pools, of the
+    # default and of candidates named by --method)
+    named = [RESULTS / "finetune_cell.json", RESULTS / "finetune_recipe.json"]
+    for c in [c for p in named if p.is_file() for c in json.loads(p.read_text())["cells"]]:
         if "difference" in c:
             d = c["difference"]
             held += f"\n{signed(d['mean'])} [{signed(d['ci'][0])}, {signed(d['ci'][1])}]"
@@ -71,7 +73,7 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
             e = c["eval"]
             held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
     # and experiments/fresh_rule.py's (each challenger against typical, and over random)
-    for c in json.loads((RESULTS / "fresh_rule.json").read_text())["cells"]:
+    for c in [c for p in FRESH_RULES for c in json.loads(p.read_text())["cells"]]:
         for e in [c["eval"], *c["eval_gain_over_random"].values()]:
             held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
     missing = [q for q in quoted if q not in held]
@@ -102,9 +104,6 @@ def test_the_clean_cost_tables_are_the_runners(path: Path) -> None:
     data = json.loads(path.read_text())
     expected = pair_cells_table(data["cells"], *data["methods"])
     assert expected in tables((ROOT / "docs" / "results.md").read_text())
-
-
-FRESH_RULES = sorted(RESULTS.glob("fresh_rule*.json"))
 
 
 @pytest.mark.parametrize("path", FRESH_RULES, ids=lambda p: p.stem)
