@@ -34,9 +34,9 @@ The same rule with other challengers (``--challengers A,B``) on other fresh seed
 written down in docs/results.md before its screens ran, is
 
     python experiments/fresh_rule.py experiments/{trec,sst2,20ng}.toml --seeds 60-69
-    --dataset-seeds 20ng=60-64 --fresh 230-259 --challengers typical+damaged,
-    typical+fences-gen-damaged --folder out/experiments/fresh_rule2
-    --output docs/results/fresh_rule2.json --threads 1
+    --dataset-seeds 20ng=60-64 --fresh 230-259 --threads 1
+    --challengers typical+damaged,typical+fences-gen-damaged
+    --folder out/experiments/fresh_rule2 --output docs/results/fresh_rule2.json
 """
 
 from __future__ import annotations

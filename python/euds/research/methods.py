@@ -136,8 +136,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         **CLEAN_GEN,
         **DAMAGED,
     },
-    # Junk rules that leave a clean pool (nearly) as it is: damaged texts only (exact copies
-    # go by default), or Tukey's fences with the copy rules, the cleaner copy and damaged texts.
+    # Junk rules that drop less of a clean pool than the quantile tails: damaged texts only
+    # (exact copies go by default), or Tukey's fences with the copy rules, the cleaner copy and
+    # damaged texts.
     "typical+damaged": {"method": "typical", **DAMAGED},
     "typical+fences-gen-damaged": {
         "method": "typical",
