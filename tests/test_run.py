@@ -65,8 +65,10 @@ def test_run_writes_selection_manifest_and_report(run_dir, sst2_600, capsys):
     counts = manifest["selection"]["counts"]
     assert counts["input"] == 600 and counts["kept"] == 96  # round(0.16 * 600)
     assert counts["kept"] + counts["dropped"] == counts["input"]
-    # the default at 16%: one typical member per cluster (euds.selection.DEFAULT_CHOICE)
+    # the default at 16%: one typical member per cluster, after damaged texts
+    # (euds.selection.DEFAULT_CHOICE), which the run read the texts for
     assert manifest["selection"]["method"] == "typical"
+    assert manifest["selection"]["damaged"]["policy"] == "drop"
     with gzip.open(selected, "rt") as f:
         kept_lines = f.read().splitlines()
     assert len(kept_lines) == 96

@@ -39,9 +39,9 @@ def test_the_default_has_the_screened_settings():
         (0.015, "typical+clean"),
         (0.07, "typical+clean"),
         (0.12, "typical+clean"),
-        (0.13, "typical"),
-        (0.2, "typical"),
-        (0.9, "typical"),
+        (0.13, "typical+damaged"),
+        (0.2, "typical+damaged"),
+        (0.9, "typical+damaged"),
     ],
 )
 def test_a_budget_takes_the_choice_of_the_nearest_screened_budget(budget, name):
@@ -84,11 +84,19 @@ def test_below_the_switch_the_default_cleans_then_keeps_typical_members():
     np.testing.assert_array_equal(sel.keep, named.keep)
 
 
-def test_above_the_switch_the_default_is_plain_typical():
-    columns, x, _ = columns_and_embeddings()
-    sel = select(columns, budget=0.2, embeddings=x)
-    assert sel.details["default"]["choice"] == "typical"
-    assert set(sel.counts["dropped_by_reason"]) == {"other_in_cluster"}
+def test_above_the_switch_the_default_drops_damaged_texts_then_keeps_typical_members():
+    columns, x, texts = columns_and_embeddings()
+    texts[9] = texts[9] + " caf\u00c3\u00a9"  # mojibake: UTF-8 read as Latin-1
+    sel = select(columns, budget=0.2, embeddings=x, texts=texts)
+    assert sel.details["default"]["choice"] == "typical+damaged"
+    assert sel.reason[9] == "damaged_text" and sel.keep.sum() == 80
+    assert set(sel.counts["dropped_by_reason"]) == {"damaged_text", "other_in_cluster"}
+    assert sel.damaged["dropped"] == 1 and sel.damaged["by_kind"]["mojibake"] == 1
+    # No tails and no copy rule but the exact one: the same as naming typical with the rule.
+    named = select(
+        columns, budget=0.2, embeddings=x, texts=texts, method="typical", drop_damaged=True
+    )
+    np.testing.assert_array_equal(sel.keep, named.keep)
 
 
 def test_what_the_default_needs_is_named():
@@ -97,8 +105,10 @@ def test_what_the_default_needs_is_named():
         select(columns, budget=0.05)
     with pytest.raises(ValueError, match="texts="):
         select(columns, budget=0.05, embeddings=x)
-    with pytest.raises(ValueError, match="embeddings="):
+    with pytest.raises(ValueError, match=r"embeddings= .* and texts="):
         select(columns, budget=0.3)
+    with pytest.raises(ValueError, match="texts="):
+        select(columns, budget=0.3, embeddings=x)
     # Naming a method or signals is never the default.
     assert select(columns, budget=0.3, signals=["generative"]).method == "single"
     # Scores without near-duplicate keys: the default goes without them and says so.

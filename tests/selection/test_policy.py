@@ -951,7 +951,8 @@ def test_needs_texts_follows_the_rules_and_the_default():
     from euds.config import SelectConfig
 
     assert SelectConfig(budget=0.05).needs_texts()  # the default drops contained texts there
-    assert not SelectConfig(budget=0.16).needs_texts()
+    assert SelectConfig(budget=0.16).needs_texts()  # the default drops damaged texts there
+    assert not SelectConfig(budget=0.16, method="typical").needs_texts()
     assert not SelectConfig(budget=0.16, method="filter-random").needs_texts()
     assert SelectConfig(budget=0.16, method="filter-random", drop_damaged=True).needs_texts()
     assert SelectConfig(budget=0.16, method="typical", drop_contained=True).needs_texts()

@@ -184,7 +184,8 @@ def test_typical_fit_errors():
     with pytest.raises(ValueError, match="not 'single'"):
         select(s, signals=["information"], budget=0.1, typical_fit="pool")
     # The default at 16% is typicality: the fit applies to it.
-    sel = select(s, budget=0.16, embeddings=x, typical_fit="pool")
+    texts = [f"text {i}" for i in range(100)]
+    sel = select(s, budget=0.16, embeddings=x, texts=texts, typical_fit="pool")
     assert sel.details["fit"] == "pool" and sel.keep.sum() == 16
 
 
