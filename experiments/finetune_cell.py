@@ -12,8 +12,9 @@ is scored again, and the clean pools of other seeds need no junk. Each run is ca
 locked while it trains), so the script resumes, and a second process with ``--reverse`` meets
 the first in the middle. Writes, per dataset, pool, budget and seeds: each seed's accuracy,
 and the paired difference default − random (95% CI, MDE at 80% power, one-sided
-non-inferiority p at -0.5 points) once every seed has run; for ``--method``, also its paired
-difference from the default where the default's runs of those pools are cached.
+non-inferiority p at -0.5 points) once every seed has run; for ``--method`` (a candidate other
+than the default), also its paired difference from the default where the default's runs of
+those pools are cached.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
 --screen-seeds 40-44 [--pool noisy] [--method NAME] [--threads 1] [--reverse] [--output FILE];
@@ -30,14 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from near_duplicate_keep import MARGIN
+from near_duplicate_keep import difference
 from rule_check import check_own_output, print_table, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
 from euds.research.methods import CANDIDATES, POOLS, RANDOM
 from euds.research.report import finetune_cells_table
-from euds.research.stats import mde, noninferiority, paired
 from euds.selection import DEFAULT_CHOICE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,10 +98,10 @@ def main() -> int:
         "runs": runs,
     }
     if len(done) == len(seeds):
-        cell["difference"] = _difference(d)
-        if args.method:
+        cell["difference"] = difference(d)
+        own = dict(DEFAULT_CHOICE)[args.budget]
+        if args.method not in (None, own):
             # against the product's default on the same pools, where its runs are cached
-            own = dict(DEFAULT_CHOICE)[args.budget]
             item_default = {**item, "methods": ["default"]}
             theirs = {
                 r["seed"]: r["accuracy"]
@@ -112,7 +112,7 @@ def main() -> int:
             if set(done) <= set(theirs):
                 cell["versus_default"] = {
                     "default": own,
-                    **_difference(
+                    **difference(
                         np.array([100 * (by["default", x]["accuracy"] - theirs[x]) for x in done])
                     ),
                 }
@@ -128,17 +128,6 @@ def main() -> int:
     print(json.dumps({k: v for k, v in cell.items() if k != "runs"}, indent=1))
     print(args.output)
     return 0
-
-
-def _difference(d: np.ndarray) -> dict[str, Any]:
-    """Paired differences' mean, 95% CI, MDE and non-inferiority p at -MARGIN."""
-    p = paired(d)
-    return {
-        "mean": p.mean,
-        "ci": [p.lo, p.hi],
-        "mde": mde(d),
-        "noninferior_p": noninferiority(d, MARGIN),
-    }
 
 
 if __name__ == "__main__":

@@ -63,9 +63,13 @@ def compare(first: dict[int, Any], gen: dict[int, Any], key: str) -> dict[str, A
     seeds = sorted(s for s in first if s in gen)
     d = np.array([100 * (gen[s][key] - first[s][key]) for s in seeds])
     d = d[np.isfinite(d)]
+    return {"seeds": len(d), **difference(d)}
+
+
+def difference(d: np.ndarray) -> dict[str, Any]:
+    """Paired differences' mean, 95% CI, MDE and non-inferiority p at -MARGIN."""
     p = paired(d)
     return {
-        "seeds": len(d),
         "mean": p.mean,
         "ci": [p.lo, p.hi],
         "mde": mde(d),
