@@ -444,8 +444,8 @@ def select(
 
 
 DEFAULT_RULE = (
-    "at the nearest screened budget (log scale), the candidate with the largest worst-case "
-    "dev-probe gain over random (docs/results.md)"
+    "at the nearest screened budget (log scale), the candidate chosen on dev data by rules "
+    "fixed before any evaluation number was read (docs/results.md, The default, as chosen)"
 )
 
 
