@@ -17,7 +17,8 @@ than the default), also its paired difference from the default where the default
 those pools are cached.
 
 Run: python experiments/finetune_cell.py experiments/20ng.toml --budget 0.1 --seeds 40-49
---screen-seeds 40-44 [--pool noisy] [--method NAME] [--threads 1] [--reverse] [--output FILE];
+--screen-seeds 40-44 [--pool noisy] [--method NAME] [--threads 1] [--reverse] [--output FILE]
+[--folder DIR];
 and
 ``python experiments/finetune_cell.py --table`` prints the finished cells as docs/results.md
 shows them (:func:`euds.research.report.finetune_cells_table`).
@@ -27,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from near_duplicate_keep import difference
-from rule_check import check_own_output, print_table, screen_all, seeds_of
+from rule_check import OUT, check_own_output, print_table, screen_all, seeds_of
 
 from euds.cache import atomic_write_bytes
 from euds.research.experiment import confirm
@@ -58,6 +60,13 @@ def main() -> int:
     )
     ap.add_argument("--output", type=Path, default=ROOT / "docs/results/finetune_cell.json")
     ap.add_argument("--table", action="store_true", help="print --output's finished cells")
+    ap.add_argument(
+        "--folder",
+        type=Path,
+        default=OUT,
+        help="where the pools are scored and screened (default: the rule check's); another "
+        "folder for screen seeds whose junk the rule check did not score",
+    )
     args = ap.parse_args()
     check_own_output(args.output, "cells")
     if args.table:
@@ -70,7 +79,13 @@ def main() -> int:
     if args.pool == "noisy" and not set(seeds) <= set(seeds_of(args.screen_seeds)):
         ap.error("--pool noisy: --seeds must lie within --screen-seeds (their junk is scored)")
     [s] = screen_all(
-        [args.config], {}, seeds_of(args.screen_seeds), BUDGETS, args.threads, [RANDOM]
+        [args.config],
+        {},
+        seeds_of(args.screen_seeds),
+        BUDGETS,
+        args.threads,
+        [RANDOM],
+        args.folder,
     )
     if args.threads:
         s.config.finetune = {**s.config.finetune, "threads": args.threads}
@@ -97,6 +112,8 @@ def main() -> int:
         "steps": sorted({r["steps"] for r in runs}),
         "runs": runs,
     }
+    if args.folder.resolve() != OUT.resolve():
+        cell["folder"] = os.path.relpath(args.folder.resolve(), ROOT)
     if len(done) == len(seeds):
         cell["difference"] = difference(d)
         own = dict(DEFAULT_CHOICE)[args.budget]
