@@ -2,6 +2,7 @@
 statistics' inputs, the default chosen on dev only (worst case, per budget), fine-tune
 confirmation, caching."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -231,6 +232,18 @@ def test_a_seed_outside_the_config_screens_its_clean_pool_only(ran):
     assert [r for r in s.rows if r["seed"] == 0] == [
         r for r in ours if r["method"] in (*shown, "full")
     ]
+
+
+def test_other_seeds_never_rewrite_the_scored_junk(ran):
+    # The seeds build the junk file; other seeds over a scored folder are refused before
+    # anything is written, so the junk and its scores stay as they were.
+    config, _summary, out = ran
+    kept = [out / "junk.jsonl", *sorted(p for p in (out / "scores").rglob("*") if p.is_file())]
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in kept]
+    other = dataclasses.replace(config, seeds=[*config.seeds, 7])
+    with pytest.raises(ValueError, match=r"junk\.jsonl would change"):
+        pools.prepare_data(other)
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in kept] == before
 
 
 def test_the_overview_across_datasets_is_written_beside_the_tables(ran):

@@ -31,8 +31,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+    data = jsonl_bytes(records)
     # Unchanged files keep their mtime: their scores are found again on a rerun.
     if not (path.is_file() and path.read_bytes() == data):
         atomic_write_bytes(path, data)
@@ -94,12 +98,21 @@ def prepare_data(config: Any) -> Prepared:
         pool = [superset[i] for i in pool_rows(len(superset), config.pool_size, seed)]
         junk += [r for r in noisy_pool(pool, config.noise, seed=seed) if "junk" in r]
     paths = {k: out / f"{k}.jsonl" for k in ("superset", "junk", "dev", "eval")}
-    for key, records in (
-        ("superset", superset),
-        ("junk", junk),
-        ("dev", dev),
-        ("eval", evaluation),
-    ):
+    files = {"superset": superset, "junk": junk, "dev": dev, "eval": evaluation}
+    # A file that was scored is never rewritten under its scores (other seeds build other
+    # junk): refused before anything is written, so the folder stays as it was.
+    for key in ("superset", "junk"):
+        scores = out / "scores" / key
+        if (
+            scores.exists()
+            and paths[key].is_file()
+            and paths[key].read_bytes() != jsonl_bytes(files[key])
+        ):
+            raise ValueError(
+                f"{paths[key]} would change (other seeds or settings than those its scores in "
+                f"{scores} were made from); give this run its own output folder"
+            )
+    for key, records in files.items():
         write_jsonl(paths[key], records)
     return Prepared(superset, junk, dev, evaluation, paths, config.pool_size)
 
