@@ -36,9 +36,16 @@ def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    data = jsonl_bytes(records)
-    # Unchanged files keep their mtime: their scores are found again on a rerun.
-    if not (path.is_file() and path.read_bytes() == data):
+    write_changed(path, jsonl_bytes(records))
+
+
+def write_changed(path: Path, data: bytes, current: bytes | None = None) -> None:
+    """Writes ``data`` to ``path`` unless the file holds it already (``current``: its bytes,
+    where the caller has read them). Unchanged files keep their mtime: their scores are found
+    again on a rerun."""
+    if current is None and path.is_file():
+        current = path.read_bytes()
+    if current != data:
         atomic_write_bytes(path, data)
 
 
@@ -99,21 +106,19 @@ def prepare_data(config: Any) -> Prepared:
         junk += [r for r in noisy_pool(pool, config.noise, seed=seed) if "junk" in r]
     paths = {k: out / f"{k}.jsonl" for k in ("superset", "junk", "dev", "eval")}
     files = {"superset": superset, "junk": junk, "dev": dev, "eval": evaluation}
+    data = {key: jsonl_bytes(records) for key, records in files.items()}
+    current = {key: path.read_bytes() if path.is_file() else None for key, path in paths.items()}
     # A file that was scored is never rewritten under its scores (other seeds build other
     # junk): refused before anything is written, so the folder stays as it was.
     for key in ("superset", "junk"):
         scores = out / "scores" / key
-        if (
-            scores.exists()
-            and paths[key].is_file()
-            and paths[key].read_bytes() != jsonl_bytes(files[key])
-        ):
+        if scores.exists() and current[key] not in (None, data[key]):
             raise ValueError(
                 f"{paths[key]} would change (other seeds or settings than those its scores in "
                 f"{scores} were made from); give this run its own output folder"
             )
-    for key, records in files.items():
-        write_jsonl(paths[key], records)
+    for key, path in paths.items():
+        write_changed(path, data[key], current[key])
     return Prepared(superset, junk, dev, evaluation, paths, config.pool_size)
 
 
