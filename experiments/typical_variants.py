@@ -23,11 +23,12 @@ Run: python experiments/typical_variants.py experiments/{sst2,trec,20ng}.toml --
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from near_duplicate_keep import MARGIN, differences, line, start
+from near_duplicate_keep import MARGIN, compare, differences, line, start
 from rule_check import METHODS
 
 from euds.cache import atomic_write_bytes
@@ -68,11 +69,13 @@ def compare_pairs(
     pairs: tuple[tuple[str, str], ...],
     deciding: tuple[tuple[str, str], ...],
     rule: str,
+    aims: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
 ) -> int:
     """Screens each of ``pairs`` (incumbent, challenger) from the cache and writes the cells,
     the decisions of the ``deciding`` pairs under ``rule`` at the budgets whose default is the
-    pair's incumbent, and per pair the median clean overlap and the non-inferior cells. A pair's
-    method that :mod:`rule_check` does not screen (one that needs a target) is screened here."""
+    pair's incumbent, and per pair the median clean overlap and the non-inferior cells; with
+    ``aims``, what it makes of the cells too. A pair's method that :mod:`rule_check` does not
+    screen (one that needs a target) is screened here."""
     used = {m for pair in pairs for m in pair}
     args, budgets, screened = start(
         doc, "40-49", output, [RANDOM, *(m for m in METHODS if m in used)]
@@ -104,6 +107,10 @@ def compare_pairs(
                         "incumbent": old,
                         "challenger": new,
                         **diff,
+                        "challenger_over_random": {
+                            "dev": compare(rnd, second, "probe_dev"),
+                            "eval": compare(rnd, second, "probe_eval"),
+                        },
                     }
                     if kind == "noisy":
                         out["junk_share"] = {
@@ -153,10 +160,14 @@ def compare_pairs(
         },
         "cells": cells,
     }
+    if aims is not None:
+        result["aims"] = aims(cells)
     atomic_write_bytes(args.output, json.dumps(result, indent=1).encode())
     for c in cells:
         print(line(c, c["incumbent"], c["challenger"]))
-    for key in ("decisions", "median_overlap_clean", "noninferior_cells"):
+    for key in ("decisions", "median_overlap_clean", "noninferior_cells", "aims"):
+        if key not in result:
+            continue
         print(key, json.dumps(result[key], indent=1))
     print(args.output)
     return 0

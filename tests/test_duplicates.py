@@ -100,10 +100,11 @@ def test_sst2_train_is_mostly_contained_phrases(data_dir):
         )
 
 
-def reference_near_duplicates(keys, usable, prefer):
+def reference_near_duplicates(keys, usable, prefer, keep_none=False):
     """Which usable records lose their near-duplicate group, the slow way: groups by a union of
     every pair sharing a key, then within each group the copy that stays compared one by one
-    (the lowest finite value of ``prefer``, the first among equals; no preference: the first)."""
+    (the lowest finite value of ``prefer``, the first among equals; no preference: the first);
+    with ``keep_none``, every member of a group of two or more."""
     rows = [i for i in range(len(keys)) if usable[i] and keys[i].any()]
     group = {i: i for i in rows}
 
@@ -128,11 +129,13 @@ def reference_near_duplicates(keys, usable, prefer):
         if g not in stays or rank(i) < rank(stays[g]):
             stays[g] = i
     lost = [i for i in rows if stays[find(i)] != i]
+    if keep_none:
+        lost = [i for i in rows if sum(find(j) == find(i) for j in rows) > 1]
     return np.array(lost, dtype=np.int64), len({find(i) for i in lost})
 
 
 @pytest.mark.parametrize("seed", range(30))
-@pytest.mark.parametrize("preference", ["first", "lowest"])
+@pytest.mark.parametrize("preference", ["first", "lowest", "none"])
 def test_near_duplicates_match_a_pair_by_pair_reference(seed, preference):
     rng = np.random.default_rng(seed)
     n, bands = int(rng.integers(1, 80)), int(rng.integers(1, 5))
@@ -146,8 +149,9 @@ def test_near_duplicates_match_a_pair_by_pair_reference(seed, preference):
         prefer[rng.random(n) < 0.1] = np.nan
         prefer[rng.random(n) < 0.05] = np.inf
         prefer[rng.random(n) < 0.05] = -np.inf
-    rows, groups = near_duplicates(keys, usable, prefer)
-    want_rows, want_groups = reference_near_duplicates(keys, usable, prefer)
+    keep_none = preference == "none"
+    rows, groups = near_duplicates(keys, usable, prefer, keep_none=keep_none)
+    want_rows, want_groups = reference_near_duplicates(keys, usable, prefer, keep_none)
     np.testing.assert_array_equal(rows, want_rows)
     assert groups == want_groups
 
@@ -161,9 +165,12 @@ def test_near_duplicates_keep_the_lowest_copy_not_the_first():
     assert rows.tolist() == [0, 1] and groups == 2
     rows, groups = near_duplicates(keys, usable)
     assert rows.tolist() == [2, 3] and groups == 2
-    # An unusable copy never stays, however low.
+    # Keeping none: both members of each pair go, the lone record stays.
+    assert near_duplicates(keys, usable, keep_none=True)[0].tolist() == [0, 1, 2, 3]
+    # An unusable copy never stays, however low; nor does it make a group.
     usable[2] = False
     assert near_duplicates(keys, usable, prefer)[0].tolist() == [1]
+    assert near_duplicates(keys, usable, keep_none=True)[0].tolist() == [1, 3]
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -145,6 +145,24 @@ def test_select_with_a_pool_fit_on_real_scores(run_dir, sst2_600, tmp_path, fit)
     assert len(out.read_text().splitlines()) == 60
 
 
+def test_select_keeping_no_near_duplicate_copy_on_real_scores(run_dir, sst2_600, tmp_path):
+    """--near-duplicate-keep none through the CLI: every group that loses its later copies under
+    keep-first loses its first too, and nothing else changes in the rules' drops."""
+    args = ["select", str(sst2_600), "--scores", str(run_dir / "scores"), "--budget", "0.1"]
+    args += ["--signals", "generative", "--drop-near-duplicates", "-q"]
+    near = {}
+    for keep in ("first", "none"):
+        out = tmp_path / f"{keep}.jsonl"
+        assert main([*args, "-o", str(out), "--near-duplicate-keep", keep]) == 0
+        manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+        counts = manifest["selection"]["counts"]
+        assert counts["kept"] == 60 and counts["kept"] + counts["dropped"] == 600
+        near[keep] = manifest["selection"]["duplicates"]["near"]
+    assert near["first"]["groups"] > 0 and near["none"]["policy"] == "keep-none"
+    assert near["none"]["groups"] == near["first"]["groups"]
+    assert near["none"]["dropped"] == near["first"]["dropped"] + near["first"]["groups"]
+
+
 def test_report_is_self_contained_html(run_dir):
     page = (run_dir / "report.html").read_text()
     assert page.startswith("<!doctype html>")

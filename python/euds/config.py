@@ -302,8 +302,9 @@ class SelectConfig:
     )
     near_duplicate_keep: str = option(
         KEEP_FIRST,
-        "which copy of a near-duplicate group stays: the first, or the one lowest in a score "
-        "(generative: the most predictable copy, most often the one without an edit)",
+        "which copy of a near-duplicate group stays: the first, the one lowest in a score "
+        "(generative: the most predictable copy, most often the one without an edit), or none "
+        "(the whole group goes)",
         DUPLICATES,
         choices=NEAR_DUPLICATE_KEEP,
     )

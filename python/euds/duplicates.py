@@ -131,19 +131,28 @@ def near_duplicate_groups(keys: np.ndarray) -> np.ndarray:
 
 
 def near_duplicates(
-    keys: np.ndarray, usable: np.ndarray, prefer: np.ndarray | None = None
+    keys: np.ndarray,
+    usable: np.ndarray,
+    prefer: np.ndarray | None = None,
+    *,
+    keep_none: bool = False,
 ) -> tuple[np.ndarray, int]:
     """(rows of every usable record that loses its near-duplicate group, the number of groups
     that lost a record). Of each group of usable records one stays: the first, or, given
     ``prefer`` (one value per record), the one with the lowest value, the first among equal
-    values; a value that is NaN or infinite comes after every finite one.
+    values; a value that is NaN or infinite comes after every finite one. With ``keep_none``,
+    none stays: every member of a group of two or more usable records is lost.
 
     Why a choice: noise in a corpus is mostly a copy with an edit, and the first copy is the
     noisy one as often as not; the cleaner copy of a pair usually reads as more predictable
-    (lower generative entropy or bits per byte: docs/results.md, Noise)."""
+    (lower generative entropy or bits per byte: docs/results.md, Noise). Keeping none gives up
+    the original with its copy when no score can tell them apart."""
     rows = np.flatnonzero(usable & keys.any(axis=1))
     root = near_duplicate_groups(keys[rows])
-    if prefer is None:
+    if keep_none:
+        members = np.bincount(root, minlength=len(rows))
+        stays = members[root] == 1
+    elif prefer is None:
         stays = root == np.arange(len(rows))
     else:
         value = np.asarray(prefer, dtype=np.float64)[rows]

@@ -559,6 +559,20 @@ def test_near_duplicate_keep_chooses_the_lowest_copy():
     first = select(scores, budget=0.5, signals=["information"], drop_near_duplicates=True)
     assert first.duplicates["near"]["policy"] == "keep-first"
     assert first.reason[2] == first.reason[3] == "near_duplicate_text"
+    # Keeping none: both copies of both pairs go, whatever their scores; nothing else does.
+    none = select(
+        scores,
+        budget=0.5,
+        signals=["information"],
+        drop_near_duplicates=True,
+        near_duplicate_keep="none",
+    )
+    check_counts(none, n, 10)
+    assert np.flatnonzero(none.reason == "near_duplicate_text").tolist() == [0, 1, 2, 3]
+    assert none.duplicates["near"]["policy"] == "keep-none"
+    assert none.duplicates["near"]["dropped"] == 4 and none.duplicates["near"]["groups"] == 2
+    with pytest.raises(ValueError, match="needs drop_near_duplicates"):
+        select(scores, budget=0.5, signals=["information"], near_duplicate_keep="none")
     with pytest.raises(ValueError, match="needs drop_near_duplicates"):
         select(scores, budget=0.5, signals=["information"], near_duplicate_keep="generative")
     with pytest.raises(ValueError, match="near_duplicate_keep must be one of"):

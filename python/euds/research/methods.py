@@ -10,7 +10,8 @@
   sample, coverage (CCS), typicality (TypiClust; ``atypical`` keeps the least typical), target
   matching against the dev split's texts (unlabelled), ``+clean`` variants that also drop
   near-duplicate and contained texts, and ``+clean-gen`` ones that keep of each near-duplicate
-  group the copy lowest in generative entropy instead of the first; ``-pool`` typicality fits its
+  group the copy lowest in generative entropy instead of the first (``+clean-none``: none of
+  them); ``-pool`` typicality fits its
   k-means on the whole pool (the rules' drops only masked), ``-distinct`` on the pool with
   each group of copies once, ``+clean-bpb`` also drops the tails
   of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`);
@@ -38,6 +39,7 @@ TAILS = (0.05, 0.95)
 FENCES = 1.5  # Tukey's outlier rule, as he gave it
 CLEAN = {"drop_near_duplicates": True, "drop_contained": True}
 CLEAN_GEN = {**CLEAN, "near_duplicate_keep": "generative"}
+CLEAN_NONE = {**CLEAN, "near_duplicate_keep": "none"}
 DAMAGED = {"drop_damaged": True}
 CANDIDATES: dict[str, dict[str, Any]] = {
     "information": {"signals": ["information"]},
@@ -150,6 +152,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "target+clean-damaged": {"method": "target", **CLEAN, **DAMAGED},
     # Of each near-duplicate group the more predictable copy (junk's copies are noisier).
     "target+clean-gen-damaged": {"method": "target", **CLEAN_GEN, **DAMAGED},
+    # No copy of a near-duplicate group at all: when no score tells the original from its
+    # edited copy, neither stays.
+    "typical+clean-none-damaged": {
+        "method": "typical",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN_NONE,
+        **DAMAGED,
+    },
+    "target+clean-none-damaged": {"method": "target", **CLEAN_NONE, **DAMAGED},
 }
 NEEDS_TARGET = (
     "target",
@@ -157,6 +169,7 @@ NEEDS_TARGET = (
     "target+clean",
     "target+clean-damaged",
     "target+clean-gen-damaged",
+    "target+clean-none-damaged",
 )
 BASELINES = ("random", "random+classes", "random+clusters")
 RANDOM = "random"

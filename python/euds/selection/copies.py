@@ -7,7 +7,8 @@ module applies them to the usable records of one selection.
 * damaged texts (``drop_damaged``): mojibake, U+FFFD, control characters (``damaged_text``);
 * exact copies: all but the first usable one (``duplicate_text``), unless ``keep_duplicates``;
 * near duplicates (``drop_near_duplicates``): all but one of each group
-  (``near_duplicate_text``), the first or the one lowest in the ``near_duplicate_keep`` score;
+  (``near_duplicate_text``), the first or the one lowest in the ``near_duplicate_keep`` score,
+  or, with ``near_duplicate_keep="none"``, every member of a group;
 * contained texts (``drop_contained``): each text found inside a longer one
   (``contained_text``).
 
@@ -33,8 +34,9 @@ from euds.selection.columns import near_key_matrix, score_column
 
 TEXT_HASH = "text_hash"
 NEAR_KEYS = "near_keys"
-# Which copy of a near-duplicate group stays: the first, or the lowest in a named score.
+# Which copy of a near-duplicate group stays: the first, none, or the lowest in a named score.
 KEEP_FIRST = "first"
+KEEP_NONE = "none"
 REASON_DUPLICATE = "duplicate_text"
 REASON_NEAR_DUPLICATE = "near_duplicate_text"
 REASON_CONTAINED = "contained_text"
@@ -45,8 +47,8 @@ def check_keep_has_groups(
     near_duplicate_keep: str, drops_near: bool, default_budget: float | None
 ) -> None:
     """A copy to choose needs near-duplicate groups: ``near_duplicate_keep`` other than the
-    first copy is refused unless the selection drops near duplicates (``drops_near``: asked
-    for, or the default's choice at ``default_budget`` does)."""
+    first copy (a score, or none) is refused unless the selection drops near duplicates
+    (``drops_near``: asked for, or the default's choice at ``default_budget`` does)."""
     if near_duplicate_keep != KEEP_FIRST and not drops_near:
         raise ValueError(
             f"near_duplicate_keep={near_duplicate_keep!r} (--near-duplicate-keep) chooses the "
@@ -89,7 +91,7 @@ def check_copy_options(
                 "(--overwrite)"
             )
         check_keep_has_groups(near_duplicate_keep, drop_near_duplicates, default_budget)
-        if near_duplicate_keep not in columns:
+        if near_duplicate_keep != KEEP_NONE and near_duplicate_keep not in columns:
             raise ValueError(
                 f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
                 f"score column, which these scores lack: score it, or keep the first copy"
@@ -132,16 +134,20 @@ def drop_copies(
                 f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
                 "(scored before euds computed it): score the input again (--overwrite)"
             )
-        prefer = (
-            None
-            if near_duplicate_keep == KEEP_FIRST
-            else score_column(columns, near_duplicate_keep)
-        )
-        dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer)
+        by_score = near_duplicate_keep not in (KEEP_FIRST, KEEP_NONE)
+        prefer = score_column(columns, near_duplicate_keep) if by_score else None
+        keep_none = near_duplicate_keep == KEEP_NONE
+        dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer, keep_none=keep_none)
         reason[dup] = REASON_NEAR_DUPLICATE
         usable[dup] = False
         duplicates["near"] = {
-            "policy": "keep-first" if prefer is None else f"keep-lowest-{near_duplicate_keep}",
+            "policy": (
+                f"keep-lowest-{near_duplicate_keep}"
+                if by_score
+                else "keep-none"
+                if keep_none
+                else "keep-first"
+            ),
             "dropped": len(dup),
             "groups": groups,
             "minhash": dict(NEAR_DUPLICATES),

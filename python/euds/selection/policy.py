@@ -47,6 +47,7 @@ from euds.selection.bands import (
 from euds.selection.columns import columns_of, length, score_column
 from euds.selection.copies import (
     KEEP_FIRST,
+    KEEP_NONE,
     NEAR_KEYS,
     check_copy_options,
     distinct_fit_groups,
@@ -109,8 +110,9 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
         "drop_contained": True,
     },
 }
-# Which copy of a near-duplicate group stays: the first, or the lowest in one of these scores.
-NEAR_DUPLICATE_KEEP = (KEEP_FIRST, *SELECTABLE)
+# Which copy of a near-duplicate group stays: the first, none (every member goes), or the
+# lowest in one of these scores.
+NEAR_DUPLICATE_KEEP = (KEEP_FIRST, KEEP_NONE, *SELECTABLE)
 
 REASON_KEPT = ""
 REASON_OUTSIDE = "outside_interval"
@@ -231,9 +233,9 @@ def select(
     ``fences``, instead of ``tails``: Tukey's k, dropping values below ``Q1 - k * IQR`` or above
     ``Q3 + k * IQR`` (1.5: his outlier rule). ``stratify``: one label per record (None/NaN
     labels form their own stratum). ``strata``: coverage's strata. ``near_duplicate_keep``:
-    which copy of a near-duplicate group stays, ``"first"`` or the one lowest in a score column
-    (one of :data:`SELECTABLE`; ``"generative"`` keeps the most predictable copy, usually the
-    one without an edit). ``drop_damaged``: drop texts with a broken encoding (:mod:`euds.damage`).
+    which copy of a near-duplicate group stays, ``"first"``, ``"none"`` (the whole group goes)
+    or the one lowest in a score column (of :data:`SELECTABLE`; ``"generative"``: the most
+    predictable, usually the unedited). ``drop_damaged``: drop texts with a broken encoding.
     ``texts`` (for ``drop_contained`` and ``drop_damaged``) and ``embeddings`` ``[n, d]``
     (for ``typical``) are per record, in the scores' order. ``typical_fit``: the records
     typicality's k-means is fitted on, ``"eligible"`` (those the rules left), ``"pool"``
