@@ -544,13 +544,17 @@ def test_near_duplicate_keep_chooses_the_lowest_copy():
     generative[[0, 2]] = [3.0, 1.0]  # the edited copy is the lower: it stays
     generative[[1, 3]] = [1.0, 3.0]  # here the original is: the first copy stays
     scores = copy_columns(texts, information=rng.normal(size=n), generative=generative)
-    sel = select(
-        scores,
-        budget=0.5,
-        signals=["information"],
-        drop_near_duplicates=True,
-        near_duplicate_keep="generative",
-    )
+
+    def keeping(keep):
+        return select(
+            scores,
+            budget=0.5,
+            signals=["information"],
+            drop_near_duplicates=True,
+            near_duplicate_keep=keep,
+        )
+
+    sel = keeping("generative")
     check_counts(sel, n, 10)
     assert sel.reason[0] == sel.reason[3] == "near_duplicate_text"
     assert sel.reason[2] != "near_duplicate_text" and sel.reason[1] != "near_duplicate_text"
@@ -560,13 +564,7 @@ def test_near_duplicate_keep_chooses_the_lowest_copy():
     assert first.duplicates["near"]["policy"] == "keep-first"
     assert first.reason[2] == first.reason[3] == "near_duplicate_text"
     # Keeping none: both copies of both pairs go, whatever their scores; nothing else does.
-    none = select(
-        scores,
-        budget=0.5,
-        signals=["information"],
-        drop_near_duplicates=True,
-        near_duplicate_keep="none",
-    )
+    none = keeping("none")
     check_counts(none, n, 10)
     assert np.flatnonzero(none.reason == "near_duplicate_text").tolist() == [0, 1, 2, 3]
     assert none.duplicates["near"]["policy"] == "keep-none"
