@@ -10,16 +10,14 @@
   sample, coverage (CCS), typicality (TypiClust; ``atypical`` keeps the least typical), target
   matching against the dev split's texts (unlabelled), ``+clean`` variants that also drop
   near-duplicate and contained texts, and ``+clean-gen`` ones that keep of each near-duplicate
-  group the copy lowest in generative entropy instead of the first (``+clean-none``: none of
-  them); ``-pool`` typicality fits its
-  k-means on the whole pool (the rules' drops only masked), ``-distinct`` on the pool with
-  each group of copies once, ``+clean-bpb`` also drops the tails
+  group the copy lowest in generative entropy instead of the first (``+clean-none``: no copy);
+  ``-pool`` typicality fits its k-means on the whole pool (the rules' drops only masked),
+  ``-distinct`` on the pool with each group of copies once, ``+clean-bpb`` also drops the tails
   of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`);
   ``typical+tails`` and ``typical+copies`` are ``typical+clean``'s two parts alone;
   ``+fences`` drops each signal's outliers (Tukey's fences, k = 1.5) instead of its quantile tails;
-  ``typical+damaged`` drops damaged texts only.
-  :data:`NEEDS_TARGET` are
-  screened but never the default: a user has no target sample unless they bring one.
+  ``typical+damaged`` drops damaged texts only. :data:`NEEDS_TARGET` are screened but never the
+  default: a user has no target sample unless they bring one.
 * ``full``: the whole pool; ``default``: the candidate the rule chose at that budget;
   ``@full-steps``: a fine-tune trained for as many steps as the whole pool (:data:`STEP_MATCHED`).
 * What decides a method's screen, for its cache key (:func:`screen_settings`).

@@ -134,20 +134,18 @@ def drop_copies(
                 f"drop_near_duplicates needs the {NEAR_KEYS!r} column, which these scores lack "
                 "(scored before euds computed it): score the input again (--overwrite)"
             )
-        by_score = near_duplicate_keep not in (KEEP_FIRST, KEEP_NONE)
-        prefer = score_column(columns, near_duplicate_keep) if by_score else None
         keep_none = near_duplicate_keep == KEEP_NONE
+        prefer = (
+            None
+            if near_duplicate_keep in (KEEP_FIRST, KEEP_NONE)
+            else score_column(columns, near_duplicate_keep)
+        )
         dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer, keep_none=keep_none)
         reason[dup] = REASON_NEAR_DUPLICATE
         usable[dup] = False
+        policy = "keep-first" if prefer is None else f"keep-lowest-{near_duplicate_keep}"
         duplicates["near"] = {
-            "policy": (
-                f"keep-lowest-{near_duplicate_keep}"
-                if by_score
-                else "keep-none"
-                if keep_none
-                else "keep-first"
-            ),
+            "policy": "keep-none" if keep_none else policy,
             "dropped": len(dup),
             "groups": groups,
             "minhash": dict(NEAR_DUPLICATES),
