@@ -51,8 +51,8 @@ def check_keep_has_groups(
     (``drops_near``: asked for, or the default's choice at ``default_budget`` does)."""
     if near_duplicate_keep != KEEP_FIRST and not drops_near:
         raise ValueError(
-            f"near_duplicate_keep={near_duplicate_keep!r} (--near-duplicate-keep) chooses the "
-            "copy of a near-duplicate group that stays: it needs drop_near_duplicates=True "
+            f"near_duplicate_keep={near_duplicate_keep!r} (--near-duplicate-keep) says which "
+            "copy of a near-duplicate group stays, if any: it needs drop_near_duplicates=True "
             "(--drop-near-duplicates)"
             + (
                 f"; the default selection at budget {default_budget} drops none"
