@@ -37,6 +37,8 @@ NEAR_KEYS = "near_keys"
 # Which copy of a near-duplicate group stays: the first, none, or the lowest in a named score.
 KEEP_FIRST = "first"
 KEEP_NONE = "none"
+# The choices that read no score column (any other names one).
+NO_SCORE = (KEEP_FIRST, KEEP_NONE)
 REASON_DUPLICATE = "duplicate_text"
 REASON_NEAR_DUPLICATE = "near_duplicate_text"
 REASON_CONTAINED = "contained_text"
@@ -91,7 +93,7 @@ def check_copy_options(
                 "(--overwrite)"
             )
         check_keep_has_groups(near_duplicate_keep, drop_near_duplicates, default_budget)
-        if near_duplicate_keep != KEEP_NONE and near_duplicate_keep not in columns:
+        if near_duplicate_keep not in NO_SCORE and near_duplicate_keep not in columns:
             raise ValueError(
                 f"near_duplicate_keep={near_duplicate_keep!r} needs the {near_duplicate_keep!r} "
                 f"score column, which these scores lack: score it, or keep the first copy"
@@ -136,9 +138,7 @@ def drop_copies(
             )
         keep_none = near_duplicate_keep == KEEP_NONE
         prefer = (
-            None
-            if near_duplicate_keep in (KEEP_FIRST, KEEP_NONE)
-            else score_column(columns, near_duplicate_keep)
+            None if near_duplicate_keep in NO_SCORE else score_column(columns, near_duplicate_keep)
         )
         dup, groups = near_duplicates(near_key_matrix(keys, n), usable, prefer, keep_none=keep_none)
         reason[dup] = REASON_NEAR_DUPLICATE
