@@ -39,10 +39,10 @@ RULE = (
 )
 
 
-def target_aim(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """The target aim on these cells: the challenger's junk share on each noisy pool and
+def target_aim(cells: list[dict[str, Any]], pair: tuple[str, str] = PAIRS[0]) -> dict[str, Any]:
+    """The target aim on these cells: ``pair``'s challenger's junk share on each noisy pool and
     budget, the largest of them, and whether it is at most :data:`TARGET_AIM`."""
-    old, new = PAIRS[0]
+    old, new = pair
     shares = {
         f"{c['dataset']} {c['budget']:g}": c["junk_share"][new]
         for c in cells

@@ -11,6 +11,7 @@
   matching against the dev split's texts (unlabelled), ``+clean`` variants that also drop
   near-duplicate and contained texts, and ``+clean-gen`` ones that keep of each near-duplicate
   group the copy lowest in generative entropy instead of the first (``+clean-none``: no copy);
+  ``target+tails`` drops each signal's quantile tails before matching;
   ``-pool`` typicality fits its k-means on the whole pool (the rules' drops only masked),
   ``-distinct`` on the pool with each group of copies once, ``+clean-bpb`` also drops the tails
   of bits per byte, ``-damaged`` also drops texts with a broken encoding (:mod:`euds.damage`);
@@ -160,6 +161,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         **DAMAGED,
     },
     "target+clean-none-damaged": {"method": "target", **CLEAN_NONE, **DAMAGED},
+    # And each signal's quantile tails: gibberish ranks near a short-text target sample but
+    # sits in a tail of information or generative entropy (experiments/target_tails.py).
+    "target+tails-clean-none-damaged": {
+        "method": "target",
+        "signals": ALL,
+        "tails": TAILS,
+        **CLEAN_NONE,
+        **DAMAGED,
+    },
 }
 NEEDS_TARGET = (
     "target",
@@ -168,6 +178,7 @@ NEEDS_TARGET = (
     "target+clean-damaged",
     "target+clean-gen-damaged",
     "target+clean-none-damaged",
+    "target+tails-clean-none-damaged",
 )
 BASELINES = ("random", "random+classes", "random+clusters")
 RANDOM = "random"
