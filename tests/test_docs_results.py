@@ -49,8 +49,8 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
     """README's "What the selection does" quotes the runner's numbers; each "+x [lo, hi]" it
     gives must be one that the overview, a dataset's full tables (results/NAME_results.md,
     which print '-' for '−'), experiments/confirm_clean.py's, finetune_cell.py's (both files),
-    clean_cost.py's, fresh_rule.py's or keep_none.py's cells hold, so that the first screen
-    cannot drift from the evidence."""
+    clean_cost.py's, fresh_rule.py's, keep_none.py's or target_tails.py's cells hold, so that
+    the first screen cannot drift from the evidence."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## What the selection does", 1)[1].split("\n## ", 1)[0]
     quoted = re.findall(r"[+−]\d+\.\d \[[+−]\d+\.\d, [+−]\d+\.\d\]", section)
@@ -76,8 +76,10 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
     for c in [c for p in FRESH_RULES for c in json.loads(p.read_text())["cells"]]:
         for e in [c["eval"], *c["eval_gain_over_random"].values()]:
             held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
-    # and experiments/keep_none.py's (each pair's eval difference, the challenger over random)
-    for c in json.loads((RESULTS / "keep_none.json").read_text())["cells"]:
+    # and the pair scripts' (keep_none.py, target_tails.py): each pair's eval difference, the
+    # challenger over random
+    pairs = [RESULTS / "keep_none.json", RESULTS / "target_tails.json"]
+    for c in [c for p in pairs for c in json.loads(p.read_text())["cells"]]:
         for e in [c["eval"], c["challenger_over_random"]["eval"]]:
             held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
     missing = [q for q in quoted if q not in held]
