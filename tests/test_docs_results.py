@@ -32,6 +32,11 @@ def tables(text: str) -> list[str]:
     return ["\n".join(t) for t in out]
 
 
+def interval(e: dict) -> str:
+    """A results file's ``{"mean", "ci"}`` as README writes it: ``+x [lo, hi]``."""
+    return f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
+
+
 def test_the_overview_has_the_tables_the_page_shows() -> None:
     found = tables((RESULTS / "overview.md").read_text())
     # the choice, the probe, non-inferiority, junk and the fine-tuned rows
@@ -66,22 +71,22 @@ def test_every_interval_on_the_readme_first_screen_is_in_the_committed_tables() 
     for c in [c for p in named if p.is_file() for c in json.loads(p.read_text())["cells"]]:
         if "difference" in c:
             d = c["difference"]
-            held += f"\n{signed(d['mean'])} [{signed(d['ci'][0])}, {signed(d['ci'][1])}]"
+            held += interval(d)
     # and experiments/clean_cost.py's (each challenger against typical, eval probe)
     for path in sorted(RESULTS.glob("clean_cost*.json")):
         for c in json.loads(path.read_text())["cells"]:
             e = c["eval"]
-            held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
+            held += interval(e)
     # and experiments/fresh_rule.py's (each challenger against typical, and over random)
     for c in [c for p in FRESH_RULES for c in json.loads(p.read_text())["cells"]]:
         for e in [c["eval"], *c["eval_gain_over_random"].values()]:
-            held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
+            held += interval(e)
     # and the pair scripts' (keep_none.py, target_tails.py): each pair's eval difference, the
     # challenger over random
     pairs = [RESULTS / "keep_none.json", RESULTS / "target_tails.json"]
     for c in [c for p in pairs for c in json.loads(p.read_text())["cells"]]:
         for e in [c["eval"], c["challenger_over_random"]["eval"]]:
-            held += f"\n{signed(e['mean'])} [{signed(e['ci'][0])}, {signed(e['ci'][1])}]"
+            held += interval(e)
     missing = [q for q in quoted if q not in held]
     assert not missing, f"README quotes intervals the committed tables lack: {missing}"
 
