@@ -52,7 +52,9 @@ def test_each_row_holds_the_paired_statistics_of_its_runs():
     bound = d.mean() - stats.t.ppf(0.95, 9) * d.std(ddof=1) / np.sqrt(10)
     assert row[9] == f"shown (+{bound:.2f})"
     assert row[10] == "9; −0.2 to +2.0"
-    assert row[11] == "— |"
+    assert row[11] == "—"
+    # one cell: Holm leaves its p as it is
+    assert row[12] == f"{stats.ttest_1samp(d, 0).pvalue:.3f} |"
 
 
 def test_a_loss_is_bold_and_not_non_inferior_and_noisy_rows_give_the_junk_kept():
@@ -62,7 +64,7 @@ def test_a_loss_is_bold_and_not_non_inferior_and_noisy_rows_give_the_junk_kept()
     assert row[7].startswith("**−1.2 [") and row[7].endswith("]**")
     assert row[9].startswith("not shown (−")
     assert row[10] == "0; −2.0 to −0.7"
-    assert row[11] == "16.6% / 18.7% |"
+    assert row[11] == "16.6% / 18.7%"
 
 
 def test_unfinished_cells_are_left_out_and_rows_are_ordered_by_pool_dataset_budget():
@@ -83,6 +85,24 @@ def test_unfinished_cells_are_left_out_and_rows_are_ordered_by_pool_dataset_budg
     ]
     # not significant either way: not bold
     assert not rows[0][7].startswith("**")
+
+
+def test_the_last_column_is_each_cells_p_holm_corrected_over_the_table():
+    gains = {
+        0.02: [1.0, 2.0, 0.5, 1.5, -0.2, 1.2, 0.8, 1.1, 0.9, 1.3],
+        0.05: [0.4, -0.3, 0.9, 0.2, -0.6, 0.5, 0.1, 0.7, -0.2, 0.3],
+        0.1: [-0.5, 0.5, -0.4, 0.4, 0.1, -0.1, 0.3, -0.3, 0.2, -0.2],
+    }
+    rows = _rows(finetune_cells_table([_cell("sst2", "clean", b, g) for b, g in gains.items()]))
+    p = np.array([stats.ttest_1samp(g, 0).pvalue for g in gains.values()])
+    order = np.argsort(p)
+    # Holm by hand: the k-th smallest p times (m - k), kept monotone, capped at 1
+    holm = np.minimum(1, np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1)))
+    expected = np.empty_like(p)
+    expected[order] = holm
+    assert [r[12] for r in rows] == [f"{x:.3f} |" for x in expected]
+    # the correction is over the table: the strongest cell's p is tripled
+    assert float(rows[0][12].removesuffix(" |")) > p[0]
 
 
 def test_a_named_candidates_cells_head_their_columns_method_not_default():

@@ -203,8 +203,10 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
     each, finished cells only: mean accuracy of the default and random, the paired difference
     (bold where its 95% CI excludes 0), the MDE at 80% power, the one-sided non-inferiority
     bound at −:data:`NONINFERIORITY_MARGIN`, the seeds that gain with the range of the
-    differences, and on noisy pools the junk each kept (mean share of the subset). Cells of a
-    candidate named instead of the default (``--method``) head their columns "method"."""
+    differences, on noisy pools the junk each kept (mean share of the subset), and the
+    difference's p Holm-corrected over the table's cells (each interval is its cell's alone).
+    Cells of a candidate named instead of the default (``--method``) head their columns
+    "method"."""
     done = [c for c in cells if "difference" in c]
     done.sort(key=lambda c: (c["pool"], _dataset_rank(c["dataset"]), c["budget"], len(c["seeds"])))
     who = "method" if any(c.get("named") for c in done) else "default"
@@ -212,15 +214,21 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
         f"| dataset, pool | budget | {'default method' if who == 'default' else who} "
         f"| seeds | updates | {who} | random "
         f"| {who} − random [95% CI] | MDE | non-inferior (one-sided bound) "
-        f"| seeds gaining; range | junk kept, {who} / random |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| seeds gaining; range | junk kept, {who} / random | p, Holm over the table |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in done:
-        by = {(r["method"], r["seed"]): r for r in c["runs"]}
+    runs = [{(r["method"], r["seed"]): r for r in c["runs"]} for c in done]
+    accs = [
+        {m: [by[m, s]["accuracy"] for s in c["seeds"]] for m in ("default", "random")}
+        for c, by in zip(done, runs, strict=True)
+    ]
+    diffs = [
+        [_points(a - b) for a, b in zip(acc["default"], acc["random"], strict=True)] for acc in accs
+    ]
+    cis = [paired(d) for d in diffs]
+    p_holm = holm([ci.p for ci in cis])
+    for c, by, acc, d, ci, p in zip(done, runs, accs, diffs, cis, p_holm, strict=True):
         seeds = c["seeds"]
-        acc = {m: [by[m, s]["accuracy"] for s in seeds] for m in ("default", "random")}
-        d = [_points(a - b) for a, b in zip(acc["default"], acc["random"], strict=True)]
-        ci = paired(d)
         interval = _interval(ci.mean, ci.lo, ci.hi)
         _, bound, verdict = noninferior(d)
         junk = "—"
@@ -233,7 +241,7 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
             f"| {', '.join(map(str, c['steps']))} | {_points(np.mean(acc['default'])):.1f} "
             f"| {_points(np.mean(acc['random'])):.1f} | {interval} | {mde(d):.1f} "
             f"| {verdict} ({signed(bound, '+.2f')}) | {sum(x > 0 for x in d)}; {signed(min(d))} to "
-            f"{signed(max(d))} | {junk} |"
+            f"{signed(max(d))} | {junk} | {p:.3f} |"
         )
     return "\n".join(lines)
 
