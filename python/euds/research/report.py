@@ -217,17 +217,15 @@ def finetune_cells_table(cells: list[dict[str, Any]]) -> str:
         f"| seeds gaining; range | junk kept, {who} / random | p, Holm over the table |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    runs = [{(r["method"], r["seed"]): r for r in c["runs"]} for c in done]
-    accs = [
-        {m: [by[m, s]["accuracy"] for s in c["seeds"]] for m in ("default", "random")}
-        for c, by in zip(done, runs, strict=True)
-    ]
-    diffs = [
-        [_points(a - b) for a, b in zip(acc["default"], acc["random"], strict=True)] for acc in accs
-    ]
-    cis = [paired(d) for d in diffs]
-    p_holm = holm([ci.p for ci in cis])
-    for c, by, acc, d, ci, p in zip(done, runs, accs, diffs, cis, p_holm, strict=True):
+    # Every cell's statistics first: Holm corrects each p over the whole table.
+    per_cell = []
+    for c in done:
+        by = {(r["method"], r["seed"]): r for r in c["runs"]}
+        acc = {m: [by[m, s]["accuracy"] for s in c["seeds"]] for m in ("default", "random")}
+        d = [_points(a - b) for a, b in zip(acc["default"], acc["random"], strict=True)]
+        per_cell.append((c, by, acc, d, paired(d)))
+    p_holm = holm([ci.p for *_, ci in per_cell])
+    for (c, by, acc, d, ci), p in zip(per_cell, p_holm, strict=True):
         seeds = c["seeds"]
         interval = _interval(ci.mean, ci.lo, ci.hi)
         _, bound, verdict = noninferior(d)
